@@ -1,0 +1,88 @@
+"""flowkit: a small, fast, local-first workflow orchestrator.
+
+Decorate functions with ``@flow.step()``; ``flow.run()`` (or ``flowkit run module:flow``) runs them
+in dependency order, journals each finished step, and resumes after a crash.
+"""
+
+from .codec import PickleSerializer as PickleSerializer
+from .codec import Serializer as Serializer
+from .context import Context as Context
+from .dsl import Step as Step
+from .dsl import step as step
+from .errors import CorruptStateError as CorruptStateError
+from .errors import CycleError as CycleError
+from .errors import DuplicateStepError as DuplicateStepError
+from .errors import ExecutorUnavailableError as ExecutorUnavailableError
+from .errors import FlowDefinitionError as FlowDefinitionError
+from .errors import FlowkitError as FlowkitError
+from .errors import InvalidStepOptionError as InvalidStepOptionError
+from .errors import RunLockedError as RunLockedError
+from .errors import StateError as StateError
+from .errors import StateVersionError as StateVersionError
+from .errors import UnboundParameterError as UnboundParameterError
+from .errors import UnknownDependencyError as UnknownDependencyError
+from .errors import UnknownParameterError as UnknownParameterError
+from .errors import UnknownStepError as UnknownStepError
+from .errors import UsageError as UsageError
+from .events import Listener as Listener
+from .events import RunFinished as RunFinished
+from .events import RunStarted as RunStarted
+from .events import StepCached as StepCached
+from .events import StepFailed as StepFailed
+from .events import StepRetrying as StepRetrying
+from .events import StepSkipped as StepSkipped
+from .events import StepStarted as StepStarted
+from .events import StepSucceeded as StepSucceeded
+from .flow import Flow as Flow
+from .policy import Backoff as Backoff
+from .policy import RetryPolicy as RetryPolicy
+from .policy import Trigger as Trigger
+from .result import ErrorInfo as ErrorInfo
+from .result import RunResult as RunResult
+from .result import RunStatus as RunStatus
+from .result import Status as Status
+from .result import StepResult as StepResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "Context",
+    "CorruptStateError",
+    "CycleError",
+    "DuplicateStepError",
+    "ErrorInfo",
+    "ExecutorUnavailableError",
+    "Flow",
+    "FlowDefinitionError",
+    "FlowkitError",
+    "InvalidStepOptionError",
+    "Listener",
+    "PickleSerializer",
+    "RetryPolicy",
+    "RunFinished",
+    "RunLockedError",
+    "RunResult",
+    "RunStarted",
+    "RunStatus",
+    "Serializer",
+    "StateError",
+    "StateVersionError",
+    "Status",
+    "Step",
+    "StepCached",
+    "StepFailed",
+    "StepResult",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
+    "StepSucceeded",
+    "Trigger",
+    "UnboundParameterError",
+    "UnknownDependencyError",
+    "UnknownParameterError",
+    "UnknownStepError",
+    "UsageError",
+    "__version__",
+    "step",
+]

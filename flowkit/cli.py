@@ -1,0 +1,353 @@
+"""``flowkit`` / ``python -m flowkit``: the command line.
+
+Exit codes: 0 every step succeeded or was cached; 1 a step failed; 2 invalid flow, command line or
+state; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import FlowkitError, UnknownStepError, UsageError
+from .executors import EXECUTORS
+from .flow import Flow
+from .keys import safe_name
+from .listeners import ConsoleListener, JsonLogListener
+from .loader import load_flow
+from .result import fmt_duration
+from .resume import Decision
+from .store import RunStore, default_state_dir
+from .views import render_graph
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 too; keep our one-line style
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def _params(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE, e.g. --param date=2026-11-24")
+        out[key.strip()] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="flowkit", description="Run Python workflows: resumable, parallel, local.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def target_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("target", help="module:flow or path/to/pipeline.py:flow")
+        c.add_argument(
+            "--param",
+            "-p",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a run parameter (repeatable)",
+        )
+        c.add_argument("--run-id", help="name the run (default: derived from flow and params)")
+        c.add_argument("--state-dir", help="state folder (default: $FLOWKIT_STATE_DIR or .flowkit)")
+        return c
+
+    r = target_cmd("run", "Run a flow, resuming its run if it has one.")
+    r.add_argument(
+        "--fresh", action="store_true", help="start the run over (old state moved aside)"
+    )
+    r.add_argument("--dry-run", action="store_true", help="print the plan; run and write nothing")
+    r.add_argument("--workers", "-w", type=int, default=1, help="steps run at once (default 1)")
+    r.add_argument(
+        "--executor", choices=EXECUTORS, help="default: inline for 1 worker, thread otherwise"
+    )
+    r.add_argument("--address", help="Dask scheduler address for --executor dask")
+    r.add_argument(
+        "--continue-on-error",
+        action="store_true",
+        help="after a failure, run every step that does not depend on it",
+    )
+    r.add_argument(
+        "--rerun",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="re-run STEP (name or glob) and everything downstream (repeatable)",
+    )
+    r.add_argument(
+        "--from", dest="from_", action="append", default=[], metavar="STEP", help="same as --rerun"
+    )
+    r.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="run just STEP; its upstreams must have stored results (repeatable)",
+    )
+    r.add_argument("--timeout", type=float, help="seconds for the whole run")
+    r.add_argument(
+        "--durability",
+        choices=("flush", "fsync"),
+        default="flush",
+        help="fsync each journal commit (survives power loss); default flush",
+    )
+    r.add_argument("--seed", type=int, help="seed for retry jitter")
+    r.add_argument("--log-format", choices=("text", "json"), default="text")
+    r.add_argument("--quiet", "-q", action="store_true", help="print failures and summary only")
+    r.add_argument("--verbose", "-v", action="store_true", help="print step starts too")
+
+    target_cmd("status", "Show each step's state in a run.")
+    e = target_cmd("explain", "Say why a step is cached or would run.")
+    e.add_argument("step")
+    target_cmd("runs", "List the runs of a flow.")
+    c = target_cmd("clean", "Delete stored runs of a flow (never a running one).")
+    c.add_argument("--all", action="store_true", help="every run of the flow")
+    c.add_argument("--older-than", metavar="AGE", help="runs last active before AGE ago: 30d, 12h")
+    c.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    g = target_cmd("graph", "Print the flow's graph.")
+    g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console entry point; returns the exit code (``python -m flowkit`` exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        flow = load_flow(args.target)
+        params = _params(args.param)
+        handler = _COMMANDS[args.command]
+        return handler(flow, params, args)
+    except FlowkitError as exc:
+        print(f"flowkit: error: {exc}", file=sys.stderr)
+        return type(exc).exit_code
+    except KeyboardInterrupt:
+        print("flowkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _print_plan(flow, params, args)
+    verbosity = 0 if args.quiet else (2 if args.verbose else 1)
+    listener = (
+        JsonLogListener() if args.log_format == "json" else ConsoleListener(verbosity=verbosity)
+    )
+    result = flow.run(
+        params,
+        state_dir=args.state_dir,
+        run_id=args.run_id,
+        fresh=args.fresh,
+        workers=args.workers,
+        executor=args.executor,
+        address=args.address,
+        fail_fast=not args.continue_on_error,
+        rerun=[*args.rerun, *args.from_],
+        only=args.only,
+        timeout=args.timeout,
+        durability=args.durability,
+        listeners=[listener],
+        seed=args.seed,
+        handle_signals=True,
+    )
+    return result.exit_code
+
+
+def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    p = flow.plan(
+        params,
+        state_dir=args.state_dir,
+        run_id=args.run_id,
+        fresh=args.fresh,
+        rerun=[*args.rerun, *args.from_],
+        only=args.only,
+    )
+    rid = args.run_id or flow.run_id(params)
+    print(f"Plan for flow {flow.name}, run {rid} (dry run: nothing is executed or written)")
+    for i, tier in enumerate(p.tiers):
+        print(f"tier {i}:")
+        for name in tier:
+            s = p.steps[name]
+            verdict = (
+                "cached"
+                if s.decision is Decision.CACHED
+                else ("skip" if s.decision is Decision.SKIP else "run")
+            )
+            print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
+    n = len(p.would_run())
+    print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
+    return 0
+
+
+def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    if not store.exists():
+        print(f"run {store.dir.name} of flow {flow.name} has no state yet (in {store.dir})")
+        return 0
+    state = store.load()
+    holder = store.holder()
+    status = (
+        "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
+    )
+    print(f"Flow {flow.name}, run {store.dir.name}: {status}")
+    print(f"{'STEP':<28} {'STATE':<11} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
+    for name in flow.graph().order:
+        done = state.steps.get(name)
+        sess = state.session.get(name)
+        st, attempts, dur, detail = "pending", "", "", ""
+        if sess is not None and sess["ev"] == "start":
+            st = "running" if holder else "interrupted"
+            attempts = str(sess.get("attempt", ""))
+        elif sess is not None and sess["ev"] == "cached":
+            st = "cached"
+        elif sess is not None and sess["ev"] == "skip":
+            st, detail = "skipped", sess.get("reason", "")
+        if done is not None and st in ("pending", "cached"):
+            if st == "pending":
+                st = done["status"]
+            attempts = str(done.get("attempts", ""))
+            dur = fmt_duration(float(done.get("dur") or 0)) if "dur" in done else ""
+            err = done.get("error")
+            detail = (
+                f"{err['type']}: {err['message']}"
+                if err
+                else (done.get("reason", "") if st == "skipped" else "")
+            )
+        print(f"{name:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip())
+    return 0
+
+
+def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    if args.step not in flow.steps:
+        raise UnknownStepError(args.step, flow.steps.keys())
+    p = flow.plan(params, state_dir=args.state_dir, run_id=args.run_id)
+    s = p.steps[args.step]
+    if s.decision is Decision.CACHED:
+        print(
+            f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
+            "finished."
+        )
+    elif s.decision is Decision.SKIP:
+        print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
+    else:
+        print(f"{args.step}: would run — {s.reason}.")
+    return 0
+
+
+def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str, Any]]]:
+    root = default_state_dir(state_dir) / safe_name(flow.name)
+    out = []
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and not d.name.endswith(".previous") and (d / "journal.jsonl").exists():
+                store = RunStore(root.parent, flow.name, d.name)
+                state = store.load()
+                first = state.headers[0] if state.headers else {}
+                last = state.headers[-1] if state.headers else {}
+                counts: dict[str, int] = {}
+                for rec in state.steps.values():
+                    counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+                out.append(
+                    (
+                        store,
+                        {
+                            "params": last.get("params", {}),
+                            "started": first.get("time"),
+                            "last": (state.end or {}).get("time") or last.get("time"),
+                            "status": (state.end or {}).get("status", "interrupted"),
+                            "counts": counts,
+                        },
+                    )
+                )
+    return out
+
+
+def _cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    runs = _runs_of(flow, args.state_dir)
+    if not runs:
+        print(f"flow {flow.name} has no runs in {default_state_dir(args.state_dir)}")
+        return 0
+    print(f"{'RUN ID':<32} {'STATUS':<12} {'LAST ACTIVE':<20} {'STEPS':<28} PARAMS")
+    for store, info in runs:
+        holder = store.holder()
+        st = "running" if holder else info["status"]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["last"] or 0))
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items()))
+        print(f"{store.dir.name:<32} {st:<12} {when:<20} {counts:<28} {info['params']}")
+    return 0
+
+
+def _age_seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise UsageError(
+            f"--older-than {text!r}: use a number and a unit, like 30d or 12h"
+        ) from None
+
+
+def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    runs = _runs_of(flow, args.state_dir)
+    if args.all:
+        chosen = runs
+    elif args.older_than:
+        cutoff = time.time() - _age_seconds(args.older_than)
+        chosen = [(s, i) for s, i in runs if (i["last"] or 0) < cutoff]
+    else:
+        rid = args.run_id or flow.run_id(params)
+        chosen = [(s, i) for s, i in runs if s.dir.name == rid]
+        if not chosen:
+            print(f"no stored run {rid!r} of flow {flow.name}")
+            return 0
+    for store, _ in chosen:
+        holder = store.holder()
+        if holder:
+            print(f"kept {store.dir.name}: it is running ({holder})")
+            continue
+        if args.dry_run:
+            print(f"would delete {store.dir}")
+            continue
+        shutil.rmtree(store.dir)
+        prev = store.dir.with_name(store.dir.name + ".previous")
+        if prev.exists():
+            shutil.rmtree(prev)
+        print(f"deleted {store.dir}")
+    return 0
+
+
+def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    statuses: dict[str, str] = {}
+    store = (
+        flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+        if params or args.run_id
+        else None
+    )
+    if store is not None and store.exists():
+        statuses = {n: r["status"] for n, r in store.load().steps.items()}
+    print(render_graph(flow.graph(), args.format, statuses))
+    return 0
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "explain": _cmd_explain,
+    "runs": _cmd_runs,
+    "clean": _cmd_clean,
+    "graph": _cmd_graph,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""How step outputs are stored: inline JSON when that round-trips exactly, a side file otherwise.
+
+A value goes inline only if ``orjson`` encodes it and decoding gives back an equal value of the
+same shape (tuples, NaN, datetimes, UUIDs, str/int subclasses, ... do not qualify), so a resumed
+run hands downstream steps exactly what a fresh run would. Everything else goes through a
+:class:`Serializer` (pickle by default) to a file under the run's ``outputs/`` folder; the journal
+keeps the file's name and its content hash, and a missing or altered file invalidates the step.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from .keys import digest
+
+__all__ = ["Encoded", "OutputMissingError", "PickleSerializer", "Serializer", "decode", "encode"]
+
+_OPTS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError
+
+
+class Serializer(Protocol):
+    """Stores values orjson cannot hold exactly. ``suffix`` names the files it writes."""
+
+    suffix: str
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class PickleSerializer:
+    """The default serializer: pickle, highest protocol."""
+
+    suffix = ".pkl"
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+class OutputMissingError(Exception):
+    """A side file of a stored output is missing or does not match its hash."""
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A value ready for the journal: inline JSON bytes, or a side-file reference; and its hash."""
+
+    hash: str
+    inline: bytes | None = None
+    ref: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        if self.inline is not None:
+            return {"out": orjson.Fragment(self.inline), "hash": self.hash}
+        return {"ref": self.ref, "hash": self.hash}
+
+
+def inline_bytes(value: Any) -> bytes | None:
+    """The JSON bytes of ``value`` when they decode back to an equal value, else None."""
+    if value is None:
+        return b"null"
+    try:
+        data = orjson.dumps(value, default=_refuse, option=_OPTS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    t = type(value)
+    if t is str or t is int or t is bool:
+        return data
+    try:
+        return data if orjson.loads(data) == value else None
+    except Exception:  # an __eq__ that raises (numpy-like): not ours to judge
+        return None
+
+
+def encode(value: Any, folder: Path, stem: str, serializer: Serializer) -> Encoded:
+    """Encode one value; writes ``folder/stem+suffix`` (atomically) when it cannot go inline."""
+    data = inline_bytes(value)
+    if data is not None:
+        return Encoded(digest(data), inline=data)
+    blob = serializer.dumps(value)
+    name = stem + serializer.suffix
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / name, blob, fsync=False)
+    return Encoded(digest(blob), ref=name)
+
+
+def decode(record: dict[str, Any], folder: Path, serializer: Serializer) -> Any:
+    """The value a journal record holds; raises OutputMissingError for a bad side file."""
+    if "ref" not in record:
+        return record.get("out")
+    path = folder / record["ref"]
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        raise OutputMissingError(f"output file {path} is missing") from None
+    if digest(blob) != record.get("hash"):
+        raise OutputMissingError(f"output file {path} was altered (its hash does not match)")
+    return serializer.loads(blob)
+
+
+def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,277 @@
+"""The ``@step`` decorator and the frozen :class:`Step` spec it attaches to a function.
+
+The decorator returns the user's function unchanged (still callable and picklable, which process
+and Dask workers need) with a :class:`Step` under ``SPEC_ATTR``. Registries live on ``Flow``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from .errors import InvalidStepOptionError
+from .policy import Backoff, RetryPolicy, Trigger, backoff_of
+
+__all__ = ["SPEC_ATTR", "Step", "spec_of", "step"]
+
+SPEC_ATTR = "__flowkit_step__"
+CTX = "ctx"
+
+F = TypeVar("F", bound=Callable[..., Any])
+Dep = str | Callable[..., Any]
+
+#: Options a Flow's ``defaults=`` may set for its steps.
+DEFAULTABLE = frozenset(
+    {
+        "retries",
+        "backoff",
+        "retry_on",
+        "giveup_on",
+        "retry_if",
+        "timeout",
+        "trigger",
+        "cache",
+        "cache_ttl",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Step:
+    """Everything flowkit knows about one step, fixed when it is declared.
+
+    ``params`` are the function's parameter names other than ``ctx``, in order; which of them are
+    upstream steps and which are run parameters is decided by the flow, which knows all step names.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    depends_on: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    takes_ctx: bool = False
+    is_async: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    trigger: Trigger = Trigger.ALL_SUCCESS
+    when: Callable[..., Any] | None = None
+    cache: bool = True
+    cache_ttl: float | None = None
+    code_version: str | None = None
+    location: str = "<unknown>"
+    explicit: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], **options: Any) -> Step:
+        """Build and validate the spec of ``fn``; raises InvalidStepOptionError naming the step."""
+        name = options.pop("name", None) or getattr(fn, "__name__", None)
+        if not isinstance(name, str) or not name or name == "<lambda>":
+            raise InvalidStepOptionError(
+                repr(fn), "name", name, "a lambda or nameless callable needs name='...'"
+            )
+        explicit = frozenset(options)
+        unknown = explicit - _OPTIONS
+        if unknown:
+            bad = sorted(unknown)[0]
+            raise InvalidStepOptionError(
+                name, bad, options[bad], f"unknown option; valid options are {sorted(_OPTIONS)}"
+            )
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError) as exc:
+            raise InvalidStepOptionError(
+                name, "fn", fn, f"its signature cannot be read ({exc})"
+            ) from None
+        params: list[str] = []
+        defaults: dict[str, Any] = {}
+        annotations: dict[str, Any] = {}
+        takes_ctx = False
+        for p in sig.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+                raise InvalidStepOptionError(
+                    name,
+                    f"parameter {p.name}",
+                    str(p),
+                    "steps receive keyword arguments only; *args, **kwargs and positional-only "
+                    "parameters are not supported",
+                )
+            if p.name == CTX:
+                takes_ctx = True
+                continue
+            params.append(p.name)
+            if p.default is not p.empty:
+                defaults[p.name] = p.default
+            if p.annotation is not p.empty:
+                annotations[p.name] = p.annotation
+        spec = cls(
+            name=name,
+            fn=fn,
+            depends_on=_dep_names(name, options.get("depends_on", ())),
+            params=tuple(params),
+            defaults=defaults,
+            annotations=annotations,
+            takes_ctx=takes_ctx,
+            is_async=inspect.iscoroutinefunction(fn),
+            location=_location(fn),
+            explicit=explicit,
+        )
+        return spec.with_options({k: v for k, v in options.items() if k != "depends_on"})
+
+    def with_options(self, options: Mapping[str, Any]) -> Step:
+        """A copy with policy options applied (validated): declarations and flow defaults."""
+        name = self.name
+        o = dict(options)
+        changes: dict[str, Any] = {}
+        if {"retries", "backoff", "retry_on", "giveup_on", "retry_if"} & o.keys():
+            changes["retry"] = _retry_policy(name, self.retry, o)
+        if "timeout" in o:
+            t = o["timeout"]
+            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0):
+                raise InvalidStepOptionError(name, "timeout", t, "a number of seconds > 0, or None")
+            changes["timeout"] = None if t is None else float(t)
+        if "trigger" in o:
+            try:
+                changes["trigger"] = Trigger(o["trigger"])
+            except ValueError:
+                raise InvalidStepOptionError(
+                    name, "trigger", o["trigger"], f"one of {[t.value for t in Trigger]}"
+                ) from None
+        if "when" in o:
+            if o["when"] is not None and not callable(o["when"]):
+                raise InvalidStepOptionError(name, "when", o["when"], "a callable returning a bool")
+            changes["when"] = o["when"]
+        if "cache" in o:
+            if not isinstance(o["cache"], bool):
+                raise InvalidStepOptionError(name, "cache", o["cache"], "True or False")
+            changes["cache"] = o["cache"]
+        if "cache_ttl" in o:
+            ttl = o["cache_ttl"]
+            if ttl is not None and (
+                isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
+            ):
+                raise InvalidStepOptionError(
+                    name, "cache_ttl", ttl, "a number of seconds > 0, or None"
+                )
+            changes["cache_ttl"] = None if ttl is None else float(ttl)
+        if "code_version" in o:
+            cv = o["code_version"]
+            if cv is not None and not isinstance(cv, str):
+                raise InvalidStepOptionError(name, "code_version", cv, "a string, or None")
+            changes["code_version"] = cv
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def with_defaults(self, defaults: Mapping[str, Any]) -> Step:
+        """Apply a flow's ``defaults=`` to the options this step did not set itself."""
+        todo = {k: v for k, v in defaults.items() if k not in self.explicit}
+        return self.with_options(todo) if todo else self
+
+
+_OPTIONS = frozenset({"depends_on", "code_version"} | DEFAULTABLE)
+
+
+def _retry_policy(name: str, base: RetryPolicy, o: Mapping[str, Any]) -> RetryPolicy:
+    retries = o.get("retries", base.retries)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidStepOptionError(name, "retries", retries, "an integer >= 0")
+    try:
+        backoff: Backoff = backoff_of(o["backoff"]) if "backoff" in o else base.backoff
+    except ValueError as exc:
+        raise InvalidStepOptionError(name, "backoff", o["backoff"], str(exc)) from None
+    kinds: dict[str, tuple[type[BaseException], ...]] = {}
+    for key in ("retry_on", "giveup_on"):
+        value = o.get(key, getattr(base, key))
+        as_tuple = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in as_tuple):
+            raise InvalidStepOptionError(name, key, value, "an exception type or a tuple of them")
+        kinds[key] = as_tuple
+    retry_if = o.get("retry_if", base.retry_if)
+    if retry_if is not None and not callable(retry_if):
+        raise InvalidStepOptionError(name, "retry_if", retry_if, "a callable (exc) -> bool")
+    return RetryPolicy(retries, backoff, kinds["retry_on"], kinds["giveup_on"], retry_if)
+
+
+def _dep_names(step_name: str, deps: Iterable[Dep] | Dep) -> tuple[str, ...]:
+    if isinstance(deps, str) or callable(deps):
+        deps = [deps]
+    names: list[str] = []
+    for dep in deps:
+        if isinstance(dep, str):
+            names.append(dep)
+        elif callable(dep):
+            spec = getattr(dep, SPEC_ATTR, None)
+            names.append(spec.name if spec is not None else getattr(dep, "__name__", repr(dep)))
+        else:
+            raise InvalidStepOptionError(step_name, "depends_on", dep, "step names or functions")
+    return tuple(dict.fromkeys(names))
+
+
+def _location(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return "<unknown>"
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def spec_of(fn: Callable[..., Any]) -> Step | None:
+    """The :class:`Step` attached to ``fn`` by ``@step``, or None."""
+    spec = getattr(fn, SPEC_ATTR, None)
+    return spec if isinstance(spec, Step) else None
+
+
+@overload
+def step(fn: F, /) -> F: ...
+
+
+@overload
+def step(
+    *,
+    name: str | None = ...,
+    depends_on: Iterable[Dep] | Dep = ...,
+    retries: int = ...,
+    backoff: float | Backoff | str | None = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    giveup_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    retry_if: Callable[[BaseException], bool] | None = ...,
+    timeout: float | None = ...,
+    trigger: Trigger | str = ...,
+    when: Callable[..., Any] | None = ...,
+    cache: bool = ...,
+    cache_ttl: float | None = ...,
+    code_version: str | None = ...,
+) -> Callable[[F], F]: ...
+
+
+def step(fn: Any = None, /, **options: Any) -> Any:
+    """Mark a function as a flowkit step; returns the function itself, with its spec attached.
+
+    Args:
+        name: the step's name (default: the function's name).
+        depends_on: steps that must finish first, by name or function; order only, no value passed.
+            A parameter named after a step is a dependency too, and receives that step's output.
+        retries: attempts after the first when the step raises (>= 0).
+        backoff: delay between attempts: seconds (fixed), ``"exponential"`` or a :class:`Backoff`.
+        retry_on / giveup_on / retry_if: which exceptions are retried.
+        timeout: seconds an attempt may take (> 0).
+        trigger: a :class:`Trigger` rule (default ``all_success``).
+        when: a predicate taking the step's own arguments; false skips the step.
+        cache: False runs the step on every run, even when resuming.
+        cache_ttl: seconds after which a finished result is not reused.
+        code_version: a string that replaces the source hash in the cache key.
+
+    Raises:
+        InvalidStepOptionError: an option has a value that cannot work (names the step).
+    """
+
+    def mark(f: F) -> F:
+        setattr(f, SPEC_ATTR, Step.of(f, **options))
+        return f
+
+    if fn is not None:
+        if options or not callable(fn):
+            raise TypeError("use @step or @step(...) with keyword options")
+        return mark(fn)
+    return mark

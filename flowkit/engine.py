@@ -1,0 +1,641 @@
+"""The scheduler: a ready-set loop over a validated graph.
+
+A step is decided the moment its last upstream finishes (a counter per step, no tier barriers):
+skipped by its trigger rule or fail-fast, restored from the journal (cached), skipped by its
+``when=`` condition, or queued to run. Queued steps are submitted to a
+``concurrent.futures.Executor`` while capacity allows; the loop blocks in ``wait(FIRST_COMPLETED)``
+(with a timeout only when a retry or a deadline is due), journals every finished step and commits
+the journal *before* any dependent is decided. Retries go back into the queue when their delay is
+due, so a waiting retry never occupies a worker. Only this loop writes the journal and emits events.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
+from .context import Context
+from .events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    StepCached,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    emit,
+)
+from .executors import invoke, make_executor
+from .graph import FlowGraph, Node
+from .keys import safe_name
+from .policy import Trigger
+from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
+from .resume import CONDITION_FALSE, Decision, KeyMaker, decide
+from .store import FORMAT, LoadedState, RunStore
+
+__all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
+
+log = logging.getLogger("flowkit")
+
+
+class StepTimeoutError(TimeoutError):
+    """An attempt ran past its step's ``timeout``."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How to run (everything but the graph, the parameters and the state)."""
+
+    executor: str = "inline"
+    workers: int = 1
+    address: str | None = None
+    fail_fast: bool = True
+    force: frozenset[str] = frozenset()
+    only: frozenset[str] | None = None
+    timeout: float | None = None
+    grace: float = 10.0
+    handle_signals: bool = False
+    seed: int | None = None
+
+
+class _DaemonThreadExecutor(Executor):
+    """One daemon thread per call: for steps with a timeout, so an abandoned attempt never
+    blocks the next step or the interpreter's exit."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+
+        def target() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        threading.Thread(target=target, name="flowkit-timed", daemon=True).start()
+        return fut
+
+
+class Engine:
+    """Runs one flow run. Not reusable: build one per run."""
+
+    def __init__(
+        self,
+        flow: str,
+        graph: FlowGraph,
+        run_id: str,
+        params: Mapping[str, Any],
+        store: RunStore,
+        options: EngineOptions,
+        callbacks: list[Callable[[Event], Any]],
+        *,
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.flow, self.graph, self.run_id = flow, graph, run_id
+        self.params = dict(params)
+        self.store, self.opts, self.callbacks = store, options, callbacks
+        self.serializer = serializer or PickleSerializer()
+        self.clock, self.sleep = clock, sleep
+        self.rng = random.Random(options.seed)
+        self.keys = KeyMaker(self.params)
+        self.nodes = graph.nodes
+        self.results: dict[str, StepResult] = {n: StepResult(n) for n in graph.order}
+        self.remaining = {n: len(node.upstream) for n, node in self.nodes.items()}
+        self.outputs: dict[str, Any] = {}
+        self.hashes: dict[str, str] = {}
+        self.step_keys: dict[str, str] = {}
+        self.inputs_of: dict[str, dict[str, Any]] = {}
+        self.ctx_store: dict[str, Any] = {}
+        self.decidable: deque[str] = deque()
+        self.ready: deque[str] = deque()
+        self.running: dict[Future[Any], str] = {}
+        self.deadlines: list[tuple[float, int, str, Future[Any]]] = []
+        self.retries: list[tuple[float, int, str]] = []
+        self.seq = 0
+        self.halted_by: str | None = None
+        self.stop: RunStatus | None = None
+        self.stop_at = 0.0
+        self.abandoned = 0
+        self.wakeup: Future[None] = Future()
+        self.state = LoadedState()
+        self._side: Executor | None = None
+        self._when_params: dict[Any, frozenset[str] | None] = {}
+
+    # --- the run --------------------------------------------------------------------------------
+
+    def run(self, fresh: bool = False) -> RunResult:
+        """Run (or resume) the run; ``fresh`` moves its old state aside first."""
+        started = time.time()
+        t0 = self.clock()
+        with self.store.lock():
+            if fresh:
+                self.store.archive()
+            self.state = self.store.load()
+            resumed = bool(self.state.steps)
+            self.store.open()
+            header = {
+                "ev": "run",
+                "format": FORMAT,
+                "flow": self.flow,
+                "run_id": self.run_id,
+                "params": self.params,
+                "time": started,
+                "pid": os.getpid(),
+            }
+            self.store.append(header)
+            self.state.apply(header)
+            self.store.commit()
+            emit(
+                self.callbacks,
+                RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
+            )
+            self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+            self.capacity = 1 if self.opts.executor == "inline" else self.opts.workers
+            self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
+            old_handlers = self._install_signals()
+            try:
+                self._loop()
+            finally:
+                self._restore_signals(old_handlers)
+                clean = not self.abandoned and self.stop is None
+                self.executor.shutdown(wait=clean, cancel_futures=True)
+                if self._side is not None:
+                    self._side.shutdown(wait=False)
+            result = self._result(started, self.clock() - t0)
+            end = {
+                "ev": "end",
+                "status": result.status.value,
+                "time": time.time(),
+                "counts": result.counts(),
+            }
+            self.store.append(end)
+            self.state.apply(end)
+            self.store.write_snapshot(self.state)
+            self.store.write_report(result.to_json())
+        emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
+        return result
+
+    def _loop(self) -> None:
+        for name, count in self.remaining.items():
+            if count == 0:
+                self.decidable.append(name)
+        while True:
+            self._decide_all()
+            self._fill()
+            if not self.running:
+                if self.retries and self.stop is None:
+                    self.sleep(max(0.0, self.retries[0][0] - self.clock()))
+                    self._due_retries()
+                    continue
+                break
+            done = [f for f in self.running if f.done()]
+            if not done:
+                timeout = self._next_wakeup()
+                waited, _ = wait(
+                    [*self.running, self.wakeup], timeout=timeout, return_when=FIRST_COMPLETED
+                )
+                done = [f for f in waited if f in self.running]
+            if done:
+                self._finish_batch(done)
+            self._expire()
+            self._due_retries()
+
+    def _next_wakeup(self) -> float | None:
+        times = []
+        if self.retries:
+            times.append(self.retries[0][0])
+        if self.deadlines:
+            times.append(self.deadlines[0][0])
+        if self.run_deadline is not None and self.stop is None:
+            times.append(self.run_deadline)
+        if self.stop is not None:
+            times.append(
+                self.stop_at + (0.0 if self.stop is RunStatus.TIMED_OUT else self.opts.grace)
+            )
+        return max(0.0, min(times) - self.clock()) if times else None
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def _decide_all(self) -> None:
+        while self.decidable and self.stop is None:
+            self._decide(self.decidable.popleft())
+
+    def _decide(self, name: str) -> None:
+        node = self.nodes[name]
+        spec = node.spec
+        blocked = _trigger_blocks(spec.trigger, node.upstream, self.results)
+        if blocked is not None:
+            return self._skip(name, blocked)
+        if self.halted_by is not None and not spec.trigger.runs_after_failure:
+            return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
+        inputs = self.keys.inputs(node, self.hashes, self.step_keys)
+        self.step_keys[name] = inputs.key
+        self.inputs_of[name] = inputs.record()
+        prev = self.state.steps.get(name)
+        decision, reason = decide(spec, prev, inputs, forced=name in self.opts.force)
+        if decision is Decision.CACHED and prev is not None:
+            try:
+                self._restore(name, prev)
+                return
+            except OutputMissingError as exc:
+                decision, reason = Decision.RUN, f"{exc}"
+        if decision is Decision.SKIP:
+            return self._skip(name, CONDITION_FALSE, journal=False)
+        if self.opts.only is not None and name not in self.opts.only:
+            return self._skip(name, f"not selected (--only); it would run: {reason}", journal=False)
+        if spec.when is not None:
+            try:
+                go = bool(spec.when(**self._when_kwargs(node)))
+            except Exception as exc:
+                self._fail(name, ErrorInfo.of(exc), reason="when= condition raised")
+                return
+            if not go:
+                return self._skip(name, CONDITION_FALSE, record=True)
+        self.results[name].reason = reason
+        self.ready.append(name)
+
+    def _restore(self, name: str, prev: Mapping[str, Any]) -> None:
+        value = decode(dict(prev), self.store.outputs, self.serializer)
+        ctx = prev.get("ctx")
+        if ctx is not None:
+            self.ctx_store.update(decode(dict(ctx), self.store.outputs, self.serializer) or {})
+        r = self.results[name]
+        r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
+        r.attempts = int(prev.get("attempts", 1))
+        r.duration_s = float(prev.get("dur", 0.0))
+        r.started, r.ended = prev.get("start"), prev.get("end")
+        self.outputs[name] = value
+        self.hashes[name] = str(prev.get("hash", "-"))
+        rec = {"ev": "cached", "step": name}
+        self.store.append(rec)
+        self.state.apply(rec)
+        emit(self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts))
+        self._release(name)
+
+    def _skip(self, name: str, reason: str, *, journal: bool = True, record: bool = False) -> None:
+        r = self.results[name]
+        r.status, r.reason = Status.SKIPPED, reason
+        if record:  # a `when=` decision: remembered, so a resume decides the same way
+            rec = {
+                "ev": "done",
+                "step": name,
+                "status": "skipped",
+                "reason": reason,
+                **self.inputs_of[name],
+            }
+            self.store.append(rec)
+            self.state.apply(rec)
+        elif journal:
+            rec = {"ev": "skip", "step": name, "reason": reason}
+            self.store.append(rec)
+            self.state.apply(rec)
+        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason))
+        self._release(name)
+
+    def _release(self, name: str) -> None:
+        remaining = self.remaining
+        for succ in self.nodes[name].downstream:
+            remaining[succ] -= 1
+            if remaining[succ] == 0:
+                self.decidable.append(succ)
+
+    def _when_kwargs(self, node: Node) -> dict[str, Any]:
+        pred = node.spec.when
+        assert pred is not None
+        if pred not in self._when_params:
+            try:
+                ps = inspect.signature(pred).parameters.values()
+                wants_all = any(p.kind is p.VAR_KEYWORD for p in ps)
+                self._when_params[pred] = None if wants_all else frozenset(p.name for p in ps)
+            except (TypeError, ValueError):
+                self._when_params[pred] = None
+        wanted = self._when_params[pred]
+        kwargs = self._kwargs(node, attempt=1)
+        return kwargs if wanted is None else {k: v for k, v in kwargs.items() if k in wanted}
+
+    # --- running --------------------------------------------------------------------------------
+
+    def _kwargs(self, node: Node, attempt: int) -> dict[str, Any]:
+        outputs = self.outputs
+        kwargs = {d: outputs.get(d) for d in node.data_deps}
+        kwargs.update(self.keys.param_values(node))
+        if node.spec.takes_ctx:
+            kwargs["ctx"] = Context(
+                self.run_id, self.flow, node.name, attempt, self.params, self.ctx_store
+            )
+        return kwargs
+
+    def _fill(self) -> None:
+        while self.ready and len(self.running) < self.capacity and self.stop is None:
+            name = self.ready.popleft()
+            node = self.nodes[name]
+            if self.halted_by is not None and not node.spec.trigger.runs_after_failure:
+                self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
+                self._decide_all()
+                continue
+            self._submit(node)
+
+    def _submit(self, node: Node) -> None:
+        name, spec = node.name, node.spec
+        r = self.results[name]
+        r.attempts += 1
+        r.status = Status.RUNNING
+        kwargs = self._kwargs(node, r.attempts)
+        executor = self.executor
+        if spec.timeout is not None and self.opts.executor in ("inline", "thread"):
+            if self._side is None:
+                self._side = _DaemonThreadExecutor()
+            executor = self._side
+        now = time.time()
+        if r.started is None:
+            r.started = now
+        rec = {"ev": "start", "step": name, "attempt": r.attempts, "time": now}
+        self.store.append(rec)
+        self.state.apply(rec)
+        emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
+        fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"))
+        self.running[fut] = name
+        if spec.timeout is not None:
+            self.seq += 1
+            heapq.heappush(self.deadlines, (self.clock() + spec.timeout, self.seq, name, fut))
+
+    def _finish_batch(self, done: list[Future[Any]]) -> None:
+        finished: list[tuple[str, Event]] = []
+        for fut in done:
+            name = self.running.pop(fut)
+            exc = fut.exception()
+            if exc is None:
+                event = self._succeeded(name, fut.result())
+                if event is not None:
+                    finished.append((name, event))
+                    continue
+                exc = self._store_error
+            event = self._attempt_failed(name, exc)
+            if event is not None:
+                finished.append((name, event))
+        # durable before any dependent is decided (and so before any dependent can start)
+        self.store.commit()
+        for name, event in finished:
+            emit(self.callbacks, event)
+            self._release(name)
+
+    _store_error: BaseException
+
+    def _succeeded(self, name: str, inv: tuple[Any, ...]) -> Event | None:
+        value, writes, start, end, cpu, worker = inv
+        stem = safe_name(name)
+        try:
+            enc = encode(value, self.store.outputs, stem, self.serializer)
+            enc_ctx = (
+                encode(writes, self.store.outputs, stem + ".ctx", self.serializer)
+                if writes
+                else None
+            )
+        except Exception as exc:
+            self._store_error = RuntimeError(
+                f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "
+                f"{exc}); return something picklable, or configure a serializer"
+            )
+            return None
+        r = self.results[name]
+        r.status, r.output, r.ended = Status.SUCCEEDED, value, end
+        r.duration_s = end - start
+        rec: dict[str, Any] = {
+            "ev": "done",
+            "step": name,
+            "status": "succeeded",
+            **self.inputs_of[name],
+            "attempts": r.attempts,
+            "dur": r.duration_s,
+            "start": start,
+            "end": end,
+            "cpu": cpu,
+            "worker": worker,
+            "reason": r.reason,
+            **enc.fields(),
+        }
+        if enc_ctx is not None:
+            rec["ctx"] = enc_ctx.fields()
+            self.ctx_store.update(writes)
+        self.store.append(rec)
+        self.state.apply(rec)
+        self.outputs[name] = value
+        self.hashes[name] = enc.hash
+        return StepSucceeded(self.run_id, name, r.attempts, end, r.duration_s)
+
+    def _attempt_failed(
+        self, name: str, exc: BaseException, timed_out: bool = False
+    ) -> Event | None:
+        r = self.results[name]
+        err = ErrorInfo.of(exc)
+        r.attempt_errors.append(err)
+        delay = None
+        if self.stop is None:
+            delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
+        if delay is not None:
+            self.seq += 1
+            heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
+            emit(
+                self.callbacks,
+                StepRetrying(self.run_id, name, r.attempts, time.time(), err, delay, timed_out),
+            )
+            return None
+        return self._fail(name, err, timed_out=timed_out, release=False)
+
+    def _fail(
+        self,
+        name: str,
+        err: ErrorInfo,
+        *,
+        timed_out: bool = False,
+        reason: str = "",
+        release: bool = True,
+    ) -> Event:
+        r = self.results[name]
+        r.status = Status.TIMED_OUT if timed_out else Status.FAILED
+        r.error, r.ended = err, time.time()
+        if reason:
+            r.reason = reason
+        if r.started is not None:
+            r.duration_s = r.ended - r.started
+        rec = {
+            "ev": "done",
+            "step": name,
+            "status": r.status.value,
+            **self.inputs_of.get(name, {}),
+            "attempts": r.attempts,
+            "dur": r.duration_s,
+            "start": r.started,
+            "end": r.ended,
+            "reason": r.reason,
+            "error": err.to_json(),
+        }
+        self.store.append(rec)
+        self.state.apply(rec)
+        if self.opts.fail_fast and self.halted_by is None:
+            self.halted_by = name
+        event = StepFailed(self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out)
+        if release:
+            self.store.commit()
+            emit(self.callbacks, event)
+            self._release(name)
+        return event
+
+    def _expire(self) -> None:
+        now = self.clock()
+        expired: list[tuple[str, Event]] = []
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, _, name, fut = heapq.heappop(self.deadlines)
+            if fut not in self.running:
+                continue
+            del self.running[fut]
+            fut.cancel()
+            self.abandoned += 1
+            timeout = self.nodes[name].spec.timeout
+            log.warning(
+                "step %r timed out after %gs; its thread was abandoned (Python cannot "
+                "stop a running thread) and keeps running in the background",
+                name,
+                timeout,
+            )
+            exc = StepTimeoutError(
+                f"step {name!r} timed out after {timeout:g}s (attempt abandoned)"
+            )
+            event = self._attempt_failed(name, exc, timed_out=True)
+            if event is not None:
+                expired.append((name, event))
+        if expired:
+            self.store.commit()
+            for name, event in expired:
+                emit(self.callbacks, event)
+                self._release(name)
+        if self.run_deadline is not None and self.stop is None and now >= self.run_deadline:
+            self.request_stop(RunStatus.TIMED_OUT)
+        if self.stop is not None and self.running:
+            grace = 0.0 if self.stop is RunStatus.TIMED_OUT else self.opts.grace
+            if now >= self.stop_at + grace:
+                for fut in list(self.running):
+                    fut.cancel()
+                    self.abandoned += 1
+                self.running.clear()
+
+    def _due_retries(self) -> None:
+        now = self.clock()
+        while self.retries and self.retries[0][0] <= now:
+            _, _, name = heapq.heappop(self.retries)
+            if self.stop is None:
+                self.ready.appendleft(name)
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    def request_stop(self, status: RunStatus) -> None:
+        """Stop starting steps; running ones get a grace period (none on a run timeout)."""
+        if self.stop is None:
+            self.stop, self.stop_at = status, self.clock()
+            if not self.wakeup.done():
+                self.wakeup.set_result(None)
+
+    def _install_signals(self) -> dict[int, Any]:
+        if (
+            not self.opts.handle_signals
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return {}
+        old: dict[int, Any] = {}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self.stop is RunStatus.INTERRUPTED:
+                os.write(2, b"\nflowkit: stopping now; finished steps are saved.\n")
+                os._exit(130)
+            os.write(
+                2,
+                (
+                    f"\nflowkit: {signal.Signals(signum).name} received: no new steps "
+                    f"start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
+                    "running step(s). Press Ctrl-C again to stop at once.\n"
+                ).encode(),
+            )
+            self.request_stop(RunStatus.INTERRUPTED)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    @staticmethod
+    def _restore_signals(old: dict[int, Any]) -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+    # --- the result -----------------------------------------------------------------------------
+
+    def _result(self, started: float, duration: float) -> RunResult:
+        for r in self.results.values():
+            if r.status in (Status.PENDING, Status.RUNNING):
+                r.status = Status.PENDING
+                if self.stop is RunStatus.INTERRUPTED:
+                    r.reason = "run interrupted"
+                elif self.stop is RunStatus.TIMED_OUT:
+                    r.reason = "run timed out"
+        if self.stop is not None:
+            status = self.stop
+        elif any(r.status.failed for r in self.results.values()):
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.SUCCEEDED
+        return RunResult(
+            self.flow,
+            self.run_id,
+            self.params,
+            self.results,
+            status,
+            started,
+            duration,
+            str(self.store.dir),
+        )
+
+
+def _trigger_blocks(
+    rule: Trigger, upstream: tuple[str, ...], results: Mapping[str, StepResult]
+) -> str | None:
+    """Why ``rule`` forbids running given the upstreams' outcomes, or None when it allows it."""
+    if not upstream or rule is Trigger.ALWAYS or rule is Trigger.ALL_DONE:
+        if rule in (Trigger.ONE_FAILED, Trigger.ALL_FAILED) and not upstream:
+            return f"trigger {rule.value}: no upstream step"
+        return None
+    if rule is Trigger.ALL_SUCCESS:
+        for u in upstream:
+            st = results[u].status
+            if not st.ok:
+                return f"upstream {u!r} {'failed' if st.failed else 'was skipped'}"
+        return None
+    if rule is Trigger.NONE_FAILED:
+        for u in upstream:
+            if results[u].status.failed:
+                return f"upstream {u!r} failed (trigger none_failed)"
+        return None
+    failed = [u for u in upstream if results[u].status.failed]
+    if rule is Trigger.ONE_FAILED:
+        return None if failed else "trigger one_failed: no upstream failed"
+    # ALL_FAILED
+    if len(failed) == len(upstream):
+        return None
+    ok = next(u for u in upstream if not results[u].status.failed)
+    return f"trigger all_failed: upstream {ok!r} did not fail"

@@ -1,0 +1,199 @@
+"""The flowkit error tree.
+
+FlowkitError                every error flowkit raises on purpose; ``exit_code``: the CLI status
+├── FlowDefinitionError (+ValueError)   the flow is invalid: exit 2, before anything runs
+│   ├── InvalidStepOptionError          a bad option on one step (negative retries, ...)
+│   ├── DuplicateStepError
+│   ├── UnknownDependencyError
+│   ├── CycleError
+│   └── UnboundParameterError / UnknownParameterError
+├── UsageError                          bad command line or target: exit 2
+│   └── UnknownStepError                a step name given on the command line does not exist
+├── StateError                          the state folder cannot be used: exit 2, files untouched
+│   ├── CorruptStateError
+│   ├── StateVersionError
+│   └── RunLockedError
+└── ExecutorUnavailableError            an optional backend is not installed: exit 2
+
+A step that fails is not an error of flowkit's: it is recorded in the run result (exit 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+__all__ = [
+    "CorruptStateError",
+    "CycleError",
+    "DuplicateStepError",
+    "ExecutorUnavailableError",
+    "FlowDefinitionError",
+    "FlowkitError",
+    "InvalidStepOptionError",
+    "RunLockedError",
+    "StateError",
+    "StateVersionError",
+    "UnboundParameterError",
+    "UnknownDependencyError",
+    "UnknownParameterError",
+    "UnknownStepError",
+    "UsageError",
+    "suggest",
+]
+
+
+def suggest(name: str, known: Collection[str]) -> str | None:
+    """The known name closest to ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _did_you_mean(name: str, known: Collection[str]) -> str:
+    close = suggest(name, known)
+    return f" Did you mean {close!r}?" if close else ""
+
+
+class FlowkitError(Exception):
+    """Root of every error flowkit raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class FlowDefinitionError(FlowkitError, ValueError):
+    """The flow (or one of its steps) is invalid; found before anything runs."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class InvalidStepOptionError(FlowDefinitionError):
+    """A step was declared with an option value that cannot work."""
+
+    def __init__(self, step: str, option: str, value: object, expected: str) -> None:
+        self.step, self.option, self.value = step, option, value
+        super().__init__(f"step {step!r}: {option}={value!r} is invalid: {expected}.")
+
+
+class DuplicateStepError(FlowDefinitionError):
+    """Two steps of one flow share a name."""
+
+    def __init__(self, flow: str, step: str, first: str, second: str) -> None:
+        self.flow, self.step = flow, step
+        super().__init__(
+            f"flow {flow!r} has two steps named {step!r} ({first} and {second}). "
+            "Rename one, or pass name=... to the decorator."
+        )
+
+
+class UnknownDependencyError(FlowDefinitionError):
+    """A step depends on a name that is not a step of the flow."""
+
+    def __init__(self, step: str, missing: str, known: Collection[str]) -> None:
+        self.step, self.missing = step, missing
+        self.suggestion = suggest(missing, known)
+        hint = f" Did you mean {self.suggestion!r}?" if self.suggestion else ""
+        super().__init__(
+            f"step {step!r} depends on {missing!r}, which is not a step of this flow.{hint}"
+        )
+
+
+class CycleError(FlowDefinitionError):
+    """The steps' dependencies form a cycle."""
+
+    def __init__(self, flow: str, cycle: Sequence[str], where: Sequence[str]) -> None:
+        self.flow, self.cycle = flow, list(cycle)
+        path = " → ".join([*cycle, cycle[0]])
+        places = "\n".join(
+            f"  {name}: defined at {loc}" for name, loc in zip(cycle, where, strict=True)
+        )
+        super().__init__(
+            f"cycle in flow {flow!r}: {path}\n{places}\n"
+            "Remove one of these dependencies to break the cycle."
+        )
+
+
+class UnboundParameterError(FlowDefinitionError):
+    """A step parameter is neither a step, ``ctx``, a defaulted run parameter, nor given."""
+
+    def __init__(self, step: str, param: str, steps: Collection[str]) -> None:
+        self.step, self.param = step, param
+        hint = _did_you_mean(param, steps)
+        super().__init__(
+            f"step {step!r} takes parameter {param!r}, which is not a step of this flow, "
+            f"not 'ctx', and has no value: give it a default or pass --param {param}=VALUE."
+            f"{hint}"
+        )
+
+
+class UnknownParameterError(FlowDefinitionError):
+    """A run parameter was given that no step takes."""
+
+    def __init__(self, flow: str, param: str, known: Collection[str]) -> None:
+        self.param = param
+        accepted = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"parameter {param!r} is not taken by any step of flow {flow!r} "
+            f"(run parameters: {accepted}).{_did_you_mean(param, known)}"
+        )
+
+
+class UsageError(FlowkitError):
+    """The command line or the target is invalid."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class UnknownStepError(UsageError):
+    """A step named on the command line is not a step of the flow."""
+
+    def __init__(self, name: str, known: Collection[str]) -> None:
+        self.name = name
+        super().__init__(f"no step named {name!r} in this flow.{_did_you_mean(name, known)}")
+
+
+class StateError(FlowkitError):
+    """The state folder cannot be used as it is. Files are never modified when this is raised."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class CorruptStateError(StateError):
+    """A state file does not parse (and it is not a torn last line)."""
+
+    def __init__(self, path: Path, line: int | None, detail: str) -> None:
+        self.path, self.line = path, line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(
+            f"corrupt state file {where}: {detail}. Nothing was changed. Start over with --fresh "
+            f"(the old state is moved aside), or delete the run with 'flowkit clean'."
+        )
+
+
+class StateVersionError(StateError):
+    """The state was written by a newer flowkit."""
+
+    def __init__(self, path: Path, found: int, supported: int) -> None:
+        self.path, self.found = path, found
+        super().__init__(
+            f"{path} uses state format {found}, but this flowkit reads format {supported} and "
+            "older. Upgrade flowkit, or run with --fresh to start this run over."
+        )
+
+
+class RunLockedError(StateError):
+    """Another live process is running the same run."""
+
+    def __init__(self, run_id: str, holder: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id!r} is already running ({holder}). Wait for it to finish, or stop it; "
+            "a lock left by a killed process is released automatically."
+        )
+
+
+class ExecutorUnavailableError(FlowkitError):
+    """An optional execution backend is not installed."""
+
+    exit_code: ClassVar[int] = 2

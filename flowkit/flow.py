@@ -1,0 +1,302 @@
+"""``Flow``: a named registry of steps, and the facades to validate, plan and run it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, overload
+
+from .codec import Serializer
+from .dsl import DEFAULTABLE, Step, spec_of, step
+from .engine import Engine, EngineOptions
+from .errors import DuplicateStepError, FlowDefinitionError, UsageError
+from .events import Event, ListenerLike, as_callbacks
+from .graph import FlowGraph
+from .keys import run_id_for
+from .result import RunResult
+from .resume import KeyMaker, Plan, plan, select
+from .store import LoadedState, RunStore, default_state_dir
+
+__all__ = ["Flow"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+PathLike = str | os.PathLike[str]
+
+
+class Flow:
+    """A named set of steps.
+
+    Register steps with ``@flow.step(...)`` (or ``flow.step(name=..., depends_on=...)(fn)`` to
+    build flows programmatically), or mark functions with ``@step`` and pass them as
+    ``Flow(name, steps=[...])``. ``defaults=`` sets options (``retries``, ``backoff``, ``timeout``,
+    ``trigger``, ``cache``, ...) for every step that does not set them itself.
+
+    Raises:
+        DuplicateStepError: two steps share a name.
+        FlowDefinitionError: a function in ``steps=`` is not marked with ``@step``, or a
+            ``defaults=`` key is not an option that can be defaulted.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        steps: Iterable[Callable[..., Any]] = (),
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
+        self.name = name
+        self.defaults = dict(defaults or {})
+        bad = sorted(set(self.defaults) - DEFAULTABLE)
+        if bad:
+            raise FlowDefinitionError(
+                f"flow {name!r}: defaults= cannot set {bad[0]!r}; it accepts {sorted(DEFAULTABLE)}"
+            )
+        self.serializer = serializer
+        self._steps: dict[str, Step] = {}
+        self._graph: FlowGraph | None = None
+        for fn in steps:
+            self.add(fn)
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, {len(self._steps)} steps)"
+
+    # --- building -------------------------------------------------------------------------------
+
+    def add(self, fn: F) -> F:
+        """Add a function marked with ``@step`` to this flow; returns it."""
+        spec = spec_of(fn)
+        if spec is None:
+            raise FlowDefinitionError(
+                f"flow {self.name!r}: {getattr(fn, '__name__', fn)!r} is not a step; "
+                "decorate it with @step or register it with @flow.step()"
+            )
+        if self.defaults:
+            spec = spec.with_defaults(self.defaults)
+        other = self._steps.get(spec.name)
+        if other is not None:
+            raise DuplicateStepError(self.name, spec.name, other.location, spec.location)
+        self._steps[spec.name] = spec
+        self._graph = None
+        return fn
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
+    def step(self, /, **options: Any) -> Callable[[F], F]: ...
+
+    def step(self, fn: Any = None, /, **options: Any) -> Any:
+        """Like :func:`flowkit.step`, and registers the function in this flow."""
+        if fn is not None:
+            return self.add(step(fn))
+
+        def register(f: F) -> F:
+            marked: F = step(**options)(f)
+            return self.add(marked)
+
+        return register
+
+    @property
+    def steps(self) -> Mapping[str, Step]:
+        """The steps by name, in registration order."""
+        return dict(self._steps)
+
+    # --- inspecting -----------------------------------------------------------------------------
+
+    def graph(self) -> FlowGraph:
+        """The validated dependency graph (raises FlowDefinitionError for a bad flow)."""
+        if self._graph is None:
+            self._graph = FlowGraph(self.name, self._steps)
+        return self._graph
+
+    def generations(self) -> list[list[str]]:
+        """The topological tiers: each tier's steps depend only on earlier tiers (sorted names)."""
+        return [list(t) for t in self.graph().tiers]
+
+    def resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Validate run parameters and convert strings (from the CLI) to annotated types.
+
+        Raises:
+            UnknownParameterError / UnboundParameterError: see :meth:`FlowGraph.check_params`.
+            UsageError: a string that does not convert to the parameter's annotated type.
+        """
+        g = self.graph()
+        given = dict(params or {})
+        g.check_params(given)
+        for key, value in given.items():
+            if isinstance(value, str):
+                given[key] = self._coerce(g, key, value)
+        return given
+
+    def _coerce(self, g: FlowGraph, key: str, value: str) -> Any:
+        for node in g.nodes.values():
+            if key not in node.run_params:
+                continue
+            ann = node.spec.annotations.get(key)
+            kind = ann if isinstance(ann, str) else getattr(ann, "__name__", None)
+            try:
+                if kind == "int":
+                    return int(value)
+                if kind == "float":
+                    return float(value)
+                if kind == "bool":
+                    low = value.lower()
+                    if low in ("1", "true", "yes", "on"):
+                        return True
+                    if low in ("0", "false", "no", "off"):
+                        return False
+                    raise ValueError(value)
+            except ValueError:
+                raise UsageError(
+                    f"--param {key}={value}: step {node.name!r} declares {key}: {kind}, "
+                    f"and {value!r} is not a valid {kind}"
+                ) from None
+            return value
+        return value
+
+    def run_id(self, params: Mapping[str, Any] | None = None) -> str:
+        """The run id of this flow with these parameters (what resumes across invocations)."""
+        return run_id_for(self.name, self.resolve_params(params))
+
+    def store(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        state_dir: PathLike | None = None,
+        run_id: str | None = None,
+        durability: str = "flush",
+    ) -> RunStore:
+        """The state files of one run of this flow."""
+        if durability not in ("flush", "fsync"):
+            raise UsageError(f"durability must be 'flush' or 'fsync', got {durability!r}")
+        rid = run_id or self.run_id(params)
+        return RunStore(default_state_dir(state_dir), self.name, rid, fsync=durability == "fsync")
+
+    def load_state(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        state_dir: PathLike | None = None,
+        run_id: str | None = None,
+    ) -> LoadedState:
+        """What the run's journal holds (empty if the run never started)."""
+        s = self.store(params, state_dir=state_dir, run_id=run_id)
+        return s.load() if s.exists() else LoadedState()
+
+    def plan(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        state_dir: PathLike | None = None,
+        run_id: str | None = None,
+        fresh: bool = False,
+        rerun: Iterable[str] = (),
+        only: Iterable[str] = (),
+    ) -> Plan:
+        """What :meth:`run` would do with these arguments. Executes nothing, writes nothing."""
+        given = self.resolve_params(params)
+        g = self.graph()
+        stored = {} if fresh else self.load_state(given, state_dir=state_dir, run_id=run_id).steps
+        force = g.downstream_of(select(g, rerun))
+        only_set = g.upstream_of(select(g, only)) if only else None
+        return plan(
+            g,
+            stored,
+            KeyMaker(given),
+            force,
+            (lambda n: n in only_set) if only_set is not None else (lambda _: True),
+        )
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        state_dir: PathLike | None = None,
+        run_id: str | None = None,
+        fresh: bool = False,
+        workers: int = 1,
+        executor: str | None = None,
+        address: str | None = None,
+        fail_fast: bool = True,
+        rerun: Iterable[str] = (),
+        only: Iterable[str] = (),
+        timeout: float | None = None,
+        durability: str = "flush",
+        on_event: Callable[[Event], Any] | None = None,
+        listeners: Iterable[ListenerLike] = (),
+        seed: int | None = None,
+        handle_signals: bool = False,
+    ) -> RunResult:
+        """Run the flow, resuming the run with the same id if it has state; return the result.
+
+        Args:
+            params: run parameters (strings are converted to the parameters' annotated types).
+            state_dir: where state lives (default ``$FLOWKIT_STATE_DIR`` or ``./.flowkit``).
+            run_id: name the run explicitly (default: derived from the flow name and params).
+            fresh: move the run's old state aside (``<run>.previous``) and start over.
+            workers: how many steps may run at once (1: sequential, inline).
+            executor: ``inline``, ``thread``, ``process`` or ``dask`` (default: inline for one
+                worker, threads otherwise).
+            fail_fast: stop starting steps after a failure (False: run all that can run).
+            rerun: steps (names or globs) to run again with everything downstream of them.
+            only: run just these steps; their upstreams must have stored results.
+            timeout: seconds for the whole run; on expiry it stops and can be resumed later.
+            durability: ``flush`` (survives a process crash) or ``fsync`` (survives power loss).
+            on_event / listeners: receive every :mod:`flowkit.events` event.
+            seed: seeds the retry jitter.
+            handle_signals: turn SIGINT/SIGTERM into a clean interruption (the CLI does this).
+
+        Raises:
+            FlowDefinitionError, UsageError, StateError: before anything runs or is written.
+        """
+        given = self.resolve_params(params)
+        g = self.graph()
+        rid = run_id or run_id_for(self.name, given)
+        store = self.store(given, state_dir=state_dir, run_id=rid, durability=durability)
+        force = g.downstream_of(select(g, rerun))
+        only_set: frozenset[str] | None = None
+        if only:
+            chosen = select(g, only)
+            self._check_only(g, chosen, given, state_dir, rid, fresh)
+            only_set = frozenset(chosen)
+        kind = executor or ("inline" if workers == 1 else "thread")
+        opts = EngineOptions(
+            executor=kind,
+            workers=workers,
+            address=address,
+            fail_fast=fail_fast,
+            force=frozenset(force),
+            only=only_set,
+            timeout=timeout,
+            handle_signals=handle_signals,
+            seed=seed,
+        )
+        callbacks = as_callbacks([*listeners, *([on_event] if on_event else [])])
+        engine = Engine(
+            self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
+        )
+        return engine.run(fresh=fresh)
+
+    def _check_only(
+        self,
+        g: FlowGraph,
+        chosen: set[str],
+        given: dict[str, Any],
+        state_dir: PathLike | None,
+        rid: str,
+        fresh: bool,
+    ) -> None:
+        p = self.plan(given, state_dir=state_dir, run_id=rid, fresh=fresh)
+        for name in sorted(g.upstream_of(chosen) - chosen):
+            planned = p.steps[name]
+            if planned.decision.value != "cached":
+                raise UsageError(
+                    f"--only {', '.join(sorted(chosen))}: upstream step {name!r} has no usable "
+                    f"stored result in run {rid!r} ({planned.reason}). Run it first, or add it "
+                    "to --only."
+                )

@@ -1,0 +1,200 @@
+"""Run ids and cache keys.
+
+A step's cache key covers its code (see :func:`code_hash`), the run parameters it takes, the
+content of the outputs it receives, and the keys of its order-only upstreams. So an upstream that
+re-runs and returns an equal value leaves its data dependents cached, while an order-only
+dependent (which relies on the upstream's side effects) re-runs whenever the upstream's key moves.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import marshal
+import pickle
+import re
+import sys
+import sysconfig
+import textwrap
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ["code_hash", "digest", "run_id_for", "safe_name", "step_key"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.=\[\]-]+")
+
+
+def digest(*parts: bytes | str) -> str:
+    """A short, stable content hash of the given parts."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def safe_name(name: str) -> str:
+    """``name`` made safe as a file or folder name (same name, same result)."""
+    cleaned = _SAFE.sub("_", name).strip(".") or "_"
+    return cleaned if cleaned == name else f"{cleaned[:80]}-{digest(name)[:8]}"
+
+
+def canonical(params: Mapping[str, Any]) -> bytes:
+    """Parameters as canonical JSON bytes (sorted keys), for ids and keys."""
+    return orjson.dumps(dict(params), option=orjson.OPT_SORT_KEYS, default=repr)
+
+
+def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
+    """The run id derived from a flow's name and the parameters given to it."""
+    if not params:
+        return safe_name(flow)
+    return f"{safe_name(flow)}-{digest(canonical(params))[:10]}"
+
+
+def step_key(
+    code: str,
+    params: Iterable[tuple[str, Any]],
+    data_inputs: Iterable[tuple[str, str]],
+    order_inputs: Iterable[tuple[str, str]],
+) -> str:
+    """The cache key of one step execution (see the module docstring)."""
+    return digest(
+        code,
+        orjson.dumps(list(params), default=repr),
+        "|".join(f"{n}={h}" for n, h in data_inputs),
+        "|".join(f"{n}={h}" for n, h in order_inputs),
+    )
+
+
+# --- code hashing -------------------------------------------------------------------------------
+
+_LIB_DIRS = tuple(
+    {
+        p
+        for p in (
+            sysconfig.get_paths().get("stdlib"),
+            sysconfig.get_paths().get("purelib"),
+            sysconfig.get_paths().get("platlib"),
+        )
+        if p
+    }
+)
+_CONST_TYPES = (int, float, str, bytes, bool, type(None), complex)
+_by_code: dict[types.CodeType, str] = {}
+
+
+def _is_project_code(code: types.CodeType) -> bool:
+    """True for functions written in the user's project (not the stdlib or installed packages)."""
+    filename = code.co_filename
+    if filename.startswith("<") and not filename.startswith("<stdin"):
+        return filename.startswith("<string") or filename.startswith("<ipython")
+    return not filename.startswith(_LIB_DIRS) and "site-packages" not in filename
+
+
+class _Strip(ast.NodeTransformer):
+    """Drop what does not change behaviour: docstrings and decorators (comments never parse)."""
+
+    def _strip(self, node: Any) -> Any:
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+        if hasattr(node, "decorator_list"):
+            node.decorator_list = []
+        self.generic_visit(node)
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
+
+
+def _own_code_hash(code: types.CodeType, fn: Callable[..., Any]) -> str:
+    cached = _by_code.get(code)
+    if cached is not None:
+        return cached
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        text = ast.dump(_Strip().visit(tree), annotate_fields=False, include_attributes=False)
+        result = digest("ast", text)
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        # no source (exec'd code, a REPL): the bytecode is the next best identity.
+        result = digest("bytecode", marshal.dumps(code.co_code), repr(code.co_consts))
+    _by_code[code] = result
+    return result
+
+
+def _value_token(value: Any) -> str:
+    if isinstance(value, _CONST_TYPES):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(_value_token(v) for v in value) + ")"
+    if isinstance(value, (frozenset, set)):
+        return "{" + ",".join(sorted(_value_token(v) for v in value)) + "}"
+    if isinstance(value, types.FunctionType):
+        return code_hash(value)
+    try:
+        return digest(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    except TypeError:
+        pass
+    try:
+        return digest(pickle.dumps(value, protocol=5))
+    except Exception:
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names: set[str] = set()
+    todo = [code]
+    while todo:
+        c = todo.pop()
+        names.update(c.co_names)
+        todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return names
+
+
+def code_hash(fn: Callable[..., Any]) -> str:
+    """A hash of what ``fn`` does, stable across formatting, comments and docstrings.
+
+    Covers the function's AST, its closure values, the constants it reads from its module, and
+    (transitively) the project functions it calls, so that editing a helper changes the hash of
+    every step that uses it. Functions of the stdlib and installed packages are not followed.
+    """
+    parts: list[str] = []
+    seen: set[types.CodeType] = set()
+    todo: list[Callable[..., Any]] = [fn]
+    while todo:
+        f = todo.pop()
+        code = getattr(f, "__code__", None)
+        if not isinstance(code, types.CodeType) or code in seen:
+            continue
+        seen.add(code)
+        parts.append(_own_code_hash(code, f))
+        for cell in getattr(f, "__closure__", None) or ():
+            try:
+                parts.append(_value_token(cell.cell_contents))
+            except ValueError:  # an empty cell
+                parts.append("<empty>")
+        g = getattr(f, "__globals__", {})
+        names = _names(code)
+        for name in sorted(names):
+            if name not in g:
+                continue
+            value = g[name]
+            if isinstance(value, types.FunctionType):
+                if _is_project_code(value.__code__):
+                    todo.append(value)
+            elif isinstance(value, types.ModuleType):
+                for attr in sorted(names):
+                    member = getattr(value, attr, None)
+                    if isinstance(member, types.FunctionType) and _is_project_code(member.__code__):
+                        todo.append(member)
+            elif isinstance(value, (*_CONST_TYPES, tuple, frozenset)) and not name.startswith("__"):
+                parts.append(f"{name}={_value_token(value)}")
+    return digest(sys.version_info[0].to_bytes(1, "big"), *parts)

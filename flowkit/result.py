@@ -1,0 +1,194 @@
+"""What a run produced: per-step results and the run's outcome."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult"]
+
+
+class Status(str, Enum):
+    """The state of one step in one run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    CACHED = "cached"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+
+    @property
+    def ok(self) -> bool:
+        """Succeeded now or earlier (cached): its output is available."""
+        return self in (Status.SUCCEEDED, Status.CACHED)
+
+    @property
+    def failed(self) -> bool:
+        return self in (Status.FAILED, Status.TIMED_OUT)
+
+    @property
+    def finished(self) -> bool:
+        return self not in (Status.PENDING, Status.RUNNING)
+
+
+class RunStatus(str, Enum):
+    """The outcome of a whole run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An exception, reduced to what can be stored and shown: type, message, traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(type(exc).__qualname__, str(exc), tb)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    def to_json(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ErrorInfo:
+        return cls(
+            str(data.get("type", "")), str(data.get("message", "")), str(data.get("traceback", ""))
+        )
+
+
+@dataclass(slots=True)
+class StepResult:
+    """One step's outcome in a run.
+
+    ``reason`` says why it ran (``new``, ``code changed``, ``input changed: fetch``, ...), why it
+    was cached, or why it was skipped. ``attempt_errors`` holds the error of every failed attempt.
+    """
+
+    name: str
+    status: Status = Status.PENDING
+    attempts: int = 0
+    duration_s: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    reason: str = ""
+    attempt_errors: list[ErrorInfo] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary (without the output)."""
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 6),
+            "started": self.started,
+            "ended": self.ended,
+            "reason": self.reason,
+            "error": self.error.to_json() if self.error else None,
+            "attempt_errors": [e.to_json() for e in self.attempt_errors],
+        }
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The result of ``Flow.run``: per-step results (in topological order) and the run status."""
+
+    flow: str
+    run_id: str
+    params: dict[str, Any]
+    steps: dict[str, StepResult]
+    status: RunStatus = RunStatus.RUNNING
+    started: float = 0.0
+    duration_s: float = 0.0
+    state_path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every step succeeded or was cached (skips by condition or rule included)."""
+        return self.status is RunStatus.SUCCEEDED
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit status for this result: 0 ok, 1 a step failed, 130 interrupted."""
+        if self.status is RunStatus.INTERRUPTED:
+            return 130
+        return 0 if self.ok else 1
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The output of every step that succeeded or was cached."""
+        return {n: r.output for n, r in self.steps.items() if r.status.ok}
+
+    def __getitem__(self, name: str) -> StepResult:
+        return self.steps[name]
+
+    def __iter__(self) -> Iterator[StepResult]:
+        return iter(self.steps.values())
+
+    def counts(self) -> dict[str, int]:
+        """How many steps ended in each status (statuses with zero steps omitted)."""
+        out: dict[str, int] = {}
+        for r in self.steps.values():
+            out[r.status.value] = out.get(r.status.value, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        """A short human summary: verdict, counts, time, and each failure."""
+        verdict = {
+            RunStatus.SUCCEEDED: "PASSED",
+            RunStatus.FAILED: "FAILED",
+            RunStatus.INTERRUPTED: "INTERRUPTED",
+            RunStatus.TIMED_OUT: "TIMED OUT",
+            RunStatus.RUNNING: "RUNNING",
+        }[self.status]
+        order = ["succeeded", "cached", "failed", "timed_out", "skipped", "pending"]
+        counts = self.counts()
+        parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+        lines = [
+            f"Flow {self.flow} {verdict} — run {self.run_id}: {', '.join(parts) or 'no steps'} "
+            f"in {_fmt_duration(self.duration_s)}"
+        ]
+        for r in self.steps.values():
+            if r.status.failed and r.error:
+                lines.append(f"  {r.name}: {r.error}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "run_id": self.run_id,
+            "params": self.params,
+            "status": self.status.value,
+            "started": self.started,
+            "duration_s": round(self.duration_s, 6),
+            "counts": self.counts(),
+            "steps": [r.to_json() for r in self.steps.values()],
+        }
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.2f}s"
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+fmt_duration = _fmt_duration

@@ -1,0 +1,181 @@
+"""Resume decisions: is a step's stored result still valid, and if not, why does it run?
+
+Used by the engine (one step at a time, as its inputs become known) and by the plan (dry-run,
+``explain``), which predicts the same decisions from the stored hashes without running anything.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .dsl import Step
+from .errors import UnknownStepError
+from .graph import FlowGraph, Node
+from .keys import code_hash, step_key
+
+__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "plan", "select"]
+
+CONDITION_FALSE = "condition false"
+
+
+class Decision(str, Enum):
+    CACHED = "cached"
+    RUN = "run"
+    SKIP = "skip"  # a remembered `when=` decision
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a step's cache key is made of, kept in its journal record for explanations."""
+
+    code: str
+    params: tuple[tuple[str, Any], ...]
+    data: tuple[tuple[str, str], ...]
+    order: tuple[tuple[str, str], ...]
+    key: str
+
+    def record(self) -> dict[str, Any]:
+        return {"key": self.key, "code": self.code, "in": dict(self.data + self.order)}
+
+
+class KeyMaker:
+    """Computes step inputs; caches code hashes per function for the life of one run."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        self._code: dict[Any, str] = {}
+
+    def code(self, spec: Step) -> str:
+        if spec.code_version is not None:
+            return "v:" + spec.code_version
+        fn = spec.fn
+        h = self._code.get(fn)
+        if h is None:
+            h = self._code[fn] = code_hash(fn)
+        return h
+
+    def param_values(self, node: Node) -> tuple[tuple[str, Any], ...]:
+        p, d = self.params, node.spec.defaults
+        return tuple((k, p[k] if k in p else d[k]) for k in node.run_params)
+
+    def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
+        code = self.code(node.spec)
+        params = self.param_values(node)
+        data = tuple((d, hashes.get(d, "-")) for d in node.data_deps)
+        order = tuple((d, keys.get(d, "-")) for d in node.order_deps)
+        return Inputs(code, params, data, order, step_key(code, params, data, order))
+
+
+def decide(
+    spec: Step,
+    prev: Mapping[str, Any] | None,
+    inputs: Inputs,
+    *,
+    forced: bool,
+    now: float | None = None,
+) -> tuple[Decision, str]:
+    """Reuse the stored result (CACHED), run the step (RUN, with the reason), or SKIP it again."""
+    if forced:
+        return Decision.RUN, "--rerun"
+    if not spec.cache:
+        return Decision.RUN, "cache=False"
+    if prev is None:
+        return Decision.RUN, "new"
+    status = prev.get("status")
+    same_key = prev.get("key") == inputs.key
+    if status == "skipped":
+        if same_key and prev.get("reason") == CONDITION_FALSE:
+            return Decision.SKIP, CONDITION_FALSE
+        return Decision.RUN, "new"
+    if status in ("failed", "timed_out"):
+        return Decision.RUN, f"{status.replace('_', ' ')} before"
+    if same_key:
+        ttl = spec.cache_ttl
+        if ttl is not None and (now or time.time()) - float(prev.get("end") or 0) > ttl:
+            return Decision.RUN, f"cache expired (cache_ttl={ttl:g}s)"
+        return Decision.CACHED, "unchanged"
+    return Decision.RUN, changed_reason(prev, inputs)
+
+
+def changed_reason(prev: Mapping[str, Any], inputs: Inputs) -> str:
+    """Name what differs between a stored record and the current inputs."""
+    if prev.get("code") != inputs.code:
+        return "code changed"
+    before = prev.get("in") or {}
+    changed = [n for n, h in inputs.data + inputs.order if before.get(n) != h]
+    if changed:
+        return "input changed: " + ", ".join(changed)
+    return "parameters changed"
+
+
+def select(graph: FlowGraph, patterns: Iterable[str]) -> set[str]:
+    """Step names matching names or glob patterns; raises UnknownStepError for a miss."""
+    out: set[str] = set()
+    for pat in patterns:
+        if pat in graph.nodes:
+            out.add(pat)
+            continue
+        hits = fnmatch.filter(graph.nodes, pat)
+        if not hits:
+            raise UnknownStepError(pat, graph.nodes.keys())
+        out.update(hits)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    name: str
+    tier: int
+    decision: Decision
+    reason: str
+    uncertain: bool = False  # depends on an upstream output not known until it runs
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a run would do, predicted from stored state; nothing is executed or written."""
+
+    steps: dict[str, PlannedStep] = field(default_factory=dict)
+    tiers: list[list[str]] = field(default_factory=list)
+
+    def would_run(self) -> list[str]:
+        return [n for n, s in self.steps.items() if s.decision is Decision.RUN]
+
+
+def plan(
+    graph: FlowGraph,
+    stored: Mapping[str, Mapping[str, Any]],
+    keys: KeyMaker,
+    force: set[str],
+    is_selected: Callable[[str], bool] = lambda _: True,
+) -> Plan:
+    """Predict each step's decision in topological order (iteratively: deep graphs are fine)."""
+    result = Plan(tiers=graph.tiers)
+    hashes: dict[str, str] = {}
+    key_of: dict[str, str] = {}
+    reruns: set[str] = set()
+    tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
+    for name in graph.order:
+        node = graph.nodes[name]
+        prev = stored.get(name)
+        inputs = keys.inputs(node, hashes, key_of)
+        key_of[name] = inputs.key
+        rerun_ups = [u for u in node.upstream if u in reruns]
+        decision, reason = decide(node.spec, prev, inputs, forced=name in force)
+        uncertain = False
+        if decision is not Decision.RUN and rerun_ups:
+            decision, uncertain = Decision.RUN, True
+            reason = f"upstream re-runs: {', '.join(rerun_ups)}"
+        if decision is Decision.CACHED and prev is not None:
+            hashes[name] = str(prev.get("hash", "-"))
+        else:
+            reruns.add(name)
+        if not is_selected(name) and decision is not Decision.CACHED:
+            reason = f"not selected; {reason}"
+        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
+    return result

@@ -1,0 +1,272 @@
+"""A run's state on disk: an append-only JSON Lines journal, a snapshot, a report, a lock.
+
+Layout, under the state dir (``.flowkit/`` by default)::
+
+    <flow>/<run_id>/journal.jsonl    one line per event that matters for resume (append only)
+    <flow>/<run_id>/snapshot.json    the latest record of every step, written at the end of a run
+    <flow>/<run_id>/report.json      the run report (status, timing, errors per step)
+    <flow>/<run_id>/outputs/         outputs that cannot be stored inline as JSON
+    <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
+    <flow>/<run_id>.previous/        the state --fresh moved aside (one generation kept)
+
+Loading forgives exactly one kind of damage, a torn last line (a kill in the middle of a write);
+anything else is a :class:`CorruptStateError` that names the file and line and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from filelock import FileLock, Timeout
+
+from .codec import write_atomic
+from .errors import CorruptStateError, RunLockedError, StateVersionError
+from .keys import safe_name
+
+__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir"]
+
+FORMAT = 1
+JOURNAL = "journal.jsonl"
+SNAPSHOT = "snapshot.json"
+REPORT = "report.json"
+
+
+def default_state_dir(given: str | os.PathLike[str] | None = None) -> Path:
+    """``given``, else ``$FLOWKIT_STATE_DIR``, else ``.flowkit`` in the working directory."""
+    if given is not None:
+        return Path(given)
+    return Path(os.environ.get("FLOWKIT_STATE_DIR") or ".flowkit")
+
+
+@dataclass(slots=True)
+class LoadedState:
+    """What a run's journal says.
+
+    ``steps``: the last finished record of each step (what resume decisions use).
+    ``session``: the latest session's start/cached/skip record of each step not finished since.
+    """
+
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    session: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headers: list[dict[str, Any]] = field(default_factory=list)
+    end: dict[str, Any] | None = None
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        ev = rec.get("ev")
+        if ev == "done":
+            name = rec["step"]
+            self.steps[name] = rec
+            self.session.pop(name, None)
+        elif ev in ("start", "cached", "skip"):
+            self.session[rec["step"]] = rec
+        elif ev == "run":
+            self.headers.append(rec)
+            self.end = None
+            self.session.clear()
+        elif ev == "end":
+            self.end = rec
+
+
+class RunStore:
+    """The files of one run. Writing requires holding :meth:`lock`."""
+
+    def __init__(self, root: Path, flow: str, run_id: str, *, fsync: bool = False) -> None:
+        self.root = root
+        self.dir = root / safe_name(flow) / safe_name(run_id)
+        self.journal_path = self.dir / JOURNAL
+        self.outputs = self.dir / "outputs"
+        self.fsync = fsync
+        self._journal: IO[bytes] | None = None
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.journal_path.exists()
+
+    def load(self) -> LoadedState:
+        """Replay the snapshot and the journal. Raises CorruptStateError / StateVersionError."""
+        state = LoadedState()
+        offset = 0
+        snap_path = self.dir / SNAPSHOT
+        if snap_path.exists():
+            snap = _parse_json_file(snap_path)
+            _check_format(snap_path, snap.get("format"))
+            offset = int(snap.get("journal_size", 0))
+            size = self.journal_path.stat().st_size if self.exists() else 0
+            if offset > size:
+                raise CorruptStateError(
+                    snap_path,
+                    None,
+                    f"it covers {offset} bytes of {JOURNAL}, which has only {size}",
+                )
+            state.steps.update(snap.get("steps", {}))
+            state.session.update(snap.get("session", {}))
+            state.headers.extend(snap.get("headers", []))
+            state.end = snap.get("end")
+        if self.exists():
+            for rec in _read_journal(self.journal_path, offset):
+                if rec.get("ev") == "run":
+                    _check_format(self.journal_path, rec.get("format"))
+                state.apply(rec)
+        return state
+
+    def holder(self) -> str | None:
+        """Who holds the run lock right now ("pid 12, host h, since ..."), or None."""
+        lock_path = self.dir / "run.lock"
+        if not lock_path.exists():
+            return None
+        probe = FileLock(str(lock_path), timeout=0)
+        try:
+            probe.acquire()
+        except Timeout:
+            return self._describe_owner()
+        probe.release()
+        return None
+
+    def _describe_owner(self) -> str:
+        try:
+            owner = orjson.loads((self.dir / "owner.json").read_bytes())
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner["started"]))
+            return f"pid {owner['pid']} on host {owner['host']}, started {since}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    # --- writing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock (an OS lock: it dies with the process). Raises RunLockedError."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        flock = FileLock(str(self.dir / "run.lock"), timeout=0)
+        try:
+            flock.acquire()
+        except Timeout:
+            raise RunLockedError(self.dir.name, self._describe_owner()) from None
+        try:
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            write_atomic(self.dir / "owner.json", orjson.dumps(owner), fsync=False)
+            yield
+        finally:
+            self.close()
+            flock.release()
+
+    def archive(self) -> None:
+        """Move this run's state aside (``<run>.previous``, replacing an older one): --fresh."""
+        if not self.dir.exists():
+            return
+        backup = self.dir.with_name(self.dir.name + ".previous")
+        if backup.exists():
+            shutil.rmtree(backup)
+        backup.mkdir()
+        for child in self.dir.iterdir():
+            if child.name not in ("run.lock", "owner.json"):
+                child.rename(backup / child.name)
+
+    def open(self) -> None:
+        """Open the journal for appending, first cutting off a torn last line if there is one."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.exists():
+            with open(self.journal_path, "rb+") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                if size:
+                    f.seek(max(0, size - 65536))
+                    tail = f.read()
+                    if not tail.endswith(b"\n"):
+                        cut = tail.rfind(b"\n")
+                        f.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+        self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (closed by close())
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Buffer one journal line; :meth:`commit` makes it durable."""
+        assert self._journal is not None, "RunStore.open() first"
+        self._journal.write(orjson.dumps(record) + b"\n")
+
+    def commit(self) -> None:
+        """Hand buffered lines to the OS (survives a process crash); fsync too in fsync mode."""
+        j = self._journal
+        if j is not None:
+            j.flush()
+            if self.fsync:
+                os.fsync(j.fileno())
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self.commit()
+            self._journal.close()
+            self._journal = None
+
+    def write_snapshot(self, state: LoadedState) -> None:
+        """Write the compact snapshot of ``state``, covering the journal as it is now."""
+        self.commit()
+        size = self.journal_path.stat().st_size
+        snap = {
+            "format": FORMAT,
+            "journal_size": size,
+            "steps": state.steps,
+            "session": state.session,
+            "headers": state.headers[-20:],
+            "end": state.end,
+        }
+        write_atomic(self.dir / SNAPSHOT, orjson.dumps(snap), fsync=self.fsync)
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        write_atomic(
+            self.dir / REPORT, orjson.dumps(report, option=orjson.OPT_INDENT_2), fsync=self.fsync
+        )
+
+
+def _check_format(path: Path, found: Any) -> None:
+    if isinstance(found, int) and found > FORMAT:
+        raise StateVersionError(path, found, FORMAT)
+
+
+def _parse_json_file(path: Path) -> dict[str, Any]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise CorruptStateError(path, None, f"it is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptStateError(path, None, "it does not hold a JSON object")
+    return data
+
+
+def _read_journal(path: Path, offset: int) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if i == last:  # no newline after it: a kill in the middle of a write
+                return
+            raise CorruptStateError(
+                path,
+                _line_number(path, offset) + i,
+                "this line is not valid JSON and it is not the last line",
+            ) from None
+        if not isinstance(rec, dict):
+            raise CorruptStateError(path, _line_number(path, offset) + i, "not a JSON object")
+        yield rec
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """The 1-based line number at byte ``offset`` (only computed when reporting an error)."""
+    if not offset:
+        return 1
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n") + 1
