@@ -170,7 +170,7 @@ class Step:
         return self.with_options(todo) if todo else self
 
 
-_OPTIONS = frozenset({"depends_on", "code_version"} | DEFAULTABLE)
+_OPTIONS = frozenset({"depends_on", "code_version", "when"} | DEFAULTABLE)
 
 
 def _retry_policy(name: str, base: RetryPolicy, o: Mapping[str, Any]) -> RetryPolicy:

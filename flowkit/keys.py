@@ -12,7 +12,6 @@ import ast
 import hashlib
 import inspect
 import marshal
-import pickle
 import re
 import sys
 import sysconfig
@@ -131,22 +130,20 @@ def _own_code_hash(code: types.CodeType, fn: Callable[..., Any]) -> str:
 
 
 def _value_token(value: Any) -> str:
+    """Identify a captured value: immutable values by content, anything else by type only.
+
+    Mutable objects (lists, dicts, connections, ...) change while a program runs, so hashing
+    their content would invalidate caches for no reason; ``code_version=`` covers that case.
+    """
     if isinstance(value, _CONST_TYPES):
         return repr(value)
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, tuple):
         return "(" + ",".join(_value_token(v) for v in value) + ")"
-    if isinstance(value, (frozenset, set)):
+    if isinstance(value, frozenset):
         return "{" + ",".join(sorted(_value_token(v) for v in value)) + "}"
     if isinstance(value, types.FunctionType):
         return code_hash(value)
-    try:
-        return digest(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-    except TypeError:
-        pass
-    try:
-        return digest(pickle.dumps(value, protocol=5))
-    except Exception:
-        return f"<{type(value).__module__}.{type(value).__qualname__}>"
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _names(code: types.CodeType) -> set[str]:
