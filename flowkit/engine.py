@@ -371,7 +371,8 @@ class Engine:
         self.store.append(rec)
         self.state.apply(rec)
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
-        fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"))
+        log_path = str(self.store.logs / f"{safe_name(name)}.log")
+        fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"), log_path)
         self.running[fut] = name
         if spec.timeout is not None:
             self.seq += 1

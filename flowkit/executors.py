@@ -26,8 +26,13 @@ EXECUTORS = ("inline", "thread", "process", "dask")
 Invocation = tuple[Any, dict[str, Any] | None, float, float, float, str]
 
 
-def invoke(fn: Callable[..., Any], kwargs: dict[str, Any], ctx: Any) -> Invocation:
-    """Call one step in a worker; ``async def`` steps run on an event loop of their own."""
+def invoke(
+    fn: Callable[..., Any], kwargs: dict[str, Any], ctx: Any, log_path: str | None = None
+) -> Invocation:
+    """Call one step in a worker; ``async def`` steps run on an event loop of their own.
+
+    ``log_path``: where the step's own output (prints, logging records) is captured.
+    """
     start, cpu = time.time(), time.process_time()
     out = fn(**kwargs)
     if inspect.isawaitable(out):

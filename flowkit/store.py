@@ -84,6 +84,7 @@ class RunStore:
         self.dir = root / safe_name(flow) / safe_name(run_id)
         self.journal_path = self.dir / JOURNAL
         self.outputs = self.dir / "outputs"
+        self.logs = self.dir / "logs"
         self.fsync = fsync
         self._journal: IO[bytes] | None = None
 
