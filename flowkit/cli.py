@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     g = target_cmd("graph", "Print the flow's graph.")
     g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    rp = target_cmd("report", "Report a run: a short text summary, or one HTML page.")
+    rp.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
     return p
 
 
@@ -339,6 +341,33 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
     return 0
 
 
+def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import collect, render_report_html, render_text
+
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    if not store.exists():
+        print(
+            f"flowkit: error: run {store.dir.name} of flow {flow.name} has no state (looked in "
+            f"{store.dir}); run it first, or pass the --run-id/--param/--state-dir it used",
+            file=sys.stderr,
+        )
+        return 2
+    state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
+    report = collect(flow, state, run_id=store.dir.name, running=store.holder() is not None)
+    if not args.html:
+        print(render_text(report))
+        return 0
+    out = Path(args.html)
+    try:
+        out.write_text(render_report_html(report), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--html {args.html}: cannot write the report ({exc})") from None
+    print(out.resolve())
+    return 0
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
@@ -346,6 +375,7 @@ _COMMANDS = {
     "runs": _cmd_runs,
     "clean": _cmd_clean,
     "graph": _cmd_graph,
+    "report": _cmd_report,
 }
 
 

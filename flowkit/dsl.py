@@ -62,6 +62,12 @@ class Step:
     cache: bool = True
     cache_ttl: float | None = None
     code_version: str | None = None
+    matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    map_over: str | None = None
+    pool: str | None = None
+    cpus: float | None = None
+    memory: int | None = None
+    isolate: bool = False
     location: str = "<unknown>"
     explicit: frozenset[str] = frozenset()
 
@@ -162,6 +168,37 @@ class Step:
             if cv is not None and not isinstance(cv, str):
                 raise InvalidStepOptionError(name, "code_version", cv, "a string, or None")
             changes["code_version"] = cv
+        if "matrix" in o:
+            changes["matrix"] = _matrix(name, o["matrix"], self.params)
+        if "map_over" in o:
+            m = o["map_over"]
+            if m is not None and (not isinstance(m, str) or m not in self.params):
+                raise InvalidStepOptionError(
+                    name,
+                    "map_over",
+                    m,
+                    f"the name of an upstream step that is also a parameter of {name}()",
+                )
+            changes["map_over"] = m
+        if "pool" in o:
+            if o["pool"] is not None and not isinstance(o["pool"], str):
+                raise InvalidStepOptionError(name, "pool", o["pool"], "a pool name, or None")
+            changes["pool"] = o["pool"]
+        if "cpus" in o:
+            c = o["cpus"]
+            if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0):
+                raise InvalidStepOptionError(name, "cpus", c, "a number of CPUs > 0, or None")
+            changes["cpus"] = None if c is None else float(c)
+        if "memory" in o:
+            changes["memory"] = _memory(name, o["memory"])
+        if "isolate" in o:
+            if not isinstance(o["isolate"], bool):
+                raise InvalidStepOptionError(name, "isolate", o["isolate"], "True or False")
+            changes["isolate"] = o["isolate"]
+        if changes.get("map_over", self.map_over) and changes.get("matrix", self.matrix):
+            raise InvalidStepOptionError(
+                name, "matrix", o.get("matrix"), "a step takes matrix= or map_over=, not both"
+            )
         return dataclasses.replace(self, **changes) if changes else self
 
     def with_defaults(self, defaults: Mapping[str, Any]) -> Step:
@@ -170,7 +207,77 @@ class Step:
         return self.with_options(todo) if todo else self
 
 
-_OPTIONS = frozenset({"depends_on", "code_version", "when"} | DEFAULTABLE)
+_OPTIONS = frozenset(
+    {
+        "depends_on",
+        "code_version",
+        "when",
+        "matrix",
+        "map_over",
+        "pool",
+        "cpus",
+        "memory",
+        "isolate",
+    }
+    | DEFAULTABLE
+)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def _memory(name: str, value: Any) -> int | None:
+    """``memory=`` as bytes: an int, or a string like "512MB", "4GB", "2GiB"."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(digits) :]
+        try:
+            amount = float(digits)
+        except ValueError:
+            amount = -1.0
+        if amount > 0 and unit in _UNITS:
+            return int(amount * _UNITS[unit])
+    raise InvalidStepOptionError(name, "memory", value, 'bytes (int) or a size like "4GB"')
+
+
+def _matrix(
+    name: str, value: Any, params: tuple[str, ...]
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidStepOptionError(name, "matrix", value, "a non-empty dict {param: values}")
+    out = []
+    for key, values in value.items():
+        if key not in params:
+            raise InvalidStepOptionError(
+                name, "matrix", key, f"each matrix key must be a parameter of {name}()"
+            )
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise InvalidStepOptionError(name, f"matrix[{key!r}]", values, "a list of values")
+        vals = tuple(values)
+        if not vals:
+            raise InvalidStepOptionError(name, f"matrix[{key!r}]", values, "a non-empty list")
+        out.append((str(key), vals))
+    return tuple(out)
 
 
 def _retry_policy(name: str, base: RetryPolicy, o: Mapping[str, Any]) -> RetryPolicy:
@@ -242,6 +349,12 @@ def step(
     cache: bool = ...,
     cache_ttl: float | None = ...,
     code_version: str | None = ...,
+    matrix: Mapping[str, Iterable[Any]] | None = ...,
+    map_over: str | None = ...,
+    pool: str | None = ...,
+    cpus: float | None = ...,
+    memory: int | str | None = ...,
+    isolate: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -261,6 +374,14 @@ def step(fn: Any = None, /, **options: Any) -> Any:
         cache: False runs the step on every run, even when resuming.
         cache_ttl: seconds after which a finished result is not reused.
         code_version: a string that replaces the source hash in the cache key.
+        matrix: ``{param: values}``; one instance per combination (``name[param=value]``), each
+            checkpointed and retried on its own; dependents receive the list of results.
+        map_over: an upstream step whose output (a list) this step maps over at run time; the
+            parameter of that name receives one item per instance.
+        pool: a pool declared with ``Flow(pools={...})`` that caps concurrent steps.
+        cpus / memory: resources the step needs; steps are not started beyond the machine's.
+        isolate: run each attempt in a child process of its own, so a timeout can kill it (and
+            every process it started).
 
     Raises:
         InvalidStepOptionError: an option has a value that cannot work (names the step).

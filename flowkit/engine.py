@@ -41,8 +41,11 @@ from .events import (
     emit,
 )
 from .executors import invoke, make_executor
-from .graph import FlowGraph, Node
+from .fanout import FanOutError, gather_hash, instances
+from .graph import FlowGraph, Node, machine_resources
+from .isolate import IsolatedExecutor
 from .keys import safe_name
+from .limits import Limits
 from .policy import Trigger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, KeyMaker, decide
@@ -116,7 +119,7 @@ class Engine:
         self.clock, self.sleep = clock, sleep
         self.rng = random.Random(options.seed)
         self.keys = KeyMaker(self.params)
-        self.nodes = graph.nodes
+        self.nodes = dict(graph.nodes)  # fan-out instances are added at run time
         self.results: dict[str, StepResult] = {n: StepResult(n) for n in graph.order}
         self.remaining = {n: len(node.upstream) for n, node in self.nodes.items()}
         self.outputs: dict[str, Any] = {}
@@ -137,6 +140,12 @@ class Engine:
         self.wakeup: Future[None] = Future()
         self.state = LoadedState()
         self._side: Executor | None = None
+        self._isolated: IsolatedExecutor | None = None
+        self.fanout: dict[str, list[str]] = {}
+        self.limits = Limits(graph.pools, *machine_resources())
+        self.limited = bool(graph.pools) or any(
+            n.spec.cpus or n.spec.memory for n in graph.nodes.values()
+        )
         self._when_params: dict[Any, frozenset[str] | None] = {}
 
     # --- the run --------------------------------------------------------------------------------
@@ -241,11 +250,15 @@ class Engine:
     def _decide(self, name: str) -> None:
         node = self.nodes[name]
         spec = node.spec
+        if name in self.fanout:  # every instance has finished
+            return self._gather(node)
         blocked = _trigger_blocks(spec.trigger, node.upstream, self.results)
         if blocked is not None:
             return self._skip(name, blocked)
         if self.halted_by is not None and not spec.trigger.runs_after_failure:
             return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
+        if node.fans_out:
+            return self._expand(node)
         inputs = self.keys.inputs(node, self.hashes, self.step_keys)
         self.step_keys[name] = inputs.key
         self.inputs_of[name] = inputs.record()
@@ -271,6 +284,66 @@ class Engine:
                 return self._skip(name, CONDITION_FALSE, record=True)
         self.results[name].reason = reason
         self.ready.append(name)
+
+    def _expand(self, node: Node) -> None:
+        name = node.name
+        mapped = self.outputs.get(node.spec.map_over) if node.spec.map_over else None
+        try:
+            made = instances(node, mapped)
+        except FanOutError as exc:
+            self._fail(name, ErrorInfo.of(exc))
+            return
+        self.fanout[name] = [i.name for i in made]
+        self.remaining[name] = len(made)
+        for inst in made:
+            self.nodes[inst.name] = inst
+            self.results[inst.name] = StepResult(inst.name)
+            self.remaining[inst.name] = 0
+            self.decidable.append(inst.name)
+        if not made:
+            self._gather(node)
+
+    def _gather(self, node: Node) -> None:
+        name, names, results = node.name, self.fanout[node.name], self.results
+        failed = [n for n in names if results[n].status.failed]
+        if failed:
+            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+            msg = f"{len(failed)} of {len(names)} instances failed: {shown}"
+            self._fail(name, ErrorInfo("FanOutError", msg))
+            return
+        for n in names:
+            r = results[n]
+            if r.status is Status.SKIPPED and r.reason != CONDITION_FALSE:
+                return self._skip(name, f"instance {n!r} skipped: {r.reason}")
+        done = [n for n in names if results[n].status.ok]  # `when=`-skipped ones are left out
+        r = results[name]
+        r.output = [self.outputs[n] for n in done]
+        r.attempts = 1
+        cached = all(results[n].status is Status.CACHED for n in done)
+        r.status = Status.CACHED if cached else Status.SUCCEEDED
+        r.reason = f"gathered {len(done)} instance(s)"
+        h = gather_hash([self.hashes[n] for n in done])
+        self.outputs[name], self.hashes[name] = r.output, h
+        self.step_keys[name] = h
+        rec = {
+            "ev": "done",
+            "step": name,
+            "status": "succeeded",
+            "hash": h,
+            "attempts": 1,
+            "instances": len(names),
+            "reason": r.reason,
+        }
+        self.store.append(rec)
+        self.state.apply(rec)
+        now = time.time()
+        event: Event = (
+            StepCached(self.run_id, name, now, 0.0, 1)
+            if cached
+            else StepSucceeded(self.run_id, name, 1, now, 0.0)
+        )
+        emit(self.callbacks, event)
+        self._release(name)
 
     def _restore(self, name: str, prev: Mapping[str, Any]) -> None:
         value = decode(dict(prev), self.store.outputs, self.serializer)
@@ -337,6 +410,8 @@ class Engine:
         outputs = self.outputs
         kwargs = {d: outputs.get(d) for d in node.data_deps}
         kwargs.update(self.keys.param_values(node))
+        if node.bindings:
+            kwargs.update(node.bindings)
         if node.spec.takes_ctx:
             kwargs["ctx"] = Context(
                 self.run_id, self.flow, node.name, attempt, self.params, self.ctx_store
@@ -351,7 +426,15 @@ class Engine:
                 self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
                 self._decide_all()
                 continue
+            if self.limited and not self.limits.admit(name, node.spec):
+                continue  # queued in its pool; handed back by _free
             self._submit(node)
+
+    def _free(self, name: str) -> None:
+        """An attempt of ``name`` ended: give back its pool slot and resources."""
+        if self.limited:
+            woken = self.limits.release(self.nodes[name].spec)
+            self.ready.extendleft(reversed(woken))
 
     def _submit(self, node: Node) -> None:
         name, spec = node.name, node.spec
@@ -360,7 +443,11 @@ class Engine:
         r.status = Status.RUNNING
         kwargs = self._kwargs(node, r.attempts)
         executor = self.executor
-        if spec.timeout is not None and self.opts.executor in ("inline", "thread"):
+        if spec.isolate or (spec.timeout is not None and self.opts.executor == "process"):
+            if self._isolated is None:
+                self._isolated = IsolatedExecutor()
+            executor = self._isolated
+        elif spec.timeout is not None and self.opts.executor in ("inline", "thread"):
             if self._side is None:
                 self._side = _DaemonThreadExecutor()
             executor = self._side
@@ -382,6 +469,7 @@ class Engine:
         finished: list[tuple[str, Event]] = []
         for fut in done:
             name = self.running.pop(fut)
+            self._free(name)
             exc = fut.exception()
             if exc is None:
                 event = self._succeeded(name, fut.result())
@@ -508,18 +596,23 @@ class Engine:
             if fut not in self.running:
                 continue
             del self.running[fut]
-            fut.cancel()
-            self.abandoned += 1
+            self._free(name)
             timeout = self.nodes[name].spec.timeout
-            log.warning(
-                "step %r timed out after %gs; its thread was abandoned (Python cannot "
-                "stop a running thread) and keeps running in the background",
-                name,
-                timeout,
-            )
-            exc = StepTimeoutError(
-                f"step {name!r} timed out after {timeout:g}s (attempt abandoned)"
-            )
+            kill = getattr(fut, "kill", None)
+            if kill is not None:
+                kill()
+                how = "its process group was killed"
+            else:
+                fut.cancel()
+                self.abandoned += 1
+                how = "attempt abandoned"
+                log.warning(
+                    "step %r timed out after %gs; its thread was abandoned (Python cannot "
+                    "stop a running thread) and keeps running in the background",
+                    name,
+                    timeout,
+                )
+            exc = StepTimeoutError(f"step {name!r} timed out after {timeout:g}s ({how})")
             event = self._attempt_failed(name, exc, timed_out=True)
             if event is not None:
                 expired.append((name, event))
@@ -534,8 +627,12 @@ class Engine:
             grace = 0.0 if self.stop is RunStatus.TIMED_OUT else self.opts.grace
             if now >= self.stop_at + grace:
                 for fut in list(self.running):
-                    fut.cancel()
-                    self.abandoned += 1
+                    kill = getattr(fut, "kill", None)
+                    if kill is not None:
+                        kill()
+                    else:
+                        fut.cancel()
+                        self.abandoned += 1
                 self.running.clear()
 
     def _due_retries(self) -> None:

@@ -29,7 +29,9 @@ class Flow:
     Register steps with ``@flow.step(...)`` (or ``flow.step(name=..., depends_on=...)(fn)`` to
     build flows programmatically), or mark functions with ``@step`` and pass them as
     ``Flow(name, steps=[...])``. ``defaults=`` sets options (``retries``, ``backoff``, ``timeout``,
-    ``trigger``, ``cache``, ...) for every step that does not set them itself.
+    ``trigger``, ``cache``, ...) for every step that does not set them itself. ``pools=`` declares
+    concurrency pools: ``Flow("etl", pools={"db": 2})`` lets at most 2 ``@step(pool="db")`` steps
+    run at once.
 
     Raises:
         DuplicateStepError: two steps share a name.
@@ -43,6 +45,7 @@ class Flow:
         steps: Iterable[Callable[..., Any]] = (),
         *,
         defaults: Mapping[str, Any] | None = None,
+        pools: Mapping[str, int] | None = None,
         serializer: Serializer | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -54,6 +57,12 @@ class Flow:
             raise FlowDefinitionError(
                 f"flow {name!r}: defaults= cannot set {bad[0]!r}; it accepts {sorted(DEFAULTABLE)}"
             )
+        self.pools = dict(pools or {})
+        for pool, size in self.pools.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise FlowDefinitionError(
+                    f"flow {name!r}: pool {pool!r} has size {size!r}; a pool needs an int >= 1"
+                )
         self.serializer = serializer
         self._steps: dict[str, Step] = {}
         self._graph: FlowGraph | None = None
@@ -109,7 +118,7 @@ class Flow:
     def graph(self) -> FlowGraph:
         """The validated dependency graph (raises FlowDefinitionError for a bad flow)."""
         if self._graph is None:
-            self._graph = FlowGraph(self.name, self._steps)
+            self._graph = FlowGraph(self.name, self._steps, self.pools)
         return self._graph
 
     def generations(self) -> list[list[str]]:

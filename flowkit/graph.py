@@ -7,6 +7,7 @@ parameter named u (it receives u's output), an *order* dependency when it only c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,24 +15,44 @@ from typing import Any
 import networkx as nx
 
 from .dsl import Step
-from .errors import CycleError, UnboundParameterError, UnknownDependencyError, UnknownParameterError
+from .errors import (
+    CycleError,
+    FlowDefinitionError,
+    UnboundParameterError,
+    UnknownDependencyError,
+    UnknownParameterError,
+    suggest,
+)
 
 __all__ = ["FlowGraph", "Node"]
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A step placed in its flow: what it receives and from where."""
+    """A step placed in its flow: what it receives and from where.
+
+    Fan-out instances (``matrix=`` / ``map_over=``) are Nodes too, made at run time: ``parent``
+    is the step they belong to, ``bindings`` the parameter values of this instance (a matrix
+    combination, or one item of the mapped output) and ``binding_keys`` how the cache key sees them.
+    """
 
     spec: Step
     data_deps: tuple[str, ...]
     order_deps: tuple[str, ...]
     run_params: tuple[str, ...]
     downstream: tuple[str, ...]
+    instance: str | None = None
+    bindings: tuple[tuple[str, Any], ...] = ()
+    binding_keys: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.instance or self.spec.name
+
+    @property
+    def fans_out(self) -> bool:
+        """A step that runs as several instances (and gathers their results)."""
+        return self.instance is None and bool(self.spec.matrix or self.spec.map_over)
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -46,8 +67,12 @@ class FlowGraph:
         CycleError: the dependencies form a cycle (the message shows it, with file:line).
     """
 
-    def __init__(self, flow: str, steps: Mapping[str, Step]) -> None:
+    def __init__(
+        self, flow: str, steps: Mapping[str, Step], pools: Mapping[str, int] | None = None
+    ) -> None:
         self.flow = flow
+        self.pools = dict(pools or {})
+        cpus, memory = machine_resources()
         dag: nx.DiGraph[str] = nx.DiGraph()
         dag.add_nodes_from(steps)
         partial: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
@@ -56,8 +81,12 @@ class FlowGraph:
             for dep in spec.depends_on:
                 if dep not in steps:
                     raise UnknownDependencyError(name, dep, steps.keys())
+            if spec.map_over is not None and spec.map_over not in data:
+                raise UnknownDependencyError(name, spec.map_over, steps.keys())
+            _check_resources(spec, self.pools, cpus, memory)
             order = tuple(d for d in spec.depends_on if d not in data)
-            params = tuple(p for p in spec.params if p not in data)
+            axes = {k for k, _ in spec.matrix}
+            params = tuple(p for p in spec.params if p not in data and p not in axes)
             partial[name] = (data, order, params)
             dag.add_edges_from((d, name) for d in data + order)
         if not nx.is_directed_acyclic_graph(dag):
@@ -108,3 +137,34 @@ class FlowGraph:
                 out.add(n)
                 todo.extend(self.nodes[n].upstream)
         return out
+
+
+def machine_resources() -> tuple[float, int]:
+    """CPUs and bytes of memory of this machine (what local executors may hand out)."""
+    cpus = float(os.cpu_count() or 1)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 2**62
+    return cpus, int(memory)
+
+
+def _check_resources(spec: Step, pools: Mapping[str, int], cpus: float, memory: int) -> None:
+    if spec.pool is not None and spec.pool not in pools:
+        close = suggest(spec.pool, pools)
+        hint = f" Did you mean {close!r}?" if close else ""
+        declared = ", ".join(sorted(pools)) or "none"
+        raise FlowDefinitionError(
+            f"step {spec.name!r} uses pool {spec.pool!r}, which the flow does not declare "
+            f"(pools: {declared}). Declare it: Flow(..., pools={{{spec.pool!r}: N}}).{hint}"
+        )
+    if spec.cpus is not None and spec.cpus > cpus:
+        raise FlowDefinitionError(
+            f"step {spec.name!r} needs cpus={spec.cpus:g}, but this machine has {cpus:g}. "
+            "Lower it, or run on a cluster (--executor dask)."
+        )
+    if spec.memory is not None and spec.memory > memory:
+        raise FlowDefinitionError(
+            f"step {spec.name!r} needs memory={spec.memory / 1e9:.1f}GB, but this machine has "
+            f"{memory / 1e9:.1f}GB. Lower it, or run on a cluster (--executor dask)."
+        )

@@ -67,6 +67,10 @@ class KeyMaker:
         code = self.code(node.spec)
         params = self.param_values(node)
         data = tuple((d, hashes.get(d, "-")) for d in node.data_deps)
+        if node.binding_keys:  # a fan-out instance: its own item instead of the whole input
+            bound = {k for k, _ in node.binding_keys}
+            data = tuple(x for x in data if x[0] not in bound)
+            params += node.binding_keys
         order = tuple((d, keys.get(d, "-")) for d in node.order_deps)
         return Inputs(code, params, data, order, step_key(code, params, data, order))
 

@@ -1,0 +1,99 @@
+"""Run one call in a child process of its own, in its own process group, so it can be killed.
+
+Used for ``@step(isolate=True)`` and for steps with a timeout on the process executor. A kill
+sends SIGTERM to the whole process group (the step and every process it started), then SIGKILL
+after a grace period, so nothing the step spawned survives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from multiprocessing.connection import Connection
+from typing import Any
+
+__all__ = ["IsolatedExecutor", "KillableFuture"]
+
+_CTX: Any = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+
+
+class KillableFuture(Future[Any]):
+    """A Future whose work runs in a child process group that :meth:`kill` ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pid: int | None = None
+
+    def kill(self, grace: float = 2.0) -> None:
+        """SIGTERM the child's process group, then SIGKILL it after ``grace`` seconds."""
+        pid = self.pid
+        if pid is None:
+            return
+        _signal_group(pid, signal.SIGTERM)
+        timer = threading.Timer(grace, _signal_group, (pid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    os.setsid()  # a group of its own: a kill reaches everything the step starts
+    try:
+        result: tuple[bool, Any] = (True, fn(*args, **kwargs))
+    except BaseException as exc:
+        result = (False, exc)
+    try:
+        conn.send_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:  # an unpicklable result or exception
+        conn.send_bytes(pickle.dumps((False, RuntimeError(f"result not picklable: {exc!r}"))))
+    finally:
+        conn.close()
+
+
+class IsolatedExecutor(Executor):
+    """One child process per call; returns :class:`KillableFuture` objects."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> KillableFuture:
+        fut = KillableFuture()
+        fut.set_running_or_notify_cancel()
+        recv, send = _CTX.Pipe(duplex=False)
+        # fork copies the call into the child: local functions and lambdas work too
+        proc = _CTX.Process(target=_child, args=(send, fn, args, kwargs), daemon=True)
+        proc.start()
+        send.close()
+        fut.pid = proc.pid
+
+        def wait_for_child() -> None:
+            try:
+                ok, value = pickle.loads(recv.recv_bytes())
+            except (EOFError, OSError):
+                proc.join()
+                code = proc.exitcode
+                how = (
+                    f"killed by signal {-code}"
+                    if code is not None and code < 0
+                    else (f"exited with code {code}")
+                )
+                ok, value = False, ChildProcessError(f"the step's process {how}")
+            finally:
+                recv.close()
+            proc.join()
+            if fut.done():
+                return
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+        threading.Thread(target=wait_for_child, name="flowkit-isolated", daemon=True).start()
+        return fut
