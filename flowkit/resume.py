@@ -15,6 +15,7 @@ from typing import Any
 
 from .dsl import Step
 from .errors import UnknownStepError
+from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
 from .keys import code_hash, step_key
 
@@ -167,11 +168,16 @@ def plan(
     for name in graph.order:
         node = graph.nodes[name]
         prev = stored.get(name)
-        inputs = keys.inputs(node, hashes, key_of)
-        key_of[name] = inputs.key
         rerun_ups = [u for u in node.upstream if u in reruns]
-        decision, reason = decide(node.spec, prev, inputs, forced=name in force)
         uncertain = False
+        if node.fans_out:
+            decision, reason, gathered = _plan_fanout(node, stored, keys, hashes, key_of, force)
+            prev = {"hash": gathered} if gathered is not None else None
+            key_of[name] = gathered or "-"
+        else:
+            inputs = keys.inputs(node, hashes, key_of)
+            key_of[name] = inputs.key
+            decision, reason = decide(node.spec, prev, inputs, forced=name in force)
         if decision is not Decision.RUN and rerun_ups:
             decision, uncertain = Decision.RUN, True
             reason = f"upstream re-runs: {', '.join(rerun_ups)}"
@@ -183,3 +189,37 @@ def plan(
             reason = f"not selected; {reason}"
         result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
     return result
+
+
+def _plan_fanout(
+    node: Node,
+    stored: Mapping[str, Mapping[str, Any]],
+    keys: KeyMaker,
+    hashes: Mapping[str, str],
+    key_of: Mapping[str, str],
+    force: set[str],
+) -> tuple[Decision, str, str | None]:
+    """Predict a fan-out step from its instances; returns the gathered hash when all are cached."""
+    spec = node.spec
+    mapped = None
+    if spec.map_over is not None:
+        rec = stored.get(spec.map_over)
+        if rec is None or "ref" in rec or spec.map_over not in hashes:
+            return Decision.RUN, f"instances of {spec.map_over!r} known at run time", None
+        mapped = rec.get("out")
+    try:
+        made = instances(node, mapped)
+    except FanOutError as exc:
+        return Decision.RUN, str(exc), None
+    todo, gathered = 0, []
+    for inst in made:
+        prev = stored.get(inst.name)
+        inputs = keys.inputs(inst, hashes, key_of)
+        decision, _ = decide(spec, prev, inputs, forced=node.name in force)
+        if decision is Decision.CACHED and prev is not None:
+            gathered.append(str(prev.get("hash", "-")))
+        elif decision is Decision.RUN:
+            todo += 1
+    if todo:
+        return Decision.RUN, f"{todo} of {len(made)} instances would run", None
+    return Decision.CACHED, "unchanged", gather_hash(gathered)
