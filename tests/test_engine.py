@@ -58,8 +58,9 @@ def executor(request: pytest.FixtureRequest) -> str:
 def test_join_starts_after_both_branches_finish(executor: str, tmp_path: Path) -> None:
     seen = Recorder()
     workers = 1 if executor == "inline" else 2
-    result = flows.diamond.run(state_dir=tmp_path, executor=executor, workers=workers,
-                               listeners=[seen])
+    result = flows.diamond.run(
+        state_dir=tmp_path, executor=executor, workers=workers, listeners=[seen]
+    )
     assert result.ok
     assert result["join"].output == 112
     for first, then in [("top", "left"), ("top", "right"), ("left", "join"), ("right", "join")]:
@@ -73,8 +74,11 @@ def test_async_steps_run_on_every_executor(executor: str, tmp_path: Path) -> Non
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(min_value=1, max_value=30), st.randoms(use_true_random=False),
-       st.sampled_from([1, 3]))
+@given(
+    st.integers(min_value=1, max_value=30),
+    st.randoms(use_true_random=False),
+    st.sampled_from([1, 3]),
+)
 def test_random_dag_never_starts_a_step_before_its_dependencies(
     n: int, rnd: random.Random, workers: int
 ) -> None:
@@ -116,7 +120,10 @@ def test_retries_count_attempts_and_wait_per_backoff(tmp_path: Path) -> None:
     delays = [e.delay_s for e in seen.events if isinstance(e, StepRetrying)]
     assert delays == [1.0, 2.0, 3.0]
     assert [str(e) for e in result["fetch"].attempt_errors] == [
-        "ConnectionError: try 1", "ConnectionError: try 2", "ConnectionError: try 3"]
+        "ConnectionError: try 1",
+        "ConnectionError: try 2",
+        "ConnectionError: try 3",
+    ]
 
 
 def test_retry_wait_uses_the_injected_clock_not_real_time(tmp_path: Path) -> None:
@@ -139,8 +146,17 @@ def test_retry_wait_uses_the_injected_clock_not_real_time(tmp_path: Path) -> Non
         slept.append(s)
         now[0] += s
 
-    engine = Engine("slowretry", flow.graph(), "r1", {}, flow.store(state_dir=tmp_path),
-                    EngineOptions(), [], clock=lambda: now[0], sleep=sleep)
+    engine = Engine(
+        "slowretry",
+        flow.graph(),
+        "r1",
+        {},
+        flow.store(state_dir=tmp_path),
+        EngineOptions(),
+        [],
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     started = time.monotonic()
     result = engine.run()
     assert result.ok and slept == [100.0]
@@ -469,8 +485,14 @@ def test_events_arrive_in_a_valid_order(tmp_path: Path) -> None:
     flow.run(state_dir=tmp_path, listeners=[seen])
     kinds = [type(e).__name__ + ":" + getattr(e, "step", "") for e in seen.events]
     assert kinds == [
-        "RunStarted:", "StepStarted:flaky", "StepRetrying:flaky", "StepStarted:flaky",
-        "StepSucceeded:flaky", "StepStarted:broken", "StepFailed:broken", "StepSkipped:after",
+        "RunStarted:",
+        "StepStarted:flaky",
+        "StepRetrying:flaky",
+        "StepStarted:flaky",
+        "StepSucceeded:flaky",
+        "StepStarted:broken",
+        "StepFailed:broken",
+        "StepSkipped:after",
         "RunFinished:",
     ]
     seen2 = Recorder()
@@ -507,7 +529,10 @@ def test_thread_timeout_marks_step_timed_out_and_moves_on(tmp_path: Path) -> Non
     release.set()
     assert time.monotonic() - started < 5
     assert result["stuck"].status is Status.TIMED_OUT
-    assert result["stuck"].error is not None and "timed out after 0.2s" in result["stuck"].error.message
+    assert (
+        result["stuck"].error is not None
+        and "timed out after 0.2s" in result["stuck"].error.message
+    )
     assert result["other"].status is Status.SUCCEEDED
 
 
@@ -550,6 +575,9 @@ def test_public_namespace_is_pinned() -> None:
 
     import flowkit
 
-    public = {n for n, v in vars(flowkit).items()
-              if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+    public = {
+        n
+        for n, v in vars(flowkit).items()
+        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+    }
     assert sorted(flowkit.__all__) == sorted(public | {"__version__"})

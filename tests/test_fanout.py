@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkit import FlowDefinitionError, Flow, InvalidStepOptionError, Status
+from flowkit import Flow, FlowDefinitionError, InvalidStepOptionError, Status
 
 
 def test_matrix_runs_one_instance_per_combination_and_gathers_in_order(tmp_path: Path) -> None:

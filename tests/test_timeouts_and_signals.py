@@ -43,7 +43,11 @@ def test_isolated_step_past_its_timeout_is_killed_with_its_children(tmp_path: Pa
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "flowkit", "run", "sigflows:spawner"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1, proc.stderr
     assert time.monotonic() - started < 20
@@ -107,8 +111,9 @@ def test_signal_interrupts_cleanly_and_a_rerun_resumes(tmp_path: Path, sig: int)
     log = tmp_path / "sig.log"
     env = flowkit_env(SIG_LOG=str(log), SLOW_SECONDS="1.0")
     cmd = [sys.executable, "-m", "flowkit", "run", "sigflows:interruptible"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(lambda: log.exists() and "slow-start" in log.read_text())
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
@@ -116,8 +121,7 @@ def test_signal_interrupts_cleanly_and_a_rerun_resumes(tmp_path: Path, sig: int)
     assert "INTERRUPTED" in out and "Run the same command again to resume" in out
     # the running step was given its grace period and finished; nothing after it started
     assert log.read_text().split() == ["first", "slow-start", "slow"]
-    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=30)
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert again.returncode == 0, again.stderr
     assert "[CACHED]    first" in again.stdout and "[CACHED]    slow" in again.stdout
     assert log.read_text().split() == ["first", "slow-start", "slow", "last"]
@@ -127,8 +131,9 @@ def test_second_ctrl_c_exits_at_once_leaving_a_loadable_journal(tmp_path: Path) 
     log = tmp_path / "sig.log"
     env = flowkit_env(SIG_LOG=str(log), SLOW_SECONDS="30")
     cmd = [sys.executable, "-m", "flowkit", "run", "sigflows:interruptible"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(lambda: log.exists() and "slow-start" in log.read_text())
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
