@@ -49,6 +49,7 @@ from .limits import Limits
 from .policy import Trigger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, KeyMaker, decide
+from .shell import ShellTimeoutError
 from .store import FORMAT, LoadedState, RunStore
 
 __all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
@@ -477,7 +478,7 @@ class Engine:
                     finished.append((name, event))
                     continue
                 exc = self._store_error
-            event = self._attempt_failed(name, exc)
+            event = self._attempt_failed(name, exc, isinstance(exc, ShellTimeoutError))
             if event is not None:
                 finished.append((name, event))
         # durable before any dependent is decided (and so before any dependent can start)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from .codec import Serializer
-from .dsl import DEFAULTABLE, Step, spec_of, step
+from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import Engine, EngineOptions
-from .errors import DuplicateStepError, FlowDefinitionError, UsageError
+from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
 from .events import Event, ListenerLike, as_callbacks
 from .graph import FlowGraph
 from .keys import run_id_for
 from .result import RunResult
 from .resume import KeyMaker, Plan, plan, select
+from .shell import ShellCommand
 from .store import LoadedState, RunStore, default_state_dir
 
 __all__ = ["Flow"]
@@ -107,6 +110,44 @@ class Flow:
             return self.add(marked)
 
         return register
+
+    def shell(
+        self,
+        name: str,
+        command: str | Sequence[str],
+        *,
+        depends_on: Iterable[str | Callable[..., Any]] = (),
+        params: Iterable[str] = (),
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> ShellCommand:
+        """Add a step that runs ``command`` (a shell string, or an argv list without a shell).
+
+        The step's output is the command's stdout+stderr text; a non-zero exit fails it. Run
+        parameters listed in ``params`` reach the command as ``FLOWKIT_PARAM_<NAME>`` environment
+        variables. ``timeout`` kills the command's whole process group (SIGTERM, then SIGKILL).
+        Other options (``retries``, ``trigger``, ...) are those of :func:`flowkit.step`; the
+        cache key covers the command, ``cwd`` and ``env``.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise InvalidStepOptionError(name, "timeout", timeout, "a number of seconds > 0")
+        cmd = ShellCommand(command, cwd=cwd, env=env, timeout=timeout)
+        sig = inspect.Signature(
+            [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in params]
+        )
+        cmd.__signature__ = sig  # type: ignore[attr-defined]
+        version = repr((cmd.text, cwd, sorted((env or {}).items())))
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        where = f"{caller.f_code.co_filename}:{caller.f_lineno}" if caller else "<unknown>"
+        spec = Step.of(cmd, name=name, depends_on=depends_on, code_version=version, **options)
+        setattr(cmd, SPEC_ATTR, dataclasses.replace(spec, location=where))
+        self.add(cmd)
+        return cmd
 
     @property
     def steps(self) -> Mapping[str, Step]:
