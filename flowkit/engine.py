@@ -541,6 +541,7 @@ class Engine:
         if self.stop is None:
             delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
         if delay is not None:
+            r.retry_delays.append(delay)
             self.seq += 1
             heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
             emit(

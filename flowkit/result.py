@@ -77,7 +77,8 @@ class StepResult:
     """One step's outcome in a run.
 
     ``reason`` says why it ran (``new``, ``code changed``, ``input changed: fetch``, ...), why it
-    was cached, or why it was skipped. ``attempt_errors`` holds the error of every failed attempt.
+    was cached, or why it was skipped. ``attempt_errors`` holds the error of every failed attempt,
+    ``retry_delays`` the seconds waited after each failed attempt that was retried.
     """
 
     name: str
@@ -90,6 +91,7 @@ class StepResult:
     error: ErrorInfo | None = None
     reason: str = ""
     attempt_errors: list[ErrorInfo] = field(default_factory=list)
+    retry_delays: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (without the output)."""
@@ -103,6 +105,7 @@ class StepResult:
             "reason": self.reason,
             "error": self.error.to_json() if self.error else None,
             "attempt_errors": [e.to_json() for e in self.attempt_errors],
+            "retry_delays": [round(d, 6) for d in self.retry_delays],
         }
 
 
