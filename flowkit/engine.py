@@ -143,6 +143,7 @@ class Engine:
         self._side: Executor | None = None
         self._isolated: IsolatedExecutor | None = None
         self.fanout: dict[str, list[str]] = {}
+        self._logs = str(store.logs)
         self.limits = Limits(graph.pools, *machine_resources())
         self.limited = bool(graph.pools) or any(
             n.spec.cpus or n.spec.memory for n in graph.nodes.values()
@@ -459,7 +460,7 @@ class Engine:
         self.store.append(rec)
         self.state.apply(rec)
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
-        log_path = str(self.store.logs / f"{safe_name(name)}.log")
+        log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
         fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"), log_path)
         self.running[fut] = name
         if spec.timeout is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import linecache
 import marshal
 import re
 import sys
@@ -56,17 +57,15 @@ def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
 
 def step_key(
     code: str,
-    params: Iterable[tuple[str, Any]],
+    params: tuple[tuple[str, Any], ...],
     data_inputs: Iterable[tuple[str, str]],
     order_inputs: Iterable[tuple[str, str]],
 ) -> str:
     """The cache key of one step execution (see the module docstring)."""
-    return digest(
-        code,
-        orjson.dumps(list(params), default=repr),
-        "|".join(f"{n}={h}" for n, h in data_inputs),
-        "|".join(f"{n}={h}" for n, h in order_inputs),
-    )
+    data = "|".join([f"{n}={h}" for n, h in data_inputs])
+    order = "|".join([f"{n}={h}" for n, h in order_inputs])
+    p = orjson.dumps(params, default=repr) if params else b"[]"
+    return digest(f"{code}\x00{data}\x00{order}\x00".encode() + p)
 
 
 # --- code hashing -------------------------------------------------------------------------------
@@ -118,13 +117,17 @@ def _own_code_hash(code: types.CodeType, fn: Callable[..., Any]) -> str:
     cached = _by_code.get(code)
     if cached is not None:
         return cached
+    filename = code.co_filename
     try:
+        if filename.startswith("<") and filename not in linecache.cache:
+            raise OSError("no source")  # exec'd code: skip inspect's slow search
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
         text = ast.dump(_Strip().visit(tree), annotate_fields=False, include_attributes=False)
         result = digest("ast", text)
     except (OSError, TypeError, SyntaxError, IndentationError):
         # no source (exec'd code, a REPL): the bytecode is the next best identity.
-        result = digest("bytecode", marshal.dumps(code.co_code), repr(code.co_consts))
+        shape = repr((code.co_consts, code.co_names, code.co_varnames))
+        result = digest("bytecode", marshal.dumps(code.co_code), shape)
     _by_code[code] = result
     return result
 
