@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .graph import FlowGraph
+from .graph import FlowGraph, Node
 
 __all__ = ["render_graph"]
 
@@ -29,7 +29,7 @@ def render_graph(graph: FlowGraph, fmt: str, statuses: Mapping[str, str] | None 
                 node = graph.nodes[name]
                 ups = ", ".join(node.upstream)
                 st = f" [{statuses[name]}]" if name in statuses else ""
-                lines.append(f"  {name}{st}" + (f"  ← {ups}" if ups else ""))
+                lines.append(f"  {name}{_fan(node)}{st}" + (f"  ← {ups}" if ups else ""))
         return "\n".join(lines)
     ids = {name: f"n{i}" for i, name in enumerate(graph.order)}
     if fmt == "mermaid":
@@ -62,3 +62,12 @@ def render_graph(graph: FlowGraph, fmt: str, statuses: Mapping[str, str] | None 
         lines.append("}")
         return "\n".join(lines)
     raise ValueError(f"unknown graph format {fmt!r}: text, mermaid or dot")
+
+
+def _fan(node: Node) -> str:
+    spec = node.spec
+    if spec.map_over:
+        return f" (map over {spec.map_over})"
+    if spec.matrix:
+        return " (matrix " + " × ".join(f"{k}:{len(v)}" for k, v in spec.matrix) + ")"
+    return ""
