@@ -74,10 +74,13 @@ class Step:
     @classmethod
     def of(cls, fn: Callable[..., Any], **options: Any) -> Step:
         """Build and validate the spec of ``fn``; raises InvalidStepOptionError naming the step."""
-        name = options.pop("name", None) or getattr(fn, "__name__", None)
+        name = options.pop("name") if "name" in options else getattr(fn, "__name__", None)
         if not isinstance(name, str) or not name or name == "<lambda>":
             raise InvalidStepOptionError(
-                repr(fn), "name", name, "a lambda or nameless callable needs name='...'"
+                repr(fn),
+                "name",
+                name,
+                "a non-empty string (lambdas and nameless callables need one)",
             )
         explicit = frozenset(options)
         unknown = explicit - _OPTIONS
@@ -136,7 +139,9 @@ class Step:
             changes["retry"] = _retry_policy(name, self.retry, o)
         if "timeout" in o:
             t = o["timeout"]
-            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0):
+            if t is not None and (
+                isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0
+            ):
                 raise InvalidStepOptionError(name, "timeout", t, "a number of seconds > 0, or None")
             changes["timeout"] = None if t is None else float(t)
         if "trigger" in o:
@@ -157,7 +162,7 @@ class Step:
         if "cache_ttl" in o:
             ttl = o["cache_ttl"]
             if ttl is not None and (
-                isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
+                isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
             ):
                 raise InvalidStepOptionError(
                     name, "cache_ttl", ttl, "a number of seconds > 0, or None"
@@ -186,7 +191,9 @@ class Step:
             changes["pool"] = o["pool"]
         if "cpus" in o:
             c = o["cpus"]
-            if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0):
+            if c is not None and (
+                isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0
+            ):
                 raise InvalidStepOptionError(name, "cpus", c, "a number of CPUs > 0, or None")
             changes["cpus"] = None if c is None else float(c)
         if "memory" in o:

@@ -71,6 +71,7 @@ class EngineOptions:
     fail_fast: bool = True
     force: frozenset[str] = frozenset()
     only: frozenset[str] | None = None
+    needed: frozenset[str] | None = None  # with `only`: those steps and their upstreams
     timeout: float | None = None
     grace: float = 10.0
     handle_signals: bool = False
@@ -254,11 +255,15 @@ class Engine:
         spec = node.spec
         if name in self.fanout:  # every instance has finished
             return self._gather(node)
+        if self.opts.needed is not None and name not in self.opts.needed:
+            return self._skip(name, "not selected (--only)", journal=False)
         blocked = _trigger_blocks(spec.trigger, node.upstream, self.results)
+        if self.halted_by is not None and not spec.trigger.runs_after_failure:
+            # a direct dependent of a failure says so; every other step names what stopped it
+            if blocked is None or not any(self.results[u].status.failed for u in node.upstream):
+                return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
         if blocked is not None:
             return self._skip(name, blocked)
-        if self.halted_by is not None and not spec.trigger.runs_after_failure:
-            return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
         if node.fans_out:
             return self._expand(node)
         inputs = self.keys.inputs(node, self.hashes, self.step_keys)

@@ -119,7 +119,13 @@ class UnboundParameterError(FlowDefinitionError):
 
     def __init__(self, step: str, param: str, steps: Collection[str]) -> None:
         self.step, self.param = step, param
-        hint = _did_you_mean(param, steps)
+        if param == step:
+            super().__init__(
+                f"step {step!r} takes a parameter named {param!r}, like the step itself: a step "
+                "cannot receive its own output. Rename the parameter (or the step with name=...)."
+            )
+            return
+        hint = _did_you_mean(param, [s for s in steps if s != step])
         super().__init__(
             f"step {step!r} takes parameter {param!r}, which is not a step of this flow, "
             f"not 'ctx', and has no value: give it a default or pass --param {param}=VALUE."
@@ -197,3 +203,16 @@ class ExecutorUnavailableError(FlowkitError):
     """An optional execution backend is not installed."""
 
     exit_code: ClassVar[int] = 2
+
+
+class ExtraUnavailableError(FlowkitError, ImportError):
+    """An optional feature's extra (``flowkit[rich]``, ``flowkit[otel]``) is not installed."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        self.feature, self.extra = feature, extra
+        super().__init__(
+            f"{feature} needs the {extra!r} extra ({missing} is not installed): "
+            f"pip install 'flowkit[{extra}]'"
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -185,8 +187,7 @@ class Flow:
         for node in g.nodes.values():
             if key not in node.run_params:
                 continue
-            ann = node.spec.annotations.get(key)
-            kind = ann if isinstance(ann, str) else getattr(ann, "__name__", None)
+            kind = _scalar_kind(node.spec.annotations.get(key))
             try:
                 if kind == "int":
                     return int(value)
@@ -310,10 +311,12 @@ class Flow:
         store = self.store(given, state_dir=state_dir, run_id=rid, durability=durability)
         force = g.downstream_of(select(g, rerun))
         only_set: frozenset[str] | None = None
+        needed: frozenset[str] | None = None
         if only:
             chosen = select(g, only)
             self._check_only(g, chosen, given, state_dir, rid, fresh)
             only_set = frozenset(chosen)
+            needed = frozenset(g.upstream_of(chosen))
         kind = executor or ("inline" if workers == 1 else "thread")
         opts = EngineOptions(
             executor=kind,
@@ -322,6 +325,7 @@ class Flow:
             fail_fast=fail_fast,
             force=frozenset(force),
             only=only_set,
+            needed=needed,
             timeout=timeout,
             handle_signals=handle_signals,
             seed=seed,
@@ -350,3 +354,15 @@ class Flow:
                     f"stored result in run {rid!r} ({planned.reason}). Run it first, or add it "
                     "to --only."
                 )
+
+
+def _scalar_kind(ann: Any) -> str | None:
+    """``"int"``, ``"float"``, ``"bool"`` or ``"str"`` for such an annotation (Optional too)."""
+    if isinstance(ann, str):
+        parts = [p.strip() for p in ann.replace("Optional[", "").rstrip("]").split("|")]
+        parts = [p for p in parts if p not in ("None", "")]
+        return parts[0] if len(parts) == 1 else None
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if args and typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return _scalar_kind(args[0]) if len(args) == 1 else None
+    return getattr(ann, "__name__", None)

@@ -178,7 +178,8 @@ def plan(
             inputs = keys.inputs(node, hashes, key_of)
             key_of[name] = inputs.key
             decision, reason = decide(node.spec, prev, inputs, forced=name in force)
-        if decision is not Decision.RUN and rerun_ups:
+        if rerun_ups and (decision is not Decision.RUN or reason.startswith("input changed")):
+            # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True
             reason = f"upstream re-runs: {', '.join(rerun_ups)}"
         if decision is Decision.CACHED and prev is not None:
