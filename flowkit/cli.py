@@ -355,7 +355,7 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         )
         return 2
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
-    report = collect(flow, state, run_id=store.dir.name, running=store.holder() is not None)
+    report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
     if not args.html:
         print(render_text(report))
         return 0
