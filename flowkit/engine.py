@@ -258,10 +258,14 @@ class Engine:
         if self.opts.needed is not None and name not in self.opts.needed:
             return self._skip(name, "not selected (--only)", journal=False)
         blocked = _trigger_blocks(spec.trigger, node.upstream, self.results)
-        if self.halted_by is not None and not spec.trigger.runs_after_failure:
-            # a direct dependent of a failure says so; every other step names what stopped it
-            if blocked is None or not any(self.results[u].status.failed for u in node.upstream):
-                return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
+        # under fail-fast, a direct dependent of a failure says so; any other step names the
+        # failure that stopped the run
+        if (
+            self.halted_by is not None
+            and not spec.trigger.runs_after_failure
+            and (blocked is None or not any(self.results[u].status.failed for u in node.upstream))
+        ):
+            return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
         if blocked is not None:
             return self._skip(name, blocked)
         if node.fans_out:
