@@ -164,3 +164,15 @@ def test_api_run_reports_interrupted_status_when_signals_handled(tmp_path: Path)
     assert result.status is RunStatus.INTERRUPTED and result.exit_code == 130
     assert result["sends"].status is Status.SUCCEEDED
     assert result["never"].status is Status.PENDING
+
+
+def test_process_executor_kills_a_step_past_its_timeout(tmp_path: Path) -> None:
+    import flows_timeout
+
+    started = time.monotonic()
+    result = flows_timeout.hangs.run(state_dir=tmp_path, executor="process", workers=2)
+    assert time.monotonic() - started < 15
+    assert result["stuck"].status is Status.TIMED_OUT
+    assert result["stuck"].error is not None
+    assert "process group was killed" in result["stuck"].error.message
+    assert result["fine"].status is Status.SUCCEEDED
