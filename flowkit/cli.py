@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-format", choices=("text", "json"), default="text")
     r.add_argument("--quiet", "-q", action="store_true", help="print failures and summary only")
     r.add_argument("--verbose", "-v", action="store_true", help="print step starts too")
+    r.add_argument(
+        "--plain",
+        action="store_true",
+        help="one plain line per event, no live progress view (default when not a terminal)",
+    )
 
     target_cmd("status", "Show each step's state in a run.")
     e = target_cmd("explain", "Say why a step is cached or would run.")
@@ -118,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     rp = target_cmd("report", "Report a run: a short text summary, or one HTML page.")
     rp.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
+    lg = target_cmd("logs", "Print what a step printed and logged (every attempt, latest last).")
+    lg.add_argument("step")
+    lg.add_argument("--tail", "-n", type=int, metavar="N", help="only the last N lines")
     return p
 
 
@@ -142,27 +150,47 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
     if args.dry_run:
         return _print_plan(flow, params, args)
     verbosity = 0 if args.quiet else (2 if args.verbose else 1)
-    listener = (
-        JsonLogListener() if args.log_format == "json" else ConsoleListener(verbosity=verbosity)
-    )
-    result = flow.run(
-        params,
-        state_dir=args.state_dir,
-        run_id=args.run_id,
-        fresh=args.fresh,
-        workers=args.workers,
-        executor=args.executor,
-        address=args.address,
-        fail_fast=not args.continue_on_error,
-        rerun=[*args.rerun, *args.from_],
-        only=args.only,
-        timeout=args.timeout,
-        durability=args.durability,
-        listeners=[listener],
-        seed=args.seed,
-        handle_signals=True,
-    )
+    from .events import Listener
+
+    logs_dir = flow.store(params, state_dir=args.state_dir, run_id=args.run_id).logs
+    listener: Listener
+    if args.log_format == "json":
+        listener = JsonLogListener()
+    elif args.plain or args.quiet or not sys.stdout.isatty() or not _rich_available():
+        listener = ConsoleListener(verbosity=verbosity, logs_dir=logs_dir)
+    else:
+        from .progress import LiveListener
+
+        listener = LiveListener(logs_dir=logs_dir)
+    try:
+        result = flow.run(
+            params,
+            state_dir=args.state_dir,
+            run_id=args.run_id,
+            fresh=args.fresh,
+            workers=args.workers,
+            executor=args.executor,
+            address=args.address,
+            fail_fast=not args.continue_on_error,
+            rerun=[*args.rerun, *args.from_],
+            only=args.only,
+            timeout=args.timeout,
+            durability=args.durability,
+            listeners=[listener],
+            seed=args.seed,
+            handle_signals=True,
+        )
+    finally:
+        close = getattr(listener, "close", None)
+        if close is not None:
+            close()  # the live view, should the run raise
     return result.exit_code
+
+
+def _rich_available() -> bool:
+    from .progress import rich_available
+
+    return rich_available()
 
 
 def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -368,6 +396,29 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     return 0
 
 
+def _cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    name = args.step
+    base = name.split("[", 1)[0]  # a fan-out instance: load[7], transform[batch=3]
+    if name not in flow.steps and (base == name or base not in flow.steps):
+        raise UnknownStepError(name, flow.steps.keys())
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    path = store.logs / f"{safe_name(name)}.log"
+    if not path.is_file():
+        hint = "it has not run in this run yet, or it printed and logged nothing"
+        if store.exists():
+            inst = sorted(s for s in store.load().steps if s.startswith(name + "["))
+            if inst:
+                shown = ", ".join(inst[:5]) + (", ..." if len(inst) > 5 else "")
+                hint = f"it ran as instances, each with its own log: {shown}"
+        raise UsageError(f"step {name!r} has no log in run {store.dir.name} ({path}): {hint}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if args.tail is not None:
+        text = "".join(text.splitlines(keepends=True)[-args.tail :] if args.tail > 0 else [])
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
@@ -376,6 +427,7 @@ _COMMANDS = {
     "clean": _cmd_clean,
     "graph": _cmd_graph,
     "report": _cmd_report,
+    "logs": _cmd_logs,
 }
 
 

@@ -78,6 +78,8 @@ class StepFailed:
     duration_s: float
     error: ErrorInfo
     timed_out: bool = False
+    #: the step's captured output (``<run dir>/logs/<step>.log``), when the engine knows it
+    log_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from . import capture
 from .errors import ExecutorUnavailableError, UsageError
 
 __all__ = ["EXECUTORS", "InlineExecutor", "Invocation", "invoke", "make_executor"]
@@ -27,16 +28,36 @@ Invocation = tuple[Any, dict[str, Any] | None, float, float, float, str]
 
 
 def invoke(
-    fn: Callable[..., Any], kwargs: dict[str, Any], ctx: Any, log_path: str | None = None
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    ctx: Any,
+    log_path: str | None = None,
+    attempt: int | None = None,
 ) -> Invocation:
     """Call one step in a worker; ``async def`` steps run on an event loop of their own.
 
-    ``log_path``: where the step's own output (prints, logging records) is captured.
+    ``log_path``: where the step's own output (prints, logging records) is captured, appended
+    under a header line naming the attempt (``attempt``, else ``ctx.attempt`` when there is a
+    ctx). The file is opened on the first write only; see :mod:`flowkit.capture`.
     """
     start, cpu = time.time(), time.process_time()
-    out = fn(**kwargs)
-    if inspect.isawaitable(out):
-        out = asyncio.run(_await(out))
+    if log_path is None:
+        out = fn(**kwargs)
+        if inspect.isawaitable(out):
+            out = asyncio.run(_await(out))
+    else:
+        if attempt is None and ctx is not None:
+            attempt = getattr(ctx, "attempt", None)
+        sink, token = capture.begin(log_path, attempt, start)
+        try:
+            out = fn(**kwargs)
+            if inspect.isawaitable(out):
+                out = asyncio.run(_await(out))
+        except BaseException as exc:
+            capture.failed(sink, exc)
+            raise
+        finally:
+            capture.end(sink, token)
     end = time.time()
     writes = ctx.writes if ctx is not None and ctx.writes else None
     return (

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import queue
+import threading
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from .codec import Serializer
@@ -354,6 +356,51 @@ class Flow:
                     f"stored result in run {rid!r} ({planned.reason}). Run it first, or add it "
                     "to --only."
                 )
+
+    def stream(
+        self, params: Mapping[str, Any] | None = None, **run_kwargs: Any
+    ) -> Generator[Event, None, None]:
+        """Run the flow in a background thread and yield its events as they happen.
+
+        ``run_kwargs`` are those of :meth:`run` (an ``on_event`` given is called too). The first
+        event is ``RunStarted``, the last ``RunFinished`` (its ``result`` is the run's result);
+        iteration ends after it. An exception raised by :meth:`run` (an invalid flow or state,
+        found before anything runs) is raised here, in the consumer. Nothing starts until the
+        first ``next()``.
+
+        If you stop iterating early (``break``, or the generator is closed), the run is not
+        cancelled: it keeps going to completion in its (non-daemon) background thread, and the
+        interpreter waits for it before exiting. Signals are not handled in that thread.
+        """
+        events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        errors: list[BaseException] = []
+        consuming = True
+        user_cb: Callable[[Event], Any] | None = run_kwargs.pop("on_event", None)
+
+        def on_event(event: Event) -> None:
+            if consuming:
+                events.put(event)
+            if user_cb is not None:
+                user_cb(event)
+
+        def target() -> None:
+            try:
+                self.run(params, on_event=on_event, **run_kwargs)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                events.put(None)
+
+        worker = threading.Thread(target=target, name=f"flowkit-stream-{self.name}")
+        worker.start()
+        try:
+            while (event := events.get()) is not None:
+                yield event
+        finally:
+            consuming = False  # an early stop: the run carries on, unobserved
+        worker.join()
+        if errors:
+            raise errors[0]
 
 
 def _scalar_kind(ann: Any) -> str | None:

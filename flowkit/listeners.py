@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
+from .capture import tail
 from .events import (
     Event,
     RunFinished,
@@ -19,6 +22,7 @@ from .events import (
     StepStarted,
     StepSucceeded,
 )
+from .keys import safe_name
 from .result import RunStatus, fmt_duration
 
 __all__ = ["ConsoleListener", "JsonLogListener", "LoggingListener"]
@@ -32,11 +36,24 @@ class ConsoleListener:
     """Prints one plain line per finished step and the run's summary (no control characters).
 
     ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts too.
+    A failed step's line is followed by the last ``tail_lines`` lines of its captured log: the
+    file named by the event's ``log_path``, else ``<logs_dir>/<step>.log`` when ``logs_dir`` is
+    given (``RunStore.logs``).
     """
 
-    def __init__(self, stream: TextIO | None = None, verbosity: int = 1) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        verbosity: int = 1,
+        *,
+        logs_dir: str | os.PathLike[str] | None = None,
+        tail_lines: int = 10,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.verbosity = verbosity
+        self.logs_dir = Path(logs_dir) if logs_dir is not None else None
+        self.tail_lines = tail_lines
+        self._run_started: float | None = None
 
     def _print(self, line: str) -> None:
         self.stream.write(line + "\n")
@@ -45,6 +62,7 @@ class ConsoleListener:
     def on_event(self, event: Event) -> None:
         v = self.verbosity
         if isinstance(event, RunStarted):
+            self._run_started = event.time
             if v >= 1:
                 how = "resuming" if event.resumed else "starting"
                 self._print(f"Flow {event.flow}: {how} run {event.run_id} ({event.total} steps)")
@@ -74,6 +92,7 @@ class ConsoleListener:
                 f"{label} {event.step} ({_attempts(event.attempts)}, "
                 f"{fmt_duration(event.duration_s)}): {event.error}"
             )
+            self._print_tail(event)
         elif isinstance(event, StepSkipped):
             if v >= 1:
                 self._print(f"[SKIPPED]   {event.step}: {event.reason}")
@@ -86,17 +105,44 @@ class ConsoleListener:
                     "not re-run. Add --fresh to start over."
                 )
 
+    def _print_tail(self, event: StepFailed) -> None:
+        path = log_path_of(event, self.logs_dir)
+        if path is None or self.tail_lines <= 0:
+            return
+        lines = tail(path, self.tail_lines, since=self._run_started)
+        if lines:
+            self._print(f"            last lines of its log ({path}):")
+            for line in lines:
+                self._print(f"            | {line}".rstrip())
+
+
+def log_path_of(event: StepFailed, logs_dir: Path | None) -> str | None:
+    """Where the failed step's output was captured: the event says, or ``logs_dir`` does."""
+    path = getattr(event, "log_path", None)
+    if path is None and logs_dir is not None:
+        path = str(logs_dir / f"{safe_name(event.step)}.log")
+    return path
+
 
 class LoggingListener:
-    """Forwards events to the ``flowkit`` logger (INFO; failures at ERROR)."""
+    """Forwards events to the ``flowkit`` logger (INFO; failures at ERROR).
+
+    Pass it to :meth:`Flow.run` (``flow.run(listeners=[LoggingListener()])``) and your handlers on
+    the ``flowkit`` logger see the run; each record carries the event as ``record.flowkit_event``.
+    """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("flowkit")
 
     def on_event(self, event: Event) -> None:
+        extra = {"flowkit_event": event}
         if isinstance(event, StepFailed):
             self.log.error(
-                "step %s failed after %d attempt(s): %s", event.step, event.attempts, event.error
+                "step %s failed after %d attempt(s): %s",
+                event.step,
+                event.attempts,
+                event.error,
+                extra=extra,
             )
         elif isinstance(event, StepRetrying):
             self.log.warning(
@@ -105,33 +151,56 @@ class LoggingListener:
                 event.attempt,
                 event.error,
                 event.delay_s,
+                extra=extra,
             )
         elif isinstance(event, RunFinished):
-            self.log.info("run %s finished: %s", event.run_id, event.status.value)
+            self.log.info("run %s finished: %s", event.run_id, event.status.value, extra=extra)
         elif isinstance(event, RunStarted):
-            self.log.info("run %s of flow %s started", event.run_id, event.flow)
+            self.log.info("run %s of flow %s started", event.run_id, event.flow, extra=extra)
         else:
-            self.log.debug("%s %s", type(event).__name__, getattr(event, "step", ""))
+            self.log.debug("%s %s", type(event).__name__, getattr(event, "step", ""), extra=extra)
 
 
 class JsonLogListener:
-    """One JSON object per event and line (event, run_id, step, attempt, duration, error)."""
+    """One JSON object per event and line.
+
+    Every object has ``event``, ``run_id``, ``time``, ``step``, ``attempt``, ``duration`` and
+    ``error`` (null where they do not apply): ``attempt`` is the attempt an event is about (the
+    last one for a finished step), ``duration`` its seconds. Events' other fields follow
+    (``attempts``, ``duration_s``, ``reason``, ...); ``RunFinished`` adds ``status`` and ``counts``.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
     def on_event(self, event: Event) -> None:
+        attempt = getattr(event, "attempt", None)
+        attempts = getattr(event, "attempts", None)
+        duration = getattr(event, "duration_s", None)
+        err = getattr(event, "error", None)
         data: dict[str, Any] = {
             "event": type(event).__name__,
             "run_id": event.run_id,
             "time": event.time,
+            "step": getattr(event, "step", None),
+            "attempt": attempt if attempt is not None else attempts,
+            "duration": duration,
+            "error": None if err is None else str(err),
         }
-        for attr in ("step", "attempt", "attempts", "duration_s", "reason", "delay_s", "flow"):
-            if hasattr(event, attr):
-                data[attr] = getattr(event, attr)
-        err = getattr(event, "error", None)
-        if err is not None:
-            data["error"] = str(err)
+        for attr in (
+            "attempts",
+            "duration_s",
+            "reason",
+            "delay_s",
+            "flow",
+            "total",
+            "resumed",
+            "timed_out",
+            "log_path",
+        ):
+            value = getattr(event, attr, None)
+            if value is not None:
+                data[attr] = value
         if isinstance(event, RunFinished):
             data["status"] = event.status.value
             data["counts"] = event.result.counts()
