@@ -13,6 +13,7 @@ from .errors import CorruptStateError as CorruptStateError
 from .errors import CycleError as CycleError
 from .errors import DuplicateStepError as DuplicateStepError
 from .errors import ExecutorUnavailableError as ExecutorUnavailableError
+from .errors import ExtraUnavailableError as ExtraUnavailableError
 from .errors import FlowDefinitionError as FlowDefinitionError
 from .errors import FlowkitError as FlowkitError
 from .errors import InvalidStepOptionError as InvalidStepOptionError
@@ -34,6 +35,9 @@ from .events import StepSkipped as StepSkipped
 from .events import StepStarted as StepStarted
 from .events import StepSucceeded as StepSucceeded
 from .flow import Flow as Flow
+from .listeners import ConsoleListener as ConsoleListener
+from .listeners import JsonLogListener as JsonLogListener
+from .listeners import LoggingListener as LoggingListener
 from .policy import Backoff as Backoff
 from .policy import RetryPolicy as RetryPolicy
 from .policy import Trigger as Trigger
@@ -42,22 +46,28 @@ from .result import RunResult as RunResult
 from .result import RunStatus as RunStatus
 from .result import Status as Status
 from .result import StepResult as StepResult
+from .shell import ShellCommandError as ShellCommandError
+from .shell import ShellTimeoutError as ShellTimeoutError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "ConsoleListener",
     "Context",
     "CorruptStateError",
     "CycleError",
     "DuplicateStepError",
     "ErrorInfo",
     "ExecutorUnavailableError",
+    "ExtraUnavailableError",
     "Flow",
     "FlowDefinitionError",
     "FlowkitError",
     "InvalidStepOptionError",
+    "JsonLogListener",
     "Listener",
+    "LoggingListener",
     "PickleSerializer",
     "RetryPolicy",
     "RunFinished",
@@ -66,6 +76,8 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "Serializer",
+    "ShellCommandError",
+    "ShellTimeoutError",
     "StateError",
     "StateVersionError",
     "Status",

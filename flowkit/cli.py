@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     target_cmd("status", "Show each step's state in a run.")
+    target_cmd("show", "Show each step's state in a run (same as status).")
     e = target_cmd("explain", "Say why a step is cached or would run.")
     e.add_argument("step")
     target_cmd("runs", "List the runs of a flow.")
@@ -422,6 +423,7 @@ def _cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
 _COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
+    "show": _cmd_status,
     "explain": _cmd_explain,
     "runs": _cmd_runs,
     "clean": _cmd_clean,

@@ -470,7 +470,7 @@ class Engine:
         self.state.apply(rec)
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
-        fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"), log_path)
+        fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
         self.running[fut] = name
         if spec.timeout is not None:
             self.seq += 1
@@ -500,7 +500,7 @@ class Engine:
     _store_error: BaseException
 
     def _succeeded(self, name: str, inv: tuple[Any, ...]) -> Event | None:
-        value, writes, start, end, cpu, worker = inv
+        value, writes, start, end, cpu, worker, peak_rss = inv
         stem = safe_name(name)
         try:
             enc = encode(value, self.store.outputs, stem, self.serializer)
@@ -529,6 +529,7 @@ class Engine:
             "end": end,
             "cpu": cpu,
             "worker": worker,
+            "peak_rss": peak_rss,
             "reason": r.reason,
             **enc.fields(),
         }
@@ -539,7 +540,7 @@ class Engine:
         self.state.apply(rec)
         self.outputs[name] = value
         self.hashes[name] = enc.hash
-        return StepSucceeded(self.run_id, name, r.attempts, end, r.duration_s)
+        return StepSucceeded(self.run_id, name, r.attempts, end, r.duration_s, r.reason)
 
     def _attempt_failed(
         self, name: str, exc: BaseException, timed_out: bool = False
@@ -593,7 +594,10 @@ class Engine:
         self.state.apply(rec)
         if self.opts.fail_fast and self.halted_by is None:
             self.halted_by = name
-        event = StepFailed(self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out)
+        log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
+        event = StepFailed(
+            self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out, log_path
+        )
         if release:
             self.store.commit()
             emit(self.callbacks, event)

@@ -13,7 +13,8 @@ FlowkitError                every error flowkit raises on purpose; ``exit_code``
 │   ├── CorruptStateError
 │   ├── StateVersionError
 │   └── RunLockedError
-└── ExecutorUnavailableError            an optional backend is not installed: exit 2
+├── ExecutorUnavailableError            an optional backend is not installed: exit 2
+└── ExtraUnavailableError (+ImportError) an optional feature's extra is not installed: exit 2
 
 A step that fails is not an error of flowkit's: it is recorded in the run result (exit 1).
 """
@@ -30,6 +31,7 @@ __all__ = [
     "CycleError",
     "DuplicateStepError",
     "ExecutorUnavailableError",
+    "ExtraUnavailableError",
     "FlowDefinitionError",
     "FlowkitError",
     "InvalidStepOptionError",

@@ -67,6 +67,7 @@ class StepSucceeded:
     attempts: int
     time: float
     duration_s: float
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

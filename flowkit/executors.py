@@ -16,15 +16,16 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from . import capture
+from . import capture, usage
 from .errors import ExecutorUnavailableError, UsageError
 
 __all__ = ["EXECUTORS", "InlineExecutor", "Invocation", "invoke", "make_executor"]
 
 EXECUTORS = ("inline", "thread", "process", "dask")
 
-#: (output, ctx writes, wall start, wall end, cpu seconds, worker id)
-Invocation = tuple[Any, dict[str, Any] | None, float, float, float, str]
+#: (output, ctx writes, wall start, wall end, CPU seconds of the step's thread and of the
+#: processes it waited for, worker id, peak resident bytes of those processes or None)
+Invocation = tuple[Any, dict[str, Any] | None, float, float, float, str, int | None]
 
 
 def invoke(
@@ -40,24 +41,28 @@ def invoke(
     under a header line naming the attempt (``attempt``, else ``ctx.attempt`` when there is a
     ctx). The file is opened on the first write only; see :mod:`flowkit.capture`.
     """
-    start, cpu = time.time(), time.process_time()
-    if log_path is None:
-        out = fn(**kwargs)
-        if inspect.isawaitable(out):
-            out = asyncio.run(_await(out))
-    else:
-        if attempt is None and ctx is not None:
-            attempt = getattr(ctx, "attempt", None)
-        sink, token = capture.begin(log_path, attempt, start)
-        try:
+    start, cpu = time.time(), time.thread_time()
+    used, used_token = usage.begin()
+    try:
+        if log_path is None:
             out = fn(**kwargs)
             if inspect.isawaitable(out):
                 out = asyncio.run(_await(out))
-        except BaseException as exc:
-            capture.failed(sink, exc)
-            raise
-        finally:
-            capture.end(sink, token)
+        else:
+            if attempt is None and ctx is not None:
+                attempt = getattr(ctx, "attempt", None)
+            sink, token = capture.begin(log_path, attempt, start)
+            try:
+                out = fn(**kwargs)
+                if inspect.isawaitable(out):
+                    out = asyncio.run(_await(out))
+            except BaseException as exc:
+                capture.failed(sink, exc)
+                raise
+            finally:
+                capture.end(sink, token)
+    finally:
+        usage.end(used_token)
     end = time.time()
     writes = ctx.writes if ctx is not None and ctx.writes else None
     return (
@@ -65,8 +70,9 @@ def invoke(
         writes,
         start,
         end,
-        time.process_time() - cpu,
+        time.thread_time() - cpu + used.cpu,
         f"{os.getpid()}:{threading.current_thread().name}",
+        used.peak_rss,
     )
 
 

@@ -18,6 +18,8 @@ from concurrent.futures import Executor, Future
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import usage
+
 __all__ = ["IsolatedExecutor", "KillableFuture"]
 
 _CTX: Any = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
@@ -49,7 +51,11 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
     os.setsid()  # a group of its own: a kill reaches everything the step starts
     try:
-        result: tuple[bool, Any] = (True, fn(*args, **kwargs))
+        value = fn(*args, **kwargs)
+        if isinstance(value, tuple) and len(value) == 7:  # an Invocation: add our peak memory
+            peak = max(value[6] or 0, usage.self_peak_rss())
+            value = (*value[:6], peak)
+        result: tuple[bool, Any] = (True, value)
     except BaseException as exc:
         result = (False, exc)
     try:

@@ -71,14 +71,16 @@ class ConsoleListener:
                 self._print(f"[STARTED]   {event.step} (attempt {event.attempt}; {event.reason})")
         elif isinstance(event, StepSucceeded):
             if v >= 1:
+                why = f"; {event.reason}" if event.reason not in ("", "new") else ""
                 self._print(
                     f"[SUCCEEDED] {event.step} ({_attempts(event.attempts)}, "
-                    f"{fmt_duration(event.duration_s)})"
+                    f"{fmt_duration(event.duration_s)}{why})"
                 )
         elif isinstance(event, StepCached):
             if v >= 1:
                 self._print(
-                    f"[CACHED]    {event.step} (finished earlier, {fmt_duration(event.duration_s)})"
+                    f"[CACHED]    {event.step} ({_attempts(event.attempts)}, "
+                    f"{fmt_duration(event.duration_s)}, finished earlier)"
                 )
         elif isinstance(event, StepRetrying):
             what = "timed out" if event.timed_out else f"failed: {event.error}"

@@ -229,7 +229,8 @@ class LiveListener:
         elif isinstance(event, StepSucceeded):
             self._count(event.step)
             attempts = "" if event.attempts == 1 else f", {event.attempts} attempts"
-            self._line("✓", "green", event.step, f"{fmt_duration(event.duration_s)}{attempts}")
+            why = f", {event.reason}" if event.reason not in ("", "new") else ""
+            self._line("✓", "green", event.step, f"{fmt_duration(event.duration_s)}{attempts}{why}")
         elif isinstance(event, StepCached):
             self._count(event.step)
             self._line("≡", "blue", event.step, "cached")

@@ -65,6 +65,7 @@ class StepRow:
     attempts: int | None = None
     duration: float | None = None
     cpu: float | None = None
+    peak_rss: int | None = None
     start: float | None = None
     end: float | None = None
     worker: str | None = None
@@ -235,6 +236,7 @@ def _row(
         attempts=_int(done.get("attempts")),
         duration=_num(done.get("dur")),
         cpu=_num(done.get("cpu")),
+        peak_rss=_int(done.get("peak_rss")),
         start=_num(done.get("start")),
         end=_num(done.get("end")),
         worker=str(done["worker"]) if done.get("worker") is not None else None,
@@ -643,7 +645,8 @@ def _table_html(report: RunReport, index: Mapping[str, int]) -> str:
     t0 = report.started
     head = (
         "<tr><th>#</th><th>Step</th><th>Status</th><th>Attempts</th><th>Duration</th>"
-        "<th>CPU</th><th>Worker</th><th>Start</th><th>Reason</th><th>Error</th></tr>"
+        "<th>CPU</th><th>Peak memory</th><th>Worker</th><th>Start</th><th>Reason</th>"
+        "<th>Error</th></tr>"
     )
     out = ['<table id="step-table"><thead>', head, "</thead><tbody>"]
     for r in report.steps:
@@ -680,6 +683,7 @@ def _table_html(report: RunReport, index: Mapping[str, int]) -> str:
             f'<td class="num attempts">{"" if r.attempts is None else r.attempts}</td>'
             f'<td class="num dur">{"" if r.duration is None else e(fmt_duration(r.duration))}</td>'
             f'<td class="num cpu">{"" if r.cpu is None else e(fmt_duration(r.cpu))}</td>'
+            f'<td class="num mem">{_fmt_bytes(r.peak_rss)}</td>'
             f'<td class="worker">{e(r.worker or "")}</td><td class="num start">{e(start)}</td>'
             f'<td class="reason">{e(reason)}</td><td class="error">{err}</td></tr>'
         )
@@ -722,3 +726,14 @@ _JS = """
   document.body.dataset.ready = '1';
 })();
 """
+
+
+def _fmt_bytes(n: int | None) -> str:
+    """Peak memory for the table; empty where it was not measured (threads share a process)."""
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return ""

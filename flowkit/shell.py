@@ -21,6 +21,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import usage
+
 __all__ = ["ShellCommand", "ShellCommandError", "ShellTimeoutError"]
 
 GRACE_S = 2.0
@@ -102,7 +104,10 @@ class ShellCommand:
             for raw in iter(lambda: os.read(fd, 65536), b""):
                 chunks.append(raw)
                 sys.stdout.write(raw.decode(errors="replace"))
-            code = proc.wait()
+            # wait4 (not wait) to learn the command's CPU time and peak memory
+            _, status, ru = os.wait4(proc.pid, 0)
+            code = proc.returncode = os.waitstatus_to_exitcode(status)
+            usage.record_child(ru)
             proc.stdout.close()
         except BaseException:
             _kill_group(proc, signal.SIGKILL)

@@ -257,7 +257,7 @@ def test_cached_steps_get_a_cached_line_and_the_summary_counts_them(
     assert code == 0
     cached = [x for x in out.splitlines() if x.startswith("[CACHED]")]
     assert [x.split()[1] for x in cached] == ALL_STEPS
-    assert all(re.search(r"\(finished earlier, \d+ms\)$", x) for x in cached)
+    assert all(re.search(r"\(\d+ attempts?, \d+ms, finished earlier\)$", x) for x in cached)
     assert "Flow daily PASSED — run daily: 4 cached in " in out
 
 
