@@ -82,3 +82,28 @@ def test_shell_step_retries_a_failing_command(tmp_path: Path) -> None:
     result = flow.run(state_dir=tmp_path)
     assert result["flaky"].status is Status.SUCCEEDED and result["flaky"].attempts == 2
     assert os.path.getsize(marker) > 0
+
+
+def test_shell_step_records_cpu_and_peak_memory_of_the_command(tmp_path: Path) -> None:
+    import sys
+
+    flow = Flow("shusage")
+    script = "b = bytearray(60_000_000); sum(range(3_000_000))"
+    flow.shell("hungry", [sys.executable, "-c", script])
+    assert flow.run(state_dir=tmp_path).ok
+    rec = flow.load_state(state_dir=tmp_path).steps["hungry"]
+    assert rec["peak_rss"] >= 60_000_000
+    assert rec["cpu"] > 0.01
+
+
+def test_isolated_step_records_its_peak_memory(tmp_path: Path) -> None:
+    flow = Flow("isousage")
+
+    @flow.step(isolate=True)
+    def hungry() -> int:
+        block = bytearray(80_000_000)
+        return len(block)
+
+    assert flow.run(state_dir=tmp_path).ok
+    rec = flow.load_state(state_dir=tmp_path).steps["hungry"]
+    assert rec["peak_rss"] >= 80_000_000
