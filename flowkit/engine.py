@@ -28,6 +28,7 @@ from typing import Any
 
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
+from .dsl import Step
 from .events import (
     Event,
     RunFinished,
@@ -40,7 +41,7 @@ from .events import (
     StepSucceeded,
     emit,
 )
-from .executors import invoke, make_executor
+from .executors import AsyncLoopExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node, machine_resources
 from .isolate import IsolatedExecutor
@@ -143,6 +144,7 @@ class Engine:
         self.state = LoadedState()
         self._side: Executor | None = None
         self._isolated: IsolatedExecutor | None = None
+        self._async: AsyncLoopExecutor | None = None
         self.fanout: dict[str, list[str]] = {}
         self._logs = str(store.logs)
         self.limits = Limits(graph.pools, *machine_resources())
@@ -189,8 +191,9 @@ class Engine:
                 self._restore_signals(old_handlers)
                 clean = not self.abandoned and self.stop is None
                 self.executor.shutdown(wait=clean, cancel_futures=True)
-                if self._side is not None:
-                    self._side.shutdown(wait=False)
+                for side in (self._side, self._async):
+                    if side is not None:
+                        side.shutdown(wait=False)
             result = self._result(started, self.clock() - t0)
             end = {
                 "ev": "end",
@@ -453,15 +456,7 @@ class Engine:
         r.attempts += 1
         r.status = Status.RUNNING
         kwargs = self._kwargs(node, r.attempts)
-        executor = self.executor
-        if spec.isolate or (spec.timeout is not None and self.opts.executor == "process"):
-            if self._isolated is None:
-                self._isolated = IsolatedExecutor()
-            executor = self._isolated
-        elif spec.timeout is not None and self.opts.executor in ("inline", "thread"):
-            if self._side is None:
-                self._side = _DaemonThreadExecutor()
-            executor = self._side
+        executor, call = self._executor_for(spec)
         now = time.time()
         if r.started is None:
             r.started = now
@@ -470,11 +465,28 @@ class Engine:
         self.state.apply(rec)
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
-        fut = executor.submit(invoke, spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        fut = executor.submit(call, spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
         self.running[fut] = name
         if spec.timeout is not None:
             self.seq += 1
             heapq.heappush(self.deadlines, (self.clock() + spec.timeout, self.seq, name, fut))
+
+    def _executor_for(self, spec: Step) -> tuple[Executor, Callable[..., Any]]:
+        """Where an attempt runs: the run's executor, or a side executor the step needs."""
+        local = self.opts.executor in ("inline", "thread")
+        if spec.isolate or (spec.timeout is not None and self.opts.executor == "process"):
+            if self._isolated is None:
+                self._isolated = IsolatedExecutor()
+            return self._isolated, invoke
+        if spec.is_async and local:  # async steps share one event loop; a timeout cancels them
+            if self._async is None:
+                self._async = AsyncLoopExecutor()
+            return self._async, ainvoke
+        if spec.timeout is not None and local:
+            if self._side is None:
+                self._side = _DaemonThreadExecutor()
+            return self._side, invoke
+        return self.executor, invoke
 
     def _finish_batch(self, done: list[Future[Any]]) -> None:
         finished: list[tuple[str, Event]] = []
@@ -618,8 +630,9 @@ class Engine:
             if kill is not None:
                 kill()
                 how = "its process group was killed"
+            elif fut.cancel():  # not started yet, or an async step's task
+                how = "attempt cancelled"
             else:
-                fut.cancel()
                 self.abandoned += 1
                 how = "attempt abandoned"
                 log.warning(

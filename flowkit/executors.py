@@ -19,13 +19,59 @@ from typing import Any
 from . import capture, usage
 from .errors import ExecutorUnavailableError, UsageError
 
-__all__ = ["EXECUTORS", "InlineExecutor", "Invocation", "invoke", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "AsyncLoopExecutor",
+    "InlineExecutor",
+    "Invocation",
+    "ainvoke",
+    "invoke",
+    "make_executor",
+]
 
 EXECUTORS = ("inline", "thread", "process", "dask")
 
 #: (output, ctx writes, wall start, wall end, CPU seconds of the step's thread and of the
 #: processes it waited for, worker id, peak resident bytes of those processes or None)
 Invocation = tuple[Any, dict[str, Any] | None, float, float, float, str, int | None]
+
+
+class _Attempt:
+    """Timing, output capture and resource figures around one attempt (sync or async)."""
+
+    __slots__ = ("attempt", "cpu", "ctx", "log_path", "out", "sink", "start", "tokens", "used")
+
+    def __init__(self, ctx: Any, log_path: str | None, attempt: int | None) -> None:
+        self.ctx, self.log_path = ctx, log_path
+        if attempt is None and ctx is not None:
+            attempt = getattr(ctx, "attempt", None)
+        self.attempt = attempt
+        self.out: Any = None
+
+    def __enter__(self) -> _Attempt:
+        self.start, self.cpu = time.time(), time.thread_time()
+        self.used, used_token = usage.begin()
+        self.sink = None
+        if self.log_path is not None:
+            self.sink, token = capture.begin(self.log_path, self.attempt, self.start)
+            self.tokens: tuple[Any, ...] = (used_token, token)
+        else:
+            self.tokens = (used_token,)
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.sink is not None:
+            if exc is not None:
+                capture.failed(self.sink, exc)
+            capture.end(self.sink, self.tokens[1])
+        usage.end(self.tokens[0])
+
+    def result(self, thread_cpu: bool = True) -> Invocation:
+        ctx = self.ctx
+        writes = ctx.writes if ctx is not None and ctx.writes else None
+        cpu = (time.thread_time() - self.cpu if thread_cpu else 0.0) + self.used.cpu
+        worker = f"{os.getpid()}:{threading.current_thread().name}"
+        return (self.out, writes, self.start, time.time(), cpu, worker, self.used.peak_rss)
 
 
 def invoke(
@@ -35,45 +81,70 @@ def invoke(
     log_path: str | None = None,
     attempt: int | None = None,
 ) -> Invocation:
-    """Call one step in a worker; ``async def`` steps run on an event loop of their own.
+    """Call one step in a worker; an ``async def`` step runs on an event loop of its own.
 
     ``log_path``: where the step's own output (prints, logging records) is captured, appended
     under a header line naming the attempt (``attempt``, else ``ctx.attempt`` when there is a
     ctx). The file is opened on the first write only; see :mod:`flowkit.capture`.
     """
-    start, cpu = time.time(), time.thread_time()
-    used, used_token = usage.begin()
-    try:
-        if log_path is None:
-            out = fn(**kwargs)
-            if inspect.isawaitable(out):
-                out = asyncio.run(_await(out))
-        else:
-            if attempt is None and ctx is not None:
-                attempt = getattr(ctx, "attempt", None)
-            sink, token = capture.begin(log_path, attempt, start)
-            try:
-                out = fn(**kwargs)
-                if inspect.isawaitable(out):
-                    out = asyncio.run(_await(out))
-            except BaseException as exc:
-                capture.failed(sink, exc)
-                raise
-            finally:
-                capture.end(sink, token)
-    finally:
-        usage.end(used_token)
-    end = time.time()
-    writes = ctx.writes if ctx is not None and ctx.writes else None
-    return (
-        out,
-        writes,
-        start,
-        end,
-        time.thread_time() - cpu + used.cpu,
-        f"{os.getpid()}:{threading.current_thread().name}",
-        used.peak_rss,
-    )
+    with _Attempt(ctx, log_path, attempt) as a:
+        out = fn(**kwargs)
+        if inspect.isawaitable(out):
+            out = asyncio.run(_await(out))
+        a.out = out
+    return a.result()
+
+
+async def ainvoke(
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    ctx: Any,
+    log_path: str | None = None,
+    attempt: int | None = None,
+) -> Invocation:
+    """:func:`invoke` for an ``async def`` step on a shared event loop (see AsyncLoopExecutor).
+
+    The loop interleaves steps, so the thread's CPU time is not the step's: only the CPU of
+    processes it waited for is counted.
+    """
+    with _Attempt(ctx, log_path, attempt) as a:
+        a.out = await fn(**kwargs)
+    return a.result(thread_cpu=False)
+
+
+class AsyncLoopExecutor(Executor):
+    """One event loop in a daemon thread, shared by the async steps of a run.
+
+    ``submit(ainvoke, ...)`` schedules the coroutine on the loop and returns a
+    ``concurrent.futures.Future``; cancelling that future cancels the step's task.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="flowkit-asyncio", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self.loop)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # cancel what is left (abandoned or timed-out steps) and let it unwind on the loop,
+        # in its own context, before the loop stops
+        drained = asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop)
+        drained.add_done_callback(lambda _: self.loop.call_soon_threadsafe(self.loop.stop))
+        if wait:
+            self._thread.join()
+            self.loop.close()
+
+
+async def _cancel_all() -> None:
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _await(aw: Any) -> Any:

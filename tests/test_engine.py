@@ -581,3 +581,47 @@ def test_public_namespace_is_pinned() -> None:
         if not n.startswith("_") and not isinstance(v, types.ModuleType)
     }
     assert sorted(flowkit.__all__) == sorted(public | {"__version__"})
+
+
+def test_async_steps_share_one_event_loop_and_run_concurrently(tmp_path: Path) -> None:
+    import asyncio
+
+    flow = Flow("asyncshare")
+    loops: set[int] = set()
+
+    def make(i: int) -> Any:
+        async def wait_a_bit() -> int:
+            loops.add(id(asyncio.get_running_loop()))
+            await asyncio.sleep(0.2)
+            return i
+
+        return wait_a_bit
+
+    for i in range(10):
+        flow.step(name=f"a{i}")(make(i))
+    started = time.monotonic()
+    result = flow.run(state_dir=tmp_path, workers=10)
+    elapsed = time.monotonic() - started
+    assert result.ok and [result[f"a{i}"].output for i in range(10)] == list(range(10))
+    assert len(loops) == 1
+    assert elapsed < 1.5  # ten 0.2 s waits overlapped, not 2 s in a row
+
+
+def test_async_step_past_its_timeout_is_cancelled(tmp_path: Path) -> None:
+    import asyncio
+
+    flow = Flow("asynccancel")
+    cancelled = threading.Event()
+
+    @flow.step(timeout=0.2)
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    result = flow.run(state_dir=tmp_path)
+    assert result["slow"].status is Status.TIMED_OUT
+    assert result["slow"].error is not None and "cancelled" in result["slow"].error.message
+    assert cancelled.wait(5)
