@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import FlowkitError, UnknownStepError, UsageError
+from .errors import FlowkitError, StateError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
 from .keys import safe_name
@@ -277,12 +277,29 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
 
 def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str, Any]]]:
     root = default_state_dir(state_dir) / safe_name(flow.name)
-    out = []
+    out: list[tuple[RunStore, dict[str, Any]]] = []
     if root.is_dir():
         for d in sorted(root.iterdir()):
             if d.is_dir() and not d.name.endswith(".previous") and (d / "journal.jsonl").exists():
                 store = RunStore(root.parent, flow.name, d.name)
-                state = store.load()
+                try:
+                    state = store.load()
+                except StateError as exc:  # listed (and cleanable) even when unreadable
+                    mtime = (d / "journal.jsonl").stat().st_mtime
+                    out.append(
+                        (
+                            store,
+                            {
+                                "params": {},
+                                "started": None,
+                                "last": mtime,
+                                "status": "corrupt",
+                                "counts": {},
+                                "error": str(exc),
+                            },
+                        )
+                    )
+                    continue
                 first = state.headers[0] if state.headers else {}
                 last = state.headers[-1] if state.headers else {}
                 counts: dict[str, int] = {}

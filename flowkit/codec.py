@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,14 +106,31 @@ def decode(record: dict[str, Any], folder: Path, serializer: Serializer) -> Any:
     """The value a journal record holds; raises OutputMissingError for a bad side file."""
     if "ref" not in record:
         return record.get("out")
-    path = folder / record["ref"]
+    return serializer.loads(_side_file(record, folder))
+
+
+def _side_file(record: Mapping[str, Any], folder: Path) -> bytes:
+    path = folder / str(record["ref"])
     try:
         blob = path.read_bytes()
     except OSError:
         raise OutputMissingError(f"output file {path} is missing") from None
     if digest(blob) != record.get("hash"):
         raise OutputMissingError(f"output file {path} was altered (its hash does not match)")
-    return serializer.loads(blob)
+    return blob
+
+
+def check_side_files(record: Mapping[str, Any], outputs: Path) -> str | None:
+    """Why a finished step's stored output (or ctx writes) cannot be restored, or None."""
+    try:
+        if "ref" in record:
+            _side_file(record, outputs)
+        ctx = record.get("ctx")
+        if isinstance(ctx, Mapping) and "ref" in ctx:
+            _side_file(ctx, outputs / "ctx")
+    except OutputMissingError as exc:
+        return str(exc)
+    return None
 
 
 def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:

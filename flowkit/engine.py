@@ -41,7 +41,7 @@ from .events import (
     StepSucceeded,
     emit,
 )
-from .executors import AsyncLoopExecutor, ainvoke, invoke, make_executor
+from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node, machine_resources
 from .isolate import IsolatedExecutor
@@ -223,6 +223,7 @@ class Engine:
                 break
             done = [f for f in self.running if f.done()]
             if not done:
+                self.store.commit()  # before blocking: `status` sees what runs
                 timeout = self._next_wakeup()
                 waited, _ = wait(
                     [*self.running, self.wakeup], timeout=timeout, return_when=FIRST_COMPLETED
@@ -363,7 +364,7 @@ class Engine:
         value = decode(dict(prev), self.store.outputs, self.serializer)
         ctx = prev.get("ctx")
         if ctx is not None:
-            self.ctx_store.update(decode(dict(ctx), self.store.outputs, self.serializer) or {})
+            self.ctx_store.update(decode(dict(ctx), self.store.ctx_outputs, self.serializer) or {})
         r = self.results[name]
         r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
         r.attempts = int(prev.get("attempts", 1))
@@ -465,6 +466,8 @@ class Engine:
         self.state.apply(rec)
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
+        if isinstance(executor, InlineExecutor):
+            self.store.commit()  # the attempt runs right now: let `status` see it running
         fut = executor.submit(call, spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
         self.running[fut] = name
         if spec.timeout is not None:
@@ -517,9 +520,7 @@ class Engine:
         try:
             enc = encode(value, self.store.outputs, stem, self.serializer)
             enc_ctx = (
-                encode(writes, self.store.outputs, stem + ".ctx", self.serializer)
-                if writes
-                else None
+                encode(writes, self.store.ctx_outputs, stem, self.serializer) if writes else None
             )
         except Exception as exc:
             self._store_error = RuntimeError(

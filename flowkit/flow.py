@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
-from .codec import Serializer
+from .codec import Serializer, check_side_files
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
@@ -252,7 +252,8 @@ class Flow:
         """What :meth:`run` would do with these arguments. Executes nothing, writes nothing."""
         given = self.resolve_params(params)
         g = self.graph()
-        stored = {} if fresh else self.load_state(given, state_dir=state_dir, run_id=run_id).steps
+        store = self.store(given, state_dir=state_dir, run_id=run_id)
+        stored = {} if fresh or not store.exists() else store.load().steps
         force = g.downstream_of(select(g, rerun))
         only_set = g.upstream_of(select(g, only)) if only else None
         return plan(
@@ -261,6 +262,7 @@ class Flow:
             KeyMaker(given),
             force,
             (lambda n: n in only_set) if only_set is not None else (lambda _: True),
+            lambda record: check_side_files(record, store.outputs),
         )
 
     # --- running --------------------------------------------------------------------------------

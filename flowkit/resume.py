@@ -158,6 +158,7 @@ def plan(
     keys: KeyMaker,
     force: set[str],
     is_selected: Callable[[str], bool] = lambda _: True,
+    check: Callable[[Mapping[str, Any]], str | None] = lambda _: None,
 ) -> Plan:
     """Predict each step's decision in topological order (iteratively: deep graphs are fine)."""
     result = Plan(tiers=graph.tiers)
@@ -171,13 +172,19 @@ def plan(
         rerun_ups = [u for u in node.upstream if u in reruns]
         uncertain = False
         if node.fans_out:
-            decision, reason, gathered = _plan_fanout(node, stored, keys, hashes, key_of, force)
+            decision, reason, gathered = _plan_fanout(
+                node, stored, keys, hashes, key_of, force, check
+            )
             prev = {"hash": gathered} if gathered is not None else None
             key_of[name] = gathered or "-"
         else:
             inputs = keys.inputs(node, hashes, key_of)
             key_of[name] = inputs.key
             decision, reason = decide(node.spec, prev, inputs, forced=name in force)
+            if decision is Decision.CACHED and prev is not None:
+                damaged = check(prev)  # the run would find the same and re-run the step
+                if damaged is not None:
+                    decision, reason = Decision.RUN, damaged
         if rerun_ups and (decision is not Decision.RUN or reason.startswith("input changed")):
             # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True
@@ -199,6 +206,7 @@ def _plan_fanout(
     hashes: Mapping[str, str],
     key_of: Mapping[str, str],
     force: set[str],
+    check: Callable[[Mapping[str, Any]], str | None],
 ) -> tuple[Decision, str, str | None]:
     """Predict a fan-out step from its instances; returns the gathered hash when all are cached."""
     spec = node.spec
@@ -217,6 +225,8 @@ def _plan_fanout(
         prev = stored.get(inst.name)
         inputs = keys.inputs(inst, hashes, key_of)
         decision, _ = decide(spec, prev, inputs, forced=node.name in force)
+        if decision is Decision.CACHED and prev is not None and check(prev) is not None:
+            decision = Decision.RUN
         if decision is Decision.CACHED and prev is not None:
             gathered.append(str(prev.get("hash", "-")))
         elif decision is Decision.RUN:

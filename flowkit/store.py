@@ -84,6 +84,7 @@ class RunStore:
         self.dir = root / safe_name(flow) / safe_name(run_id)
         self.journal_path = self.dir / JOURNAL
         self.outputs = self.dir / "outputs"
+        self.ctx_outputs = self.outputs / "ctx"
         self.logs = self.dir / "logs"
         self.fsync = fsync
         self._journal: IO[bytes] | None = None
@@ -173,18 +174,29 @@ class RunStore:
                 child.rename(backup / child.name)
 
     def open(self) -> None:
-        """Open the journal for appending, first cutting off a torn last line if there is one."""
+        """Open the journal for appending, mending its end the way :meth:`load` read it.
+
+        A last line without a newline is either a complete record (a kill between the record
+        and its newline: load used it, so it is kept and terminated) or a torn one (load ignored
+        it, so it is cut off). Either way the next record starts on a line of its own.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.exists():
             with open(self.journal_path, "rb+") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                if size:
-                    f.seek(max(0, size - 65536))
-                    tail = f.read()
-                    if not tail.endswith(b"\n"):
-                        cut = tail.rfind(b"\n")
-                        f.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+                size = f.seek(0, os.SEEK_END)
+                start = _last_line_start(f, size)
+                if start < size:
+                    f.seek(start)
+                    last = f.read()
+                    try:
+                        orjson.loads(last)
+                        complete = True
+                    except orjson.JSONDecodeError:
+                        complete = False
+                    if complete:
+                        f.write(b"\n")
+                    else:
+                        f.truncate(start)
         self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (closed by close())
 
     def append(self, record: dict[str, Any]) -> None:
@@ -271,3 +283,17 @@ def _line_number(path: Path, offset: int) -> int:
         return 1
     with open(path, "rb") as f:
         return f.read(offset).count(b"\n") + 1
+
+
+def _last_line_start(f: IO[bytes], size: int, chunk: int = 65536) -> int:
+    """Offset just after the journal's last newline (0 if none), reading backwards by chunks."""
+    end = size
+    while end > 0:
+        begin = max(0, end - chunk)
+        f.seek(begin)
+        block = f.read(end - begin)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            return begin + cut + 1
+        end = begin
+    return 0
