@@ -176,3 +176,32 @@ def test_process_executor_kills_a_step_past_its_timeout(tmp_path: Path) -> None:
     assert result["stuck"].error is not None
     assert "process group was killed" in result["stuck"].error.message
     assert result["fine"].status is Status.SUCCEEDED
+
+
+def test_status_shows_a_running_step_then_interrupted_after_a_kill(tmp_path: Path) -> None:
+    log = tmp_path / "sig.log"
+    env = flowkit_env(SIG_LOG=str(log), SLOW_SECONDS="30")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "run", "sigflows:interruptible"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: log.exists() and "slow-start" in log.read_text())
+        status = [sys.executable, "-m", "flowkit", "status", "sigflows:interruptible"]
+        during = subprocess.run(
+            status, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+        )
+        assert "running (pid" in during.stdout
+        rows = {line.split()[0]: line.split()[1] for line in during.stdout.splitlines()[2:]}
+        assert rows == {"first": "succeeded", "slow": "running", "last": "pending"}
+    finally:
+        proc.kill()
+        proc.wait()
+    after = subprocess.run(
+        status, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+    )
+    rows = {line.split()[0]: line.split()[1] for line in after.stdout.splitlines()[2:]}
+    assert rows["slow"] == "interrupted"
