@@ -43,7 +43,7 @@ from .events import (
 )
 from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
-from .graph import FlowGraph, Node, machine_resources
+from .graph import FlowGraph, Node, check_fit, machine_resources
 from .isolate import IsolatedExecutor
 from .keys import safe_name
 from .limits import Limits
@@ -144,12 +144,16 @@ class Engine:
         self.state = LoadedState()
         self._side: Executor | None = None
         self._isolated: IsolatedExecutor | None = None
+        self._dask_resources = False
         self._async: AsyncLoopExecutor | None = None
         self.fanout: dict[str, list[str]] = {}
         self._logs = str(store.logs)
-        self.limits = Limits(graph.pools, *machine_resources())
-        self.limited = bool(graph.pools) or any(
-            n.spec.cpus or n.spec.memory for n in graph.nodes.values()
+        # on a cluster, Dask places steps by worker resources; locally, flowkit does
+        local = options.executor != "dask"
+        cpus, memory = machine_resources() if local else (float("inf"), 2**62)
+        self.limits = Limits(graph.pools, cpus, memory)
+        self.limited = bool(graph.pools) or (
+            local and any(n.spec.cpus or n.spec.memory for n in graph.nodes.values())
         )
         self._when_params: dict[Any, frozenset[str] | None] = {}
 
@@ -164,6 +168,12 @@ class Engine:
                 self.store.archive()
             self.state = self.store.load()
             resumed = bool(self.state.steps)
+            self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+            try:
+                self._check_cluster_fit()  # before the journal is touched
+            except BaseException:
+                self.executor.shutdown(wait=False)
+                raise
             self.store.open()
             header = {
                 "ev": "run",
@@ -181,7 +191,6 @@ class Engine:
                 self.callbacks,
                 RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
             )
-            self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
             self.capacity = 1 if self.opts.executor == "inline" else self.opts.workers
             self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
             old_handlers = self._install_signals()
@@ -468,11 +477,41 @@ class Engine:
         log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
         if isinstance(executor, InlineExecutor):
             self.store.commit()  # the attempt runs right now: let `status` see it running
-        fut = executor.submit(call, spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        if self._dask_resources and (spec.cpus or spec.memory) and executor is self.executor:
+            need = {"CPU": spec.cpus or 0.0, "MEMORY": float(spec.memory or 0)}
+            fut = self.executor.submit_with_resources(  # type: ignore[attr-defined]
+                {k: v for k, v in need.items() if v}, call, *args
+            )
+        else:
+            fut = executor.submit(call, *args)
         self.running[fut] = name
         if spec.timeout is not None:
             self.seq += 1
             heapq.heappush(self.deadlines, (self.clock() + spec.timeout, self.seq, name, fut))
+
+    def _check_cluster_fit(self) -> None:
+        """On Dask: map cpus/memory hints to worker resources, if the workers declare them."""
+        self._dask_resources = False
+        offered = getattr(self.executor, "worker_resources", None)
+        hinted = [n.spec for n in self.nodes.values() if n.spec.cpus or n.spec.memory]
+        if offered is None or not hinted:
+            return
+        workers = offered()
+        if not any("CPU" in w or "MEMORY" in w for w in workers):
+            log.warning(
+                "the Dask workers declare no CPU/MEMORY resources; cpus= and memory= "
+                "hints are ignored (start workers with --resources 'CPU=8,MEMORY=32e9')"
+            )
+            return
+        check_fit(
+            hinted,
+            max(w.get("CPU", 0.0) for w in workers),
+            max(w.get("MEMORY", 0.0) for w in workers),
+            "the largest Dask worker",
+            "Start workers with more: dask worker --resources 'CPU=8,MEMORY=32e9'.",
+        )
+        self._dask_resources = True
 
     def _executor_for(self, spec: Step) -> tuple[Executor, Callable[..., Any]]:
         """Where an attempt runs: the run's executor, or a side executor the step needs."""

@@ -177,18 +177,34 @@ class _DaskExecutor(Executor):
             self.client = Client(address)
             self.cluster = None
         else:
+            # each local worker offers its share of the machine as Dask resources, so that
+            # @step(cpus=, memory=) hints place steps the same way as on a real cluster
+            cpus = max(1.0, (os.cpu_count() or 1) / workers)
+            memory = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / workers
             self.cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
                 host="127.0.0.1",
                 dashboard_address=None,
                 processes=True,
+                resources={"CPU": cpus, "MEMORY": memory},
             )
             self.client = Client(self.cluster)
         self._inner = self.client.get_executor(pure=False)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         return self._inner.submit(fn, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def worker_resources(self) -> list[dict[str, float]]:
+        """The resources each worker declares (``dask worker --resources "CPU=8,MEMORY=32e9"``)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return [dict(w.get("resources") or {}) for w in workers.values()]
+
+    def submit_with_resources(
+        self, resources: dict[str, float], fn: Callable[..., Any], /, *args: Any
+    ) -> Future[Any]:
+        """Submit ``fn(*args)`` to a worker that has ``resources`` free."""
+        return self._inner.submit(fn, *args, resources=resources)  # type: ignore[no-any-return]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._inner.shutdown(wait=wait)

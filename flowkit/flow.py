@@ -17,7 +17,7 @@ from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
 from .events import Event, ListenerLike, as_callbacks
-from .graph import FlowGraph
+from .graph import FlowGraph, check_fit, machine_resources
 from .keys import run_id_for
 from .result import RunResult
 from .resume import KeyMaker, Plan, plan, select
@@ -322,6 +322,13 @@ class Flow:
             only_set = frozenset(chosen)
             needed = frozenset(g.upstream_of(chosen))
         kind = executor or ("inline" if workers == 1 else "thread")
+        if kind != "dask":  # a cluster's workers are checked when it is reached
+            check_fit(
+                (n.spec for n in g.nodes.values()),
+                *machine_resources(),
+                "this machine",
+                "Lower it, or run on a cluster (--executor dask).",
+            )
         opts = EngineOptions(
             executor=kind,
             workers=workers,

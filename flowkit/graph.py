@@ -72,7 +72,6 @@ class FlowGraph:
     ) -> None:
         self.flow = flow
         self.pools = dict(pools or {})
-        cpus, memory = machine_resources()
         dag: nx.DiGraph[str] = nx.DiGraph()
         dag.add_nodes_from(steps)
         partial: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
@@ -83,7 +82,7 @@ class FlowGraph:
                     raise UnknownDependencyError(name, dep, steps.keys())
             if spec.map_over is not None and spec.map_over not in data:
                 raise UnknownDependencyError(name, spec.map_over, steps.keys())
-            _check_resources(spec, self.pools, cpus, memory)
+            _check_pool(spec, self.pools)
             order = tuple(d for d in spec.depends_on if d not in data)
             axes = {k for k, _ in spec.matrix}
             params = tuple(p for p in spec.params if p not in data and p not in axes)
@@ -149,7 +148,7 @@ def machine_resources() -> tuple[float, int]:
     return cpus, int(memory)
 
 
-def _check_resources(spec: Step, pools: Mapping[str, int], cpus: float, memory: int) -> None:
+def _check_pool(spec: Step, pools: Mapping[str, int]) -> None:
     if spec.pool is not None and spec.pool not in pools:
         close = suggest(spec.pool, pools)
         hint = f" Did you mean {close!r}?" if close else ""
@@ -158,13 +157,17 @@ def _check_resources(spec: Step, pools: Mapping[str, int], cpus: float, memory: 
             f"step {spec.name!r} uses pool {spec.pool!r}, which the flow does not declare "
             f"(pools: {declared}). Declare it: Flow(..., pools={{{spec.pool!r}: N}}).{hint}"
         )
-    if spec.cpus is not None and spec.cpus > cpus:
-        raise FlowDefinitionError(
-            f"step {spec.name!r} needs cpus={spec.cpus:g}, but this machine has {cpus:g}. "
-            "Lower it, or run on a cluster (--executor dask)."
-        )
-    if spec.memory is not None and spec.memory > memory:
-        raise FlowDefinitionError(
-            f"step {spec.name!r} needs memory={spec.memory / 1e9:.1f}GB, but this machine has "
-            f"{memory / 1e9:.1f}GB. Lower it, or run on a cluster (--executor dask)."
-        )
+
+
+def check_fit(steps: Iterable[Step], cpus: float, memory: float, where: str, fix: str) -> None:
+    """Raise FlowDefinitionError for the first step needing more CPUs or memory than offered."""
+    for spec in steps:
+        if spec.cpus is not None and spec.cpus > cpus:
+            raise FlowDefinitionError(
+                f"step {spec.name!r} needs cpus={spec.cpus:g}, but {where} has {cpus:g}. {fix}"
+            )
+        if spec.memory is not None and spec.memory > memory:
+            raise FlowDefinitionError(
+                f"step {spec.name!r} needs memory={spec.memory / 1e9:.1f}GB, but {where} has "
+                f"{memory / 1e9:.1f}GB. {fix}"
+            )

@@ -62,3 +62,25 @@ def dies_once(before: int, counter: str, marker: str) -> int:
 def after(dies_once: int, counter: str) -> int:
     count(counter, "after")
     return dies_once + 1
+
+
+hinted = Flow("dask_hinted")
+
+
+@hinted.step(cpus=1, memory="10MB")
+def light(counter: str) -> int:
+    count(counter, "light")
+    return 1
+
+
+@hinted.step(cpus=1)
+def also_light(light: int, counter: str) -> int:
+    count(counter, "also_light")
+    return light + 1
+
+
+too_big = Flow("dask_too_big")
+
+
+@too_big.step(cpus=4096)
+def enormous() -> None: ...

@@ -96,3 +96,29 @@ def test_dask_executor_starts_its_own_local_cluster(
     params = {"counter": str(tmp_path / "count.log")}
     result = daskflows.branches.run(params, state_dir=tmp_path, executor="dask", workers=2)
     assert result.ok and result["combine"].output["scaled"] == [2, 4, 6]
+
+
+def test_cpu_and_memory_hints_become_dask_worker_resources(tmp_path: Path) -> None:
+    import daskflows
+
+    from flowkit import FlowDefinitionError
+
+    params = {"counter": str(tmp_path / "count.log")}
+    result = daskflows.hinted.run(params, state_dir=tmp_path, executor="dask", workers=2)
+    assert result.ok and result["also_light"].output == 2
+    with pytest.raises(FlowDefinitionError, match="largest Dask worker"):
+        daskflows.too_big.run(state_dir=tmp_path, executor="dask", workers=2)
+    assert not (tmp_path / "dask_too_big" / "dask_too_big" / "journal.jsonl").exists()
+
+
+def test_hints_are_ignored_with_a_warning_on_workers_without_resources(
+    cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import daskflows
+
+    params = {"counter": str(tmp_path / "count.log")}
+    result = daskflows.hinted.run(
+        params, state_dir=tmp_path, executor="dask", address=cluster.scheduler_address
+    )
+    assert result.ok
+    assert "declare no CPU/MEMORY resources" in caplog.text
