@@ -30,7 +30,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
@@ -213,6 +213,23 @@ def begin(path: str, attempt: int | None, start: float) -> tuple[StepLog, contex
             _ROOT.addHandler(_HANDLER)
     sink = StepLog(path, attempt, start)
     return sink, _current.set(sink)
+
+
+@contextlib.contextmanager
+def session() -> Iterator[None]:
+    """Keep the root handler installed for a whole run (cheaper than once per attempt)."""
+    global _active
+    with _lock:
+        _active += 1
+        if _HANDLER not in _ROOT.handlers:
+            _ROOT.addHandler(_HANDLER)
+    try:
+        yield
+    finally:
+        with _lock:
+            _active = max(0, _active - 1)
+            if _active == 0:
+                _ROOT.removeHandler(_HANDLER)
 
 
 def failed(sink: StepLog, exc: BaseException) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from . import capture
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
 from .dsl import Step
@@ -195,7 +196,8 @@ class Engine:
             self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
             old_handlers = self._install_signals()
             try:
-                self._loop()
+                with capture.session():
+                    self._loop()
             finally:
                 self._restore_signals(old_handlers)
                 clean = not self.abandoned and self.stop is None
