@@ -11,6 +11,7 @@ due, so a waiting retry never occupies a worker. Only this loop writes the journ
 
 from __future__ import annotations
 
+import gc
 import heapq
 import inspect
 import logging
@@ -168,55 +169,65 @@ class Engine:
             if fresh:
                 self.store.archive()
             self.state = self.store.load()
-            resumed = bool(self.state.steps)
-            self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+            # what exists now (the graph, the loaded journal) is not garbage and will not become
+            # garbage during the run: keep the cyclic GC from rescanning it over and over
+            gc.freeze()
             try:
-                self._check_cluster_fit()  # before the journal is touched
-            except BaseException:
-                self.executor.shutdown(wait=False)
-                raise
-            self.store.open()
-            header = {
-                "ev": "run",
-                "format": FORMAT,
-                "flow": self.flow,
-                "run_id": self.run_id,
-                "params": self.params,
-                "time": started,
-                "pid": os.getpid(),
-            }
-            self.store.append(header)
-            self.state.apply(header)
-            self.store.commit()
-            emit(
-                self.callbacks,
-                RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
-            )
-            self.capacity = 1 if self.opts.executor == "inline" else self.opts.workers
-            self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
-            old_handlers = self._install_signals()
-            try:
-                with capture.session():
-                    self._loop()
+                result = self._execute(started, t0)
             finally:
-                self._restore_signals(old_handlers)
-                clean = not self.abandoned and self.stop is None
-                self.executor.shutdown(wait=clean, cancel_futures=True)
-                for side in (self._side, self._async):
-                    if side is not None:
-                        side.shutdown(wait=False)
-            result = self._result(started, self.clock() - t0)
-            end = {
-                "ev": "end",
-                "status": result.status.value,
-                "time": time.time(),
-                "counts": result.counts(),
-            }
-            self.store.append(end)
-            self.state.apply(end)
-            self.store.write_snapshot(self.state)
-            self.store.write_report(result.to_json())
+                gc.unfreeze()
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
+        return result
+
+    def _execute(self, started: float, t0: float) -> RunResult:
+        resumed = bool(self.state.steps)
+        self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+        try:
+            self._check_cluster_fit()  # before the journal is touched
+        except BaseException:
+            self.executor.shutdown(wait=False)
+            raise
+        self.store.open()
+        header = {
+            "ev": "run",
+            "format": FORMAT,
+            "flow": self.flow,
+            "run_id": self.run_id,
+            "params": self.params,
+            "time": started,
+            "pid": os.getpid(),
+        }
+        self.store.append(header)
+        self.state.apply(header)
+        self.store.commit()
+        emit(
+            self.callbacks,
+            RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
+        )
+        self.capacity = 1 if self.opts.executor == "inline" else self.opts.workers
+        self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
+        old_handlers = self._install_signals()
+        try:
+            with capture.session():
+                self._loop()
+        finally:
+            self._restore_signals(old_handlers)
+            clean = not self.abandoned and self.stop is None
+            self.executor.shutdown(wait=clean, cancel_futures=True)
+            for side in (self._side, self._async):
+                if side is not None:
+                    side.shutdown(wait=False)
+        result = self._result(started, self.clock() - t0)
+        end = {
+            "ev": "end",
+            "status": result.status.value,
+            "time": time.time(),
+            "counts": result.counts(),
+        }
+        self.store.append(end)
+        self.state.apply(end)
+        self.store.write_snapshot(self.state)
+        self.store.write_report(result.to_json())
         return result
 
     def _loop(self) -> None:
@@ -234,7 +245,7 @@ class Engine:
                 break
             done = [f for f in self.running if f.done()]
             if not done:
-                self.store.commit()  # before blocking: `status` sees what runs
+                self.store.flush()  # before blocking: `status` sees what runs
                 timeout = self._next_wakeup()
                 waited, _ = wait(
                     [*self.running, self.wakeup], timeout=timeout, return_when=FIRST_COMPLETED
@@ -478,7 +489,7 @@ class Engine:
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
         if isinstance(executor, InlineExecutor):
-            self.store.commit()  # the attempt runs right now: let `status` see it running
+            self.store.flush()  # the attempt runs right now: let `status` see it running
         args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
         if self._dask_resources and (spec.cpus or spec.memory) and executor is self.executor:
             need = {"CPU": spec.cpus or 0.0, "MEMORY": float(spec.memory or 0)}

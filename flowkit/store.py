@@ -204,6 +204,11 @@ class RunStore:
         assert self._journal is not None, "RunStore.open() first"
         self._journal.write(orjson.dumps(record) + b"\n")
 
+    def flush(self) -> None:
+        """Hand buffered lines to the OS without fsync: for advisory records (a step started)."""
+        if self._journal is not None:
+            self._journal.flush()
+
     def commit(self) -> None:
         """Hand buffered lines to the OS (survives a process crash); fsync too in fsync mode."""
         j = self._journal
