@@ -226,7 +226,18 @@ class Engine:
         }
         self.store.append(end)
         self.state.apply(end)
-        self.store.write_snapshot(self.state)
+        self.store.write_snapshot(
+            {
+                "flow": self.flow,
+                "run_id": self.run_id,
+                "params": self.params,
+                "status": result.status.value,
+                "started": started,
+                "duration_s": result.duration_s,
+                "counts": result.counts(),
+                "steps": {n: r.status.value for n, r in self.results.items()},
+            }
+        )
         self.store.write_report(result.to_json())
         return result
 
@@ -594,10 +605,12 @@ class Engine:
             "end": end,
             "cpu": cpu,
             "worker": worker,
-            "peak_rss": peak_rss,
-            "reason": r.reason,
             **enc.fields(),
         }
+        if r.reason != "new":  # the common case is left out: records stay small
+            rec["reason"] = r.reason
+        if peak_rss is not None:
+            rec["peak_rss"] = peak_rss
         if enc_ctx is not None:
             rec["ctx"] = enc_ctx.fields()
             self.ctx_store.update(writes)

@@ -199,7 +199,7 @@ class _DaskExecutor(Executor):
                 n_workers=workers,
                 threads_per_worker=1,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # a free local port: never a fixed one
                 processes=True,
                 resources={"CPU": cpus, "MEMORY": memory},
             )

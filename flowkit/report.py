@@ -222,8 +222,9 @@ def _row(
     if done is None:
         return StepRow(status="pending", reason="not reached" if finished else "", **base)
     err = done.get("error") or {}
-    reason = str(done.get("reason") or "")
     status = str(done.get("status", "pending"))
+    # a step that ran for the first time has no reason in its record: "new" is the default
+    reason = str(done.get("reason") or ("new" if status == "succeeded" else ""))
     earlier = False
     if sess is not None and ev == "cached":
         status = "cached"

@@ -94,19 +94,23 @@ class StepResult:
     retry_delays: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready summary (without the output)."""
-        return {
+        """A JSON-ready summary (without the output); empty fields are left out."""
+        out: dict[str, Any] = {
             "name": self.name,
             "status": self.status.value,
             "attempts": self.attempts,
-            "duration_s": round(self.duration_s, 6),
-            "started": self.started,
-            "ended": self.ended,
-            "reason": self.reason,
-            "error": self.error.to_json() if self.error else None,
-            "attempt_errors": [e.to_json() for e in self.attempt_errors],
-            "retry_delays": [round(d, 6) for d in self.retry_delays],
+            "duration_s": self.duration_s,
         }
+        if self.started is not None:
+            out["started"], out["ended"] = self.started, self.ended
+        if self.reason:
+            out["reason"] = self.reason
+        if self.error is not None:
+            out["error"] = self.error.to_json()
+        if self.attempt_errors:
+            out["attempt_errors"] = [e.to_json() for e in self.attempt_errors]
+            out["retry_delays"] = self.retry_delays
+        return out
 
 
 @dataclass(slots=True)

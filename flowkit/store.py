@@ -3,7 +3,8 @@
 Layout, under the state dir (``.flowkit/`` by default)::
 
     <flow>/<run_id>/journal.jsonl    one line per event that matters for resume (append only)
-    <flow>/<run_id>/snapshot.json    the latest record of every step, written at the end of a run
+    <flow>/<run_id>/snapshot.json    a compact summary written at the end of a run: run status and
+                                     each step's status, and how much of the journal it covers
     <flow>/<run_id>/report.json      the run report (status, timing, errors per step)
     <flow>/<run_id>/outputs/         outputs that cannot be stored inline as JSON
     <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
@@ -95,31 +96,39 @@ class RunStore:
         return self.journal_path.exists()
 
     def load(self) -> LoadedState:
-        """Replay the snapshot and the journal. Raises CorruptStateError / StateVersionError."""
+        """Replay the journal (checking the snapshot agrees with it).
+
+        Raises:
+            CorruptStateError / StateVersionError: naming the file; nothing is modified.
+        """
         state = LoadedState()
-        offset = 0
-        snap_path = self.dir / SNAPSHOT
-        if snap_path.exists():
-            snap = _parse_json_file(snap_path)
-            _check_format(snap_path, snap.get("format"))
-            offset = int(snap.get("journal_size", 0))
-            size = self.journal_path.stat().st_size if self.exists() else 0
-            if offset > size:
-                raise CorruptStateError(
-                    snap_path,
-                    None,
-                    f"it covers {offset} bytes of {JOURNAL}, which has only {size}",
-                )
-            state.steps.update(snap.get("steps", {}))
-            state.session.update(snap.get("session", {}))
-            state.headers.extend(snap.get("headers", []))
-            state.end = snap.get("end")
+        self.summary()  # a damaged or newer snapshot stops us, even though we do not need it
         if self.exists():
-            for rec in _read_journal(self.journal_path, offset):
+            for rec in _read_journal(self.journal_path, 0):
                 if rec.get("ev") == "run":
                     _check_format(self.journal_path, rec.get("format"))
                 state.apply(rec)
         return state
+
+    def summary(self) -> dict[str, Any] | None:
+        """The snapshot written at the end of the last run (None if there is none).
+
+        Raises:
+            CorruptStateError: it does not parse, or covers more journal than there is.
+            StateVersionError: it was written by a newer flowkit.
+        """
+        snap_path = self.dir / SNAPSHOT
+        if not snap_path.exists():
+            return None
+        snap = _parse_json_file(snap_path)
+        _check_format(snap_path, snap.get("format"))
+        covered = snap.get("journal_size", 0)
+        size = self.journal_path.stat().st_size if self.exists() else 0
+        if not isinstance(covered, int) or covered > size:
+            raise CorruptStateError(
+                snap_path, None, f"it covers {covered} bytes of {JOURNAL}, which has {size}"
+            )
+        return snap
 
     def holder(self) -> str | None:
         """Who holds the run lock right now ("pid 12, host h, since ..."), or None."""
@@ -223,24 +232,14 @@ class RunStore:
             self._journal.close()
             self._journal = None
 
-    def write_snapshot(self, state: LoadedState) -> None:
-        """Write the compact snapshot of ``state``, covering the journal as it is now."""
+    def write_snapshot(self, summary: dict[str, Any]) -> None:
+        """Write the end-of-run summary, noting how much of the journal it covers."""
         self.commit()
-        size = self.journal_path.stat().st_size
-        snap = {
-            "format": FORMAT,
-            "journal_size": size,
-            "steps": state.steps,
-            "session": state.session,
-            "headers": state.headers[-20:],
-            "end": state.end,
-        }
+        snap = {"format": FORMAT, "journal_size": self.journal_path.stat().st_size, **summary}
         write_atomic(self.dir / SNAPSHOT, orjson.dumps(snap), fsync=self.fsync)
 
     def write_report(self, report: dict[str, Any]) -> None:
-        write_atomic(
-            self.dir / REPORT, orjson.dumps(report, option=orjson.OPT_INDENT_2), fsync=self.fsync
-        )
+        write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)
 
 
 def _check_format(path: Path, found: Any) -> None:
