@@ -21,7 +21,7 @@ from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .result import fmt_duration
 from .resume import Decision
-from .store import RunStore, default_state_dir
+from .store import RunStore, default_state_dir, duration_of
 from .views import render_graph
 
 __all__ = ["main"]
@@ -247,7 +247,8 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
             if st == "pending":
                 st = done["status"]
             attempts = str(done.get("attempts", ""))
-            dur = fmt_duration(float(done.get("dur") or 0)) if "dur" in done else ""
+            took = duration_of(done)
+            dur = fmt_duration(took) if took is not None else ""
             err = done.get("error")
             detail = (
                 f"{err['type']}: {err['message']}"

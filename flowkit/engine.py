@@ -53,7 +53,7 @@ from .policy import Trigger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, KeyMaker, decide
 from .shell import ShellTimeoutError
-from .store import FORMAT, LoadedState, RunStore
+from .store import FORMAT, LoadedState, RunStore, duration_of
 
 __all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
 
@@ -401,7 +401,7 @@ class Engine:
         r = self.results[name]
         r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
         r.attempts = int(prev.get("attempts", 1))
-        r.duration_s = float(prev.get("dur", 0.0))
+        r.duration_s = duration_of(prev) or 0.0
         r.started, r.ended = prev.get("start"), prev.get("end")
         self.outputs[name] = value
         self.hashes[name] = str(prev.get("hash", "-"))
@@ -494,7 +494,7 @@ class Engine:
         now = time.time()
         if r.started is None:
             r.started = now
-        rec = {"ev": "start", "step": name, "attempt": r.attempts, "time": now}
+        rec = {"ev": "start", "step": name, "attempt": r.attempts, "time": round(now, 6)}
         self.store.append(rec)
         self.state.apply(rec)
         emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
@@ -600,13 +600,14 @@ class Engine:
             "status": "succeeded",
             **self.inputs_of[name],
             "attempts": r.attempts,
-            "dur": r.duration_s,
             "start": start,
             "end": end,
-            "cpu": cpu,
+            "cpu": round(cpu, 6),
             "worker": worker,
             **enc.fields(),
         }
+        if r.attempts > 1:  # the span of all attempts; a single attempt's is end - start
+            rec["dur"] = round(r.duration_s, 6)
         if r.reason != "new":  # the common case is left out: records stay small
             rec["reason"] = r.reason
         if peak_rss is not None:

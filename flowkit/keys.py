@@ -30,7 +30,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.=\[\]-]+")
 
 def digest(*parts: bytes | str) -> str:
     """A short, stable content hash of the given parts."""
-    h = hashlib.blake2b(digest_size=16)
+    h = hashlib.blake2b(digest_size=12)  # 96 bits: ample for cache keys, short in the journal
     for part in parts:
         h.update(part.encode() if isinstance(part, str) else part)
         h.update(b"\x00")

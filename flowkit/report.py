@@ -25,7 +25,7 @@ from typing import Any
 from .flow import Flow
 from .graph import FlowGraph
 from .result import fmt_duration
-from .store import LoadedState
+from .store import LoadedState, duration_of
 
 __all__ = ["STATUSES", "RunReport", "StepRow", "collect", "render_html", "render_text"]
 
@@ -235,7 +235,7 @@ def _row(
     return StepRow(
         status=status,
         attempts=_int(done.get("attempts")),
-        duration=_num(done.get("dur")),
+        duration=duration_of(done),
         cpu=_num(done.get("cpu")),
         peak_rss=_int(done.get("peak_rss")),
         start=_num(done.get("start")),

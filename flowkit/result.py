@@ -99,8 +99,10 @@ class StepResult:
             "name": self.name,
             "status": self.status.value,
             "attempts": self.attempts,
-            "duration_s": self.duration_s,
+            "duration_s": round(self.duration_s, 6),
         }
+        if self.status is Status.CACHED:  # its timing and reason are in the run that made it
+            return out
         if self.started is not None:
             out["started"], out["ended"] = self.started, self.ended
         if self.reason:

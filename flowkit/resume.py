@@ -41,7 +41,10 @@ class Inputs:
     key: str
 
     def record(self) -> dict[str, Any]:
-        return {"key": self.key, "code": self.code, "in": dict(self.data + self.order)}
+        rec: dict[str, Any] = {"key": self.key, "code": self.code}
+        if self.data or self.order:
+            rec["in"] = dict(self.data + self.order)
+        return rec
 
 
 class KeyMaker:

@@ -20,7 +20,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from .codec import write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError
 from .keys import safe_name
 
-__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir"]
+__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of"]
 
 FORMAT = 1
 JOURNAL = "journal.jsonl"
@@ -240,6 +240,17 @@ class RunStore:
 
     def write_report(self, report: dict[str, Any]) -> None:
         write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)
+
+
+def duration_of(record: Mapping[str, Any]) -> float | None:
+    """A finished step's duration: ``dur`` when stored (several attempts), else end - start."""
+    dur = record.get("dur")
+    if isinstance(dur, (int, float)):
+        return float(dur)
+    start, end = record.get("start"), record.get("end")
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+        return float(end) - float(start)
+    return None
 
 
 def _check_format(path: Path, found: Any) -> None:

@@ -143,7 +143,7 @@ def test_recursive_helpers_terminate(tmp_path: Path) -> None:
         return ping(5)
     """
     m = _load(tmp_path, src)
-    assert len(code_hash(m.step)) == 32
+    assert len(code_hash(m.step)) == 24
 
 
 def test_run_id_depends_on_flow_and_params_only() -> None:
