@@ -102,7 +102,7 @@ def encode(value: Any, folder: Path, stem: str, serializer: Serializer) -> Encod
     return Encoded(digest(blob), ref=name)
 
 
-def decode(record: dict[str, Any], folder: Path, serializer: Serializer) -> Any:
+def decode(record: Mapping[str, Any], folder: Path, serializer: Serializer) -> Any:
     """The value a journal record holds; raises OutputMissingError for a bad side file."""
     if "ref" not in record:
         return record.get("out")

@@ -51,7 +51,7 @@ from .keys import safe_name
 from .limits import Limits
 from .policy import Trigger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
-from .resume import CONDITION_FALSE, Decision, KeyMaker, decide
+from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
 from .shell import ShellTimeoutError
 from .store import FORMAT, LoadedState, RunStore, duration_of
 
@@ -117,11 +117,24 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._setup(flow, graph, run_id, params, store, options, callbacks, serializer)
+        self.clock, self.sleep = clock, sleep
+
+    def _setup(
+        self,
+        flow: str,
+        graph: FlowGraph,
+        run_id: str,
+        params: Mapping[str, Any],
+        store: RunStore,
+        options: EngineOptions,
+        callbacks: list[Callable[[Event], Any]],
+        serializer: Serializer | None,
+    ) -> None:
         self.flow, self.graph, self.run_id = flow, graph, run_id
         self.params = dict(params)
         self.store, self.opts, self.callbacks = store, options, callbacks
         self.serializer = serializer or PickleSerializer()
-        self.clock, self.sleep = clock, sleep
         self.rng = random.Random(options.seed)
         self.keys = KeyMaker(self.params)
         self.nodes = dict(graph.nodes)  # fan-out instances are added at run time
@@ -130,7 +143,7 @@ class Engine:
         self.outputs: dict[str, Any] = {}
         self.hashes: dict[str, str] = {}
         self.step_keys: dict[str, str] = {}
-        self.inputs_of: dict[str, dict[str, Any]] = {}
+        self.inputs_of: dict[str, Inputs] = {}  # turned into record fields only when journaled
         self.ctx_store: dict[str, Any] = {}
         self.decidable: deque[str] = deque()
         self.ready: deque[str] = deque()
@@ -169,13 +182,8 @@ class Engine:
             if fresh:
                 self.store.archive()
             self.state = self.store.load()
-            # what exists now (the graph, the loaded journal) is not garbage and will not become
-            # garbage during the run: keep the cyclic GC from rescanning it over and over
-            gc.freeze()
-            try:
-                result = self._execute(started, t0)
-            finally:
-                gc.unfreeze()
+            gc.freeze()  # the loaded journal too (see Flow.run)
+            result = self._execute(started, t0)
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
         return result
 
@@ -309,7 +317,7 @@ class Engine:
             return self._expand(node)
         inputs = self.keys.inputs(node, self.hashes, self.step_keys)
         self.step_keys[name] = inputs.key
-        self.inputs_of[name] = inputs.record()
+        self.inputs_of[name] = inputs
         prev = self.state.steps.get(name)
         decision, reason = decide(spec, prev, inputs, forced=name in self.opts.force)
         if decision is Decision.CACHED and prev is not None:
@@ -394,10 +402,10 @@ class Engine:
         self._release(name)
 
     def _restore(self, name: str, prev: Mapping[str, Any]) -> None:
-        value = decode(dict(prev), self.store.outputs, self.serializer)
+        value = decode(prev, self.store.outputs, self.serializer)
         ctx = prev.get("ctx")
         if ctx is not None:
-            self.ctx_store.update(decode(dict(ctx), self.store.ctx_outputs, self.serializer) or {})
+            self.ctx_store.update(decode(ctx, self.store.ctx_outputs, self.serializer) or {})
         r = self.results[name]
         r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
         r.attempts = int(prev.get("attempts", 1))
@@ -407,8 +415,11 @@ class Engine:
         self.hashes[name] = str(prev.get("hash", "-"))
         rec = {"ev": "cached", "step": name}
         self.store.append(rec)
-        self.state.apply(rec)
-        emit(self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts))
+        self.state.session[name] = rec
+        if self.callbacks:
+            emit(
+                self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts)
+            )
         self._release(name)
 
     def _skip(self, name: str, reason: str, *, journal: bool = True, record: bool = False) -> None:
@@ -420,7 +431,7 @@ class Engine:
                 "step": name,
                 "status": "skipped",
                 "reason": reason,
-                **self.inputs_of[name],
+                **self.inputs_of[name].record(),
             }
             self.store.append(rec)
             self.state.apply(rec)
@@ -598,7 +609,7 @@ class Engine:
             "ev": "done",
             "step": name,
             "status": "succeeded",
-            **self.inputs_of[name],
+            **self.inputs_of[name].record(),
             "attempts": r.attempts,
             "start": start,
             "end": end,
@@ -661,7 +672,7 @@ class Engine:
             "ev": "done",
             "step": name,
             "status": r.status.value,
-            **self.inputs_of.get(name, {}),
+            **(self.inputs_of[name].record() if name in self.inputs_of else {}),
             "attempts": r.attempts,
             "dur": r.duration_s,
             "start": r.started,

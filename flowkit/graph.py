@@ -7,7 +7,6 @@ parameter named u (it receives u's output), an *order* dependency when it only c
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from .errors import (
     UnknownParameterError,
     suggest,
 )
+from .gcpause import gc_paused
 
 __all__ = ["FlowGraph", "Node"]
 
@@ -71,15 +71,8 @@ class FlowGraph:
     def __init__(
         self, flow: str, steps: Mapping[str, Step], pools: Mapping[str, int] | None = None
     ) -> None:
-        # the build allocates a few objects per step and no garbage cycles: pausing the cyclic
-        # GC halves its time on large flows (it would rescan the growing graph again and again)
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             self._build(flow, steps, pools)
-        finally:
-            if paused:
-                gc.enable()
 
     def _build(self, flow: str, steps: Mapping[str, Step], pools: Mapping[str, int] | None) -> None:
         self.flow = flow

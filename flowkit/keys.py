@@ -14,7 +14,6 @@ import inspect
 import linecache
 import marshal
 import re
-import sys
 import sysconfig
 import textwrap
 import types
@@ -149,14 +148,22 @@ def _value_token(value: Any) -> str:
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
-def _names(code: types.CodeType) -> set[str]:
+_names_by_code: dict[types.CodeType, tuple[str, ...]] = {}
+
+
+def _names(code: types.CodeType) -> tuple[str, ...]:
+    """The global names ``code`` (and code nested in it) may read, sorted; cached per code."""
+    cached = _names_by_code.get(code)
+    if cached is not None:
+        return cached
     names: set[str] = set()
     todo = [code]
     while todo:
         c = todo.pop()
         names.update(c.co_names)
         todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
-    return names
+    result = _names_by_code[code] = tuple(sorted(names))
+    return result
 
 
 def code_hash(fn: Callable[..., Any]) -> str:
@@ -183,7 +190,7 @@ def code_hash(fn: Callable[..., Any]) -> str:
                 parts.append("<empty>")
         g = getattr(f, "__globals__", {})
         names = _names(code)
-        for name in sorted(names):
+        for name in names:
             if name not in g:
                 continue
             value = g[name]
@@ -191,10 +198,12 @@ def code_hash(fn: Callable[..., Any]) -> str:
                 if _is_project_code(value.__code__):
                     todo.append(value)
             elif isinstance(value, types.ModuleType):
-                for attr in sorted(names):
+                for attr in names:
                     member = getattr(value, attr, None)
                     if isinstance(member, types.FunctionType) and _is_project_code(member.__code__):
                         todo.append(member)
             elif isinstance(value, (*_CONST_TYPES, tuple, frozenset)) and not name.startswith("__"):
                 parts.append(f"{name}={_value_token(value)}")
-    return digest(sys.version_info[0].to_bytes(1, "big"), *parts)
+    if len(parts) == 1:  # nothing but its own code: that hash identifies it already
+        return parts[0]
+    return digest(*parts)

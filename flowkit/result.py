@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -153,10 +154,8 @@ class RunResult:
 
     def counts(self) -> dict[str, int]:
         """How many steps ended in each status (statuses with zero steps omitted)."""
-        out: dict[str, int] = {}
-        for r in self.steps.values():
-            out[r.status.value] = out.get(r.status.value, 0) + 1
-        return out
+        tally = Counter([r.status for r in self.steps.values()])
+        return {status.value: n for status, n in tally.items()}
 
     def summary(self) -> str:
         """A short human summary: verdict, counts, time, and each failure."""
