@@ -508,7 +508,8 @@ class Engine:
         rec = {"ev": "start", "step": name, "attempt": r.attempts, "time": round(now, 6)}
         self.store.append(rec)
         self.state.apply(rec)
-        emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
+        if self.callbacks:
+            emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
         if isinstance(executor, InlineExecutor):
             self.store.flush()  # the attempt runs right now: let `status` see it running

@@ -70,8 +70,20 @@ class _Attempt:
         ctx = self.ctx
         writes = ctx.writes if ctx is not None and ctx.writes else None
         cpu = (time.thread_time() - self.cpu if thread_cpu else 0.0) + self.used.cpu
-        worker = f"{os.getpid()}:{threading.current_thread().name}"
+        worker = _worker_id()
         return (self.out, writes, self.start, time.time(), cpu, worker, self.used.peak_rss)
+
+
+_local = threading.local()
+
+
+def _worker_id() -> str:
+    """``pid:thread-name`` of the calling thread (cached per thread; fork-safe via the pid)."""
+    pid = os.getpid()
+    cached: tuple[int, str] | None = getattr(_local, "worker", None)
+    if cached is None or cached[0] != pid:
+        cached = _local.worker = (pid, f"{pid}:{threading.current_thread().name}")
+    return cached[1]
 
 
 def invoke(
