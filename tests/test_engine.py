@@ -625,3 +625,66 @@ def test_async_step_past_its_timeout_is_cancelled(tmp_path: Path) -> None:
     assert result["slow"].status is Status.TIMED_OUT
     assert result["slow"].error is not None and "cancelled" in result["slow"].error.message
     assert cancelled.wait(5)
+
+
+def test_cache_ttl_expires_a_stored_result(tmp_path: Path) -> None:
+    import orjson
+
+    flow = Flow("ttl")
+    calls = {"n": 0}
+
+    @flow.step(cache_ttl=60)
+    def fetch() -> int:
+        calls["n"] += 1
+        return calls["n"]
+
+    flow.run(state_dir=tmp_path)
+    assert flow.run(state_dir=tmp_path)["fetch"].status is Status.CACHED
+    # age the stored result past its ttl
+    journal = tmp_path / "ttl" / "ttl" / "journal.jsonl"
+    lines = [orjson.loads(x) for x in journal.read_bytes().splitlines()]
+    for rec in lines:
+        if rec.get("ev") == "done":
+            rec["end"] -= 3600
+    journal.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    (tmp_path / "ttl" / "ttl" / "snapshot.json").unlink()
+    result = flow.run(state_dir=tmp_path)
+    assert result["fetch"].status is Status.SUCCEEDED
+    assert result["fetch"].reason == "cache expired (cache_ttl=60s)" and calls["n"] == 2
+
+
+class _UpperSerializer:
+    """A custom serializer: stores text upper-cased with a marker, to prove it is used."""
+
+    suffix = ".txt"
+
+    def dumps(self, value: Any) -> bytes:
+        return b"SER:" + repr(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        import ast
+
+        assert data.startswith(b"SER:")
+        return ast.literal_eval(data[4:].decode())
+
+
+def test_custom_serializer_stores_and_restores_outputs(tmp_path: Path) -> None:
+    flow = Flow("serial", serializer=_UpperSerializer())
+    state = {"fail": True}
+
+    @flow.step()
+    def pair() -> tuple[int, int]:
+        return (1, 2)
+
+    @flow.step()
+    def use(pair: tuple[int, int]) -> int:
+        if state["fail"]:
+            raise RuntimeError("crash")
+        return sum(pair)
+
+    flow.run(state_dir=tmp_path)
+    stored = tmp_path / "serial" / "serial" / "outputs" / "pair.txt"
+    assert stored.read_bytes() == b"SER:(1, 2)"
+    state["fail"] = False
+    result = flow.run(state_dir=tmp_path)
+    assert result["pair"].status is Status.CACHED and result["use"].output == 3
