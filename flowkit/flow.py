@@ -19,7 +19,7 @@ from .engine import Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
 from .events import Event, ListenerLike, as_callbacks
 from .graph import FlowGraph, check_fit, machine_resources
-from .keys import run_id_for
+from .keys import load_code_cache, run_id_for, save_code_cache
 from .result import RunResult
 from .resume import KeyMaker, Plan, plan, select
 from .shell import ShellCommand
@@ -29,6 +29,9 @@ __all__ = ["Flow"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 PathLike = str | os.PathLike[str]
+
+#: Source hashes of step functions, shared by the flows of one state dir (a cache: see keys.py).
+CODE_CACHE = "code-hashes.json"
 
 
 class Flow:
@@ -255,6 +258,7 @@ class Flow:
         g = self.graph()
         store = self.store(given, state_dir=state_dir, run_id=run_id)
         stored = {} if fresh or not store.exists() else store.load().steps
+        load_code_cache(store.root / CODE_CACHE)
         force = g.downstream_of(select(g, rerun))
         only_set = g.upstream_of(select(g, only)) if only else None
         return plan(
@@ -346,6 +350,8 @@ class Flow:
         # Objects that exist when a run starts (the graph, then the run's bookkeeping and loaded
         # journal) are not garbage and will not become garbage during it: frozen, the cyclic GC
         # stops rescanning them, which otherwise makes large runs superlinear.
+        code_cache = store.root / CODE_CACHE
+        load_code_cache(code_cache)
         gc.freeze()
         try:
             engine = Engine(
@@ -354,6 +360,7 @@ class Flow:
             return engine.run(fresh=fresh)
         finally:
             gc.unfreeze()
+            save_code_cache(code_cache)
 
     def _check_only(
         self,

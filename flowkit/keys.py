@@ -9,15 +9,18 @@ dependent (which relies on the upstream's side effects) re-runs whenever the ups
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import inspect
 import linecache
 import marshal
+import os
 import re
 import sysconfig
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -112,23 +115,93 @@ class _Strip(ast.NodeTransformer):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
 
 
+#: AST hashes of functions in files, kept across processes (see load_code_cache):
+#: "file|line|qualname" -> [mtime_ns, size, hash]. Valid while the file's mtime and size hold.
+_disk: dict[str, list[Any]] = {}
+_disk_dirty = False
+
+
+def _source(code: types.CodeType) -> str:
+    """The source of the function ``code`` belongs to (decorators included).
+
+    Like ``inspect.getsource`` without its per-call scan of ``sys.modules`` and of the rest of the
+    file, which make it slow in large modules.
+    """
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename)
+    if not lines:
+        raise OSError(f"no source for {code.co_name}")
+    start, size = code.co_firstlineno - 1, 64
+    while True:
+        chunk = lines[start : start + size]
+        block = inspect.getblock(chunk)
+        if len(block) < len(chunk) or start + size >= len(lines):
+            return "".join(block)
+        size *= 4
+
+
 def _own_code_hash(code: types.CodeType, fn: Callable[..., Any]) -> str:
+    global _disk_dirty
     cached = _by_code.get(code)
     if cached is not None:
         return cached
     filename = code.co_filename
+    stat: os.stat_result | None = None
+    key = f"{filename}|{code.co_firstlineno}|{getattr(code, 'co_qualname', code.co_name)}"
+    if not filename.startswith("<"):
+        try:
+            stat = os.stat(filename)
+        except OSError:
+            stat = None
+        hit = _disk.get(key) if stat is not None else None
+        if hit is not None and stat is not None and hit[:2] == [stat.st_mtime_ns, stat.st_size]:
+            _by_code[code] = result = str(hit[2])
+            return result
     try:
         if filename.startswith("<") and filename not in linecache.cache:
-            raise OSError("no source")  # exec'd code: skip inspect's slow search
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+            raise OSError("no source")  # exec'd code: there is nothing to read
+        tree = ast.parse(textwrap.dedent(_source(code)))
         text = ast.dump(_Strip().visit(tree), annotate_fields=False, include_attributes=False)
         result = digest("ast", text)
+        if stat is not None:
+            _disk[key] = [stat.st_mtime_ns, stat.st_size, result]
+            _disk_dirty = True
     except (OSError, TypeError, SyntaxError, IndentationError):
         # no source (exec'd code, a REPL): the bytecode is the next best identity.
         shape = repr((code.co_consts, code.co_names, code.co_varnames))
         result = digest("bytecode", marshal.dumps(code.co_code), shape)
     _by_code[code] = result
     return result
+
+
+def load_code_cache(path: Path) -> None:
+    """Merge a saved cache of source hashes (a missing or unreadable file is ignored: it is a
+    cache, and every entry is checked against its file's mtime and size before use)."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if isinstance(v, list) and len(v) == 3 and k not in _disk:
+                _disk[k] = v
+
+
+def save_code_cache(path: Path) -> None:
+    """Write the cache of source hashes if it gained entries (atomically; failures ignored)."""
+    global _disk_dirty
+    if not _disk_dirty:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(orjson.dumps(_disk))
+        os.replace(tmp, path)
+        _disk_dirty = False
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _value_token(value: Any) -> str:

@@ -158,3 +158,33 @@ def test_safe_name_keeps_simple_names_and_disambiguates_others() -> None:
     assert safe_name("load[batch=3]") == "load[batch=3]"
     weird = safe_name("a/b")
     assert "/" not in weird and weird != safe_name("a_b")
+
+
+def test_saved_source_hashes_are_reused_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    import os
+
+    from flowkit import keys
+
+    src = tmp_path / "cached_mod.py"
+    src.write_text("def step(x):\n    return x + 1\n")
+    cache = tmp_path / "code-hashes.json"
+
+    def fresh_hash() -> str:
+        keys._by_code.clear()  # as in a new process
+        spec = importlib.util.spec_from_file_location("cached_mod", src)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return code_hash(module.step)
+
+    first = fresh_hash()
+    keys.save_code_cache(cache)
+    entries = json.loads(cache.read_text())
+    assert any(k.startswith(str(src)) for k in entries)
+    keys._disk.clear()
+    keys.load_code_cache(cache)
+    assert fresh_hash() == first
+    # same size, new content: the mtime moves, the saved hash must not be used
+    src.write_text("def step(x):\n    return x + 2\n")
+    os.utime(src, ns=(1, os.stat(cache).st_mtime_ns + 10**9))
+    assert fresh_hash() != first
