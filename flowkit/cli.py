@@ -238,7 +238,7 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         st, attempts, dur, detail = "pending", "", "", ""
         if sess is not None and sess["ev"] == "start":
             st = "running" if holder else "interrupted"
-            attempts = str(sess.get("attempt", ""))
+            attempts = str(sess.get("attempt", 1))
         elif sess is not None and sess["ev"] == "cached":
             st = "cached"
         elif sess is not None and sess["ev"] == "skip":

@@ -505,7 +505,9 @@ class Engine:
         now = time.time()
         if r.started is None:
             r.started = now
-        rec = {"ev": "start", "step": name, "attempt": r.attempts, "time": round(now, 6)}
+        rec: dict[str, Any] = {"ev": "start", "step": name, "time": round(now, 6)}
+        if r.attempts > 1:
+            rec["attempt"] = r.attempts
         self.store.append(rec)
         self.state.apply(rec)
         if self.callbacks:

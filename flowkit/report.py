@@ -212,7 +212,7 @@ def _row(
     if sess is not None and ev == "start":
         return StepRow(
             status="running" if running else "interrupted",
-            attempts=_int(sess.get("attempt")),
+            attempts=_int(sess.get("attempt", 1)),
             start=_num(sess.get("time")),
             reason="started, never finished" if not running else "",
             **base,

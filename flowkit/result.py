@@ -105,7 +105,9 @@ class StepResult:
         if self.status is Status.CACHED:  # its timing and reason are in the run that made it
             return out
         if self.started is not None:
-            out["started"], out["ended"] = self.started, self.ended
+            out["started"] = self.started
+            if self.attempts > 1:  # else ended = started + duration_s
+                out["ended"] = self.ended
         if self.reason:
             out["reason"] = self.reason
         if self.error is not None:

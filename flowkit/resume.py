@@ -22,6 +22,7 @@ from .keys import code_hash, step_key
 __all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "plan", "select"]
 
 CONDITION_FALSE = "condition false"
+INPUT_PREFIX = 8
 
 
 class Decision(str, Enum):
@@ -43,7 +44,8 @@ class Inputs:
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"key": self.key, "code": self.code}
         if self.data or self.order:
-            rec["in"] = dict(self.data + self.order)
+            # short prefixes: enough to name the input that changed (the key covers the rest)
+            rec["in"] = {n: h[:INPUT_PREFIX] for n, h in self.data + self.order}
         return rec
 
 
@@ -115,7 +117,7 @@ def changed_reason(prev: Mapping[str, Any], inputs: Inputs) -> str:
     if prev.get("code") != inputs.code:
         return "code changed"
     before = prev.get("in") or {}
-    changed = [n for n, h in inputs.data + inputs.order if before.get(n) != h]
+    changed = [n for n, h in inputs.data + inputs.order if before.get(n) != h[:INPUT_PREFIX]]
     if changed:
         return "input changed: " + ", ".join(changed)
     return "parameters changed"
