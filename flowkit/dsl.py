@@ -138,12 +138,7 @@ class Step:
         if {"retries", "backoff", "retry_on", "giveup_on", "retry_if"} & o.keys():
             changes["retry"] = _retry_policy(name, self.retry, o)
         if "timeout" in o:
-            t = o["timeout"]
-            if t is not None and (
-                isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0
-            ):
-                raise InvalidStepOptionError(name, "timeout", t, "a number of seconds > 0, or None")
-            changes["timeout"] = None if t is None else float(t)
+            changes["timeout"] = _positive(name, "timeout", o["timeout"], "seconds")
         if "trigger" in o:
             try:
                 changes["trigger"] = Trigger(o["trigger"])
@@ -160,14 +155,7 @@ class Step:
                 raise InvalidStepOptionError(name, "cache", o["cache"], "True or False")
             changes["cache"] = o["cache"]
         if "cache_ttl" in o:
-            ttl = o["cache_ttl"]
-            if ttl is not None and (
-                isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-            ):
-                raise InvalidStepOptionError(
-                    name, "cache_ttl", ttl, "a number of seconds > 0, or None"
-                )
-            changes["cache_ttl"] = None if ttl is None else float(ttl)
+            changes["cache_ttl"] = _positive(name, "cache_ttl", o["cache_ttl"], "seconds")
         if "code_version" in o:
             cv = o["code_version"]
             if cv is not None and not isinstance(cv, str):
@@ -190,12 +178,7 @@ class Step:
                 raise InvalidStepOptionError(name, "pool", o["pool"], "a pool name, or None")
             changes["pool"] = o["pool"]
         if "cpus" in o:
-            c = o["cpus"]
-            if c is not None and (
-                isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0
-            ):
-                raise InvalidStepOptionError(name, "cpus", c, "a number of CPUs > 0, or None")
-            changes["cpus"] = None if c is None else float(c)
+            changes["cpus"] = _positive(name, "cpus", o["cpus"], "CPUs")
         if "memory" in o:
             changes["memory"] = _memory(name, o["memory"])
         if "isolate" in o:
@@ -244,6 +227,15 @@ _UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+
+
+def _positive(name: str, option: str, value: Any, unit: str) -> float | None:
+    """A number > 0 (NaN and booleans refused), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidStepOptionError(name, option, value, f"a number of {unit} > 0, or None")
+    return float(value)
 
 
 def _memory(name: str, value: Any) -> int | None:

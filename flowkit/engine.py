@@ -117,20 +117,7 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._setup(flow, graph, run_id, params, store, options, callbacks, serializer)
         self.clock, self.sleep = clock, sleep
-
-    def _setup(
-        self,
-        flow: str,
-        graph: FlowGraph,
-        run_id: str,
-        params: Mapping[str, Any],
-        store: RunStore,
-        options: EngineOptions,
-        callbacks: list[Callable[[Event], Any]],
-        serializer: Serializer | None,
-    ) -> None:
         self.flow, self.graph, self.run_id = flow, graph, run_id
         self.params = dict(params)
         self.store, self.opts, self.callbacks = store, options, callbacks
