@@ -46,12 +46,12 @@ from .events import (
 from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node, check_fit, machine_resources
-from .isolate import IsolatedExecutor
+from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
 from .limits import Limits
-from .policy import Trigger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
+from .rules import trigger_blocks
 from .shell import ShellTimeoutError
 from .store import FORMAT, LoadedState, RunStore, duration_of
 
@@ -79,25 +79,6 @@ class EngineOptions:
     grace: float = 10.0
     handle_signals: bool = False
     seed: int | None = None
-
-
-class _DaemonThreadExecutor(Executor):
-    """One daemon thread per call: for steps with a timeout, so an abandoned attempt never
-    blocks the next step or the interpreter's exit."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        fut: Future[Any] = Future()
-
-        def target() -> None:
-            if not fut.set_running_or_notify_cancel():
-                return
-            try:
-                fut.set_result(fn(*args, **kwargs))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        threading.Thread(target=target, name="flowkit-timed", daemon=True).start()
-        return fut
 
 
 class Engine:
@@ -289,7 +270,7 @@ class Engine:
             return self._gather(node)
         if self.opts.needed is not None and name not in self.opts.needed:
             return self._skip(name, "not selected (--only)", journal=False)
-        blocked = _trigger_blocks(spec.trigger, node.upstream, self.results)
+        blocked = trigger_blocks(spec.trigger, node.upstream, self.results)
         # under fail-fast, a direct dependent of a failure says so; any other step names the
         # failure that stopped the run
         if (
@@ -551,7 +532,7 @@ class Engine:
             return self._async, ainvoke
         if spec.timeout is not None and local:
             if self._side is None:
-                self._side = _DaemonThreadExecutor()
+                self._side = DaemonThreadExecutor()
             return self._side, invoke
         return self.executor, invoke
 
@@ -805,32 +786,3 @@ class Engine:
             duration,
             str(self.store.dir),
         )
-
-
-def _trigger_blocks(
-    rule: Trigger, upstream: tuple[str, ...], results: Mapping[str, StepResult]
-) -> str | None:
-    """Why ``rule`` forbids running given the upstreams' outcomes, or None when it allows it."""
-    if not upstream or rule is Trigger.ALWAYS or rule is Trigger.ALL_DONE:
-        if rule in (Trigger.ONE_FAILED, Trigger.ALL_FAILED) and not upstream:
-            return f"trigger {rule.value}: no upstream step"
-        return None
-    if rule is Trigger.ALL_SUCCESS:
-        for u in upstream:
-            st = results[u].status
-            if not st.ok:
-                return f"upstream {u!r} {'failed' if st.failed else 'was skipped'}"
-        return None
-    if rule is Trigger.NONE_FAILED:
-        for u in upstream:
-            if results[u].status.failed:
-                return f"upstream {u!r} failed (trigger none_failed)"
-        return None
-    failed = [u for u in upstream if results[u].status.failed]
-    if rule is Trigger.ONE_FAILED:
-        return None if failed else "trigger one_failed: no upstream failed"
-    # ALL_FAILED
-    if len(failed) == len(upstream):
-        return None
-    ok = next(u for u in upstream if not results[u].status.failed)
-    return f"trigger all_failed: upstream {ok!r} did not fail"

@@ -1,8 +1,12 @@
-"""Run one call in a child process of its own, in its own process group, so it can be killed.
+"""Executors for attempts that may have to be stopped before they finish.
 
-Used for ``@step(isolate=True)`` and for steps with a timeout on the process executor. A kill
-sends SIGTERM to the whole process group (the step and every process it started), then SIGKILL
-after a grace period, so nothing the step spawned survives it.
+``IsolatedExecutor`` runs one call in a child process of its own, in its own process group, so
+it can be killed; ``DaemonThreadExecutor`` runs one call per daemon thread, so an attempt that
+has to be abandoned (threads cannot be killed) holds up neither the run nor the interpreter's exit.
+
+Isolation is used for ``@step(isolate=True)`` and for steps with a timeout on the process
+executor. A kill sends SIGTERM to the whole process group (the step and every process it
+started), then SIGKILL after a grace period, so nothing the step spawned survives it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from . import usage
 
-__all__ = ["IsolatedExecutor", "KillableFuture"]
+__all__ = ["DaemonThreadExecutor", "IsolatedExecutor", "KillableFuture"]
 
 _CTX: Any = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
 
@@ -102,4 +106,23 @@ class IsolatedExecutor(Executor):
                 fut.set_exception(value)
 
         threading.Thread(target=wait_for_child, name="flowkit-isolated", daemon=True).start()
+        return fut
+
+
+class DaemonThreadExecutor(Executor):
+    """One daemon thread per call: for steps with a timeout, so an abandoned attempt never
+    blocks the next step or the interpreter's exit."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+
+        def target() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        threading.Thread(target=target, name="flowkit-timed", daemon=True).start()
         return fut
