@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--timeout", type=float, help="seconds for the whole run")
     r.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="on Ctrl-C/SIGTERM, seconds running steps get to finish (default 10)",
+    )
+    r.add_argument(
         "--durability",
         choices=("flush", "fsync"),
         default="flush",
@@ -180,6 +186,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             listeners=[listener],
             seed=args.seed,
             handle_signals=True,
+            grace=args.grace,
         )
     finally:
         close = getattr(listener, "close", None)

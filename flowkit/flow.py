@@ -291,6 +291,7 @@ class Flow:
         listeners: Iterable[ListenerLike] = (),
         seed: int | None = None,
         handle_signals: bool = False,
+        grace: float = 10.0,
     ) -> RunResult:
         """Run the flow, resuming the run with the same id if it has state; return the result.
 
@@ -310,6 +311,7 @@ class Flow:
             on_event / listeners: receive every :mod:`flowkit.events` event.
             seed: seeds the retry jitter.
             handle_signals: turn SIGINT/SIGTERM into a clean interruption (the CLI does this).
+            grace: seconds running steps get to finish after an interruption.
 
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
@@ -326,6 +328,8 @@ class Flow:
             self._check_only(g, chosen, given, state_dir, rid, fresh)
             only_set = frozenset(chosen)
             needed = frozenset(g.upstream_of(chosen))
+        if not grace >= 0:
+            raise UsageError(f"grace must be a number of seconds >= 0, got {grace!r}")
         kind = executor or ("inline" if workers == 1 else "thread")
         if kind != "dask":  # a cluster's workers are checked when it is reached
             check_fit(
@@ -345,6 +349,7 @@ class Flow:
             timeout=timeout,
             handle_signals=handle_signals,
             seed=seed,
+            grace=grace,
         )
         callbacks = as_callbacks([*listeners, *([on_event] if on_event else [])])
         # Objects that exist when a run starts (the graph, then the run's bookkeeping and loaded
