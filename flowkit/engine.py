@@ -17,14 +17,11 @@ import inspect
 import logging
 import os
 import random
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from . import capture
@@ -46,6 +43,7 @@ from .events import (
 from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node, check_fit, machine_resources
+from .interrupt import interruptible
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
 from .limits import Limits
@@ -182,12 +180,13 @@ class Engine:
         )
         self.capacity = 1 if self.opts.executor == "inline" else self.opts.workers
         self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
-        old_handlers = self._install_signals()
         try:
-            with capture.session():
+            with (
+                interruptible(self._interrupted, self._stopping_message, self.opts.handle_signals),
+                capture.session(),
+            ):
                 self._loop()
         finally:
-            self._restore_signals(old_handlers)
             clean = not self.abandoned and self.stop is None
             self.executor.shutdown(wait=clean, cancel_futures=True)
             for side in (self._side, self._async):
@@ -729,36 +728,14 @@ class Engine:
             if not self.wakeup.done():
                 self.wakeup.set_result(None)
 
-    def _install_signals(self) -> dict[int, Any]:
-        if (
-            not self.opts.handle_signals
-            or threading.current_thread() is not threading.main_thread()
-        ):
-            return {}
-        old: dict[int, Any] = {}
+    def _interrupted(self, signal_name: str) -> None:
+        self.request_stop(RunStatus.INTERRUPTED)
 
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self.stop is RunStatus.INTERRUPTED:
-                os.write(2, b"\nflowkit: stopping now; finished steps are saved.\n")
-                os._exit(130)
-            os.write(
-                2,
-                (
-                    f"\nflowkit: {signal.Signals(signum).name} received: no new steps "
-                    f"start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
-                    "running step(s). Press Ctrl-C again to stop at once.\n"
-                ).encode(),
-            )
-            self.request_stop(RunStatus.INTERRUPTED)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, handler)
-        return old
-
-    @staticmethod
-    def _restore_signals(old: dict[int, Any]) -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+    def _stopping_message(self) -> str:
+        return (
+            f"no new steps start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
+            "running step(s). Press Ctrl-C again to stop at once."
+        )
 
     # --- the result -----------------------------------------------------------------------------
 
