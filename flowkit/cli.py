@@ -262,6 +262,12 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
                 if err
                 else (done.get("reason", "") if st == "skipped" else "")
             )
+        tries = state.retries.get(name)
+        if tries and not detail:
+            last = tries[-1].get("error") or {}
+            detail = (
+                f"retried {len(tries)}x; last: {last.get('type', '')}: {last.get('message', '')}"
+            )
         print(f"{name:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip())
     return 0
 

@@ -613,6 +613,16 @@ class Engine:
             delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
         if delay is not None:
             r.retry_delays.append(delay)
+            rec = {
+                "ev": "retry",
+                "step": name,
+                "attempt": r.attempts,
+                "delay": round(delay, 6),
+                "error": {"type": err.type, "message": err.message},
+                "timed_out": timed_out,
+            }
+            self.store.append(rec)
+            self.state.apply(rec)
             self.seq += 1
             heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
             emit(

@@ -77,6 +77,7 @@ class StepRow:
     data_deps: tuple[str, ...] = ()
     order_deps: tuple[str, ...] = ()
     parent: str | None = None  # set on a fan-out instance (``load[7]``): the step it belongs to
+    retried: tuple[tuple[int, str, float], ...] = ()  # (attempt, error, delay) of retried attempts
 
     @property
     def on_timeline(self) -> bool:
@@ -206,6 +207,10 @@ def _row(
         "order_deps": order_deps,
         "parent": parent,
     }
+    base["retried"] = tuple(
+        (int(x.get("attempt", 0)), _error_text(x.get("error")), float(x.get("delay", 0.0)))
+        for x in state.retries.get(name, ())
+    )
     done = state.steps.get(name)
     sess = state.session.get(name)
     ev = sess.get("ev") if sess is not None else None
@@ -248,6 +253,13 @@ def _row(
         earlier=earlier,
         **base,
     )
+
+
+def _error_text(err: Any) -> str:
+    if not isinstance(err, Mapping):
+        return ""
+    kind, msg = str(err.get("type", "")), str(err.get("message", ""))
+    return f"{kind}: {msg}" if msg else kind
 
 
 def _num(v: Any) -> float | None:
@@ -665,6 +677,13 @@ def _table_html(report: RunReport, index: Mapping[str, int]) -> str:
                     "<details><summary>traceback</summary>"
                     f"<pre>{e(_excerpt(r.traceback))}</pre></details>"
                 )
+        if r.retried:
+            tries = "".join(
+                f"<li>attempt {n}: {e(text)}; retried after {delay:.2f}s</li>"
+                for n, text, delay in r.retried
+            )
+            err += f'<details class="retries"><summary>{len(r.retried)} retried attempt(s)'
+            err += f"</summary><ul>{tries}</ul></details>"
         start = ""
         if r.start is not None:
             start = (

@@ -54,10 +54,12 @@ class LoadedState:
 
     ``steps``: the last finished record of each step (what resume decisions use).
     ``session``: the latest session's start/cached/skip record of each step not finished since.
+    ``retries``: the latest session's failed attempts that were retried (error, delay), by step.
     """
 
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     session: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     headers: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
 
@@ -69,10 +71,13 @@ class LoadedState:
             self.session.pop(name, None)
         elif ev in ("start", "cached", "skip"):
             self.session[rec["step"]] = rec
+        elif ev == "retry":
+            self.retries.setdefault(rec["step"], []).append(rec)
         elif ev == "run":
             self.headers.append(rec)
             self.end = None
             self.session.clear()
+            self.retries.clear()
         elif ev == "end":
             self.end = rec
 

@@ -676,3 +676,38 @@ def test_two_thousand_steps_load_in_chromium(big_page: tuple[Path, float], tmp_p
     dom = dump_dom(big_page[0], tmp_path / "profile")
     assert len(dom.find(tag="g", cls="node", inside="dag")) == 2000
     assert dom.one(id="shown").text == "2000 of 2000 steps shown"
+
+
+def test_report_and_status_show_each_retried_attempt_and_its_delay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowkit.cli import main
+    from flowkit.loader import load_flow
+    from flowkit.report import render_html
+
+    marker = tmp_path / "calls"
+    pipeline = tmp_path / "retried_pipeline.py"
+    pipeline.write_text(
+        "from pathlib import Path\n"
+        "from flowkit import Flow\n"
+        "flow = Flow('retried')\n"
+        "@flow.step(retries=2, backoff=0.01)\n"
+        "def flaky() -> int:\n"
+        f"    calls = Path({str(marker)!r})\n"
+        "    n = len(calls.read_text()) if calls.exists() else 0\n"
+        "    calls.write_text('x' * (n + 1))\n"
+        "    if n < 2:\n"
+        "        raise ConnectionError(f'refused #{n + 1}')\n"
+        "    return 1\n"
+    )
+    target = f"{pipeline}:flow"
+    state_dir = str(tmp_path / "state")
+    assert main(["run", target, "--state-dir", state_dir, "--plain"]) == 0
+    flow = load_flow(target)
+    html = render_html(flow, flow.load_state(state_dir=state_dir))
+    assert "attempt 1: ConnectionError: refused #1; retried after 0.01s" in html
+    assert "attempt 2: ConnectionError: refused #2; retried after 0.01s" in html
+    capsys.readouterr()
+    assert main(["status", target, "--state-dir", state_dir]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("flaky"))
+    assert "succeeded" in row and "retried 2x; last: ConnectionError: refused #2" in row
