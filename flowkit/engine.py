@@ -128,6 +128,7 @@ class Engine:
         self._dask_resources = False
         self._async: AsyncLoopExecutor | None = None
         self.fanout: dict[str, list[str]] = {}
+        self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
         self._logs = str(store.logs)
         # on a cluster, Dask places steps by worker resources; locally, flowkit does
         local = options.executor != "dask"
@@ -608,6 +609,7 @@ class Engine:
         r = self.results[name]
         err = ErrorInfo.of(exc)
         r.attempt_errors.append(err)
+        self._failed_on[name] = getattr(exc, "flowkit_worker", None)
         delay = None
         if self.stop is None:
             delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
@@ -658,6 +660,7 @@ class Engine:
             "start": r.started,
             "end": r.ended,
             "reason": r.reason,
+            "worker": self._failed_on.get(name),
             "error": err.to_json(),
         }
         self.store.append(rec)

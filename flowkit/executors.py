@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import threading
@@ -60,6 +61,10 @@ class _Attempt:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            # where the failed attempt ran travels with the exception (pickled with it too)
+            with contextlib.suppress(Exception):
+                exc.flowkit_worker = _worker_id()  # type: ignore[attr-defined]
         if self.sink is not None:
             if exc is not None:
                 capture.failed(self.sink, exc)
