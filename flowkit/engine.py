@@ -94,9 +94,10 @@ class Engine:
         *,
         serializer: Serializer | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.clock, self.sleep = clock, sleep
+        self.clock = clock
+        self.sleep = sleep or self._pause
         self.flow, self.graph, self.run_id = flow, graph, run_id
         self.params = dict(params)
         self.store, self.opts, self.callbacks = store, options, callbacks
@@ -242,6 +243,10 @@ class Engine:
                 self._finish_batch(done)
             self._expire()
             self._due_retries()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait for a retry's delay; cut short when the run is asked to stop (a signal)."""
+        wait([self.wakeup], timeout=seconds)
 
     def _next_wakeup(self) -> float | None:
         times = []

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -205,3 +206,17 @@ def test_status_shows_a_running_step_then_interrupted_after_a_kill(tmp_path: Pat
     )
     rows = {line.split()[0]: line.split()[1] for line in after.stdout.splitlines()[2:]}
     assert rows["slow"] == "interrupted"
+
+
+def test_interrupt_during_a_long_retry_wait_stops_at_once(tmp_path: Path) -> None:
+    flow = Flow("longwait")
+
+    @flow.step(retries=1, backoff=60)
+    def flaky() -> None:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        raise OSError("down")
+
+    started = time.monotonic()
+    result = flow.run(state_dir=tmp_path, handle_signals=True)
+    assert time.monotonic() - started < 10
+    assert result.status is RunStatus.INTERRUPTED
