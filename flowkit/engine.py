@@ -131,6 +131,7 @@ class Engine:
         self.fanout: dict[str, list[str]] = {}
         self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
         self._logs = str(store.logs)
+        self._stems: dict[str, str] = {}
         # on a cluster, Dask places steps by worker resources; locally, flowkit does
         local = options.executor != "dask"
         cpus, memory = machine_resources() if local else (float("inf"), 2**62)
@@ -243,6 +244,13 @@ class Engine:
                 self._finish_batch(done)
             self._expire()
             self._due_retries()
+
+    def _stem(self, name: str) -> str:
+        """``safe_name(name)``, computed once per step (file names of its log and outputs)."""
+        stem = self._stems.get(name)
+        if stem is None:
+            stem = self._stems[name] = safe_name(name)
+        return stem
 
     def _pause(self, seconds: float) -> None:
         """Wait for a retry's delay; cut short when the run is asked to stop (a signal)."""
@@ -485,7 +493,7 @@ class Engine:
         self.state.apply(rec)
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
-        log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
+        log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
         if isinstance(executor, InlineExecutor):
             self.store.flush()  # the attempt runs right now: let `status` see it running
         args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
@@ -566,7 +574,7 @@ class Engine:
 
     def _succeeded(self, name: str, inv: tuple[Any, ...]) -> Event | None:
         value, writes, start, end, cpu, worker, peak_rss = inv
-        stem = safe_name(name)
+        stem = self._stem(name)
         try:
             enc = encode(value, self.store.outputs, stem, self.serializer)
             enc_ctx = (
@@ -672,7 +680,7 @@ class Engine:
         self.state.apply(rec)
         if self.opts.fail_fast and self.halted_by is None:
             self.halted_by = name
-        log_path = f"{self._logs}{os.sep}{safe_name(name)}.log"
+        log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
         event = StepFailed(
             self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out, log_path
         )
@@ -683,6 +691,8 @@ class Engine:
         return event
 
     def _expire(self) -> None:
+        if not self.deadlines and self.run_deadline is None and self.stop is None:
+            return  # nothing can expire: skip the clock
         now = self.clock()
         expired: list[tuple[str, Event]] = []
         while self.deadlines and self.deadlines[0][0] <= now:
@@ -731,6 +741,8 @@ class Engine:
                 self.running.clear()
 
     def _due_retries(self) -> None:
+        if not self.retries:
+            return
         now = self.clock()
         while self.retries and self.retries[0][0] <= now:
             _, _, name = heapq.heappop(self.retries)
