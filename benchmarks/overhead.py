@@ -397,6 +397,63 @@ def pool_overhead(kind: str, n: int, workers: int, reps: int, key: str) -> Row:
     )
 
 
+def dask_overhead(n: int, workers: int, reps: int, key: str) -> Row | None:
+    """n independent no-ops on an already running LocalCluster: flowkit vs the bare executor.
+
+    The cluster starts once, outside the timed region (with ``--executor dask --address``, users
+    reuse a running cluster the same way). None when ``distributed`` is not installed.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        return None
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    bare: list[float] = []
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            processes=True,
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        address = cluster.scheduler_address
+
+        def trial() -> float:
+            bare.append(timed(lambda: _bare_pool(client.get_executor(pure=False), n)))
+            f = fanout_flow(n)
+            with state_dir() as d:
+                return timed(
+                    _run(
+                        f,
+                        d,
+                        "succeeded",
+                        n,
+                        fresh=True,
+                        workers=workers,
+                        executor="dask",
+                        address=address,
+                    )
+                )
+
+        eng = repeat(reps, trial)
+    b = median(bare)
+    return Row(
+        key,
+        f"{n:,} independent no-ops, {workers} Dask workers",
+        eng.median,
+        b,
+        "bare Dask executor",
+        n=n,
+        per_step_us=_us(eng.median - b, n),
+        note=f"runs {eng.spread}; a running LocalCluster (start-up not counted); µs/step over "
+        "the bare client executor, all submitted at once",
+    )
+
+
 def all_rows(quick: bool, big: bool, reps: int) -> list[Row]:
     """Figures 1, 2 and 5 (and the 100k-step chain with ``big``)."""
     n = 1_000 if quick else 10_000
@@ -419,4 +476,7 @@ def all_rows(quick: bool, big: bool, reps: int) -> list[Row]:
         rows += resume(100_000, max(1, min(reps, 3)), "2b", 3.0, 50.0)
     rows.append(pool_overhead("thread", n, 4, reps, "5a"))
     rows.append(pool_overhead("process", 200 if quick else 1_000, 2, reps, "5b"))
+    dask_row = dask_overhead(100 if quick else 500, 2, min(reps, 3), "5c")
+    if dask_row is not None:
+        rows.append(dask_row)
     return rows
