@@ -393,7 +393,8 @@ class Engine:
         value = decode(prev, self.store.outputs, self.serializer)
         ctx = prev.get("ctx")
         if ctx is not None:
-            self.ctx_store.update(decode(ctx, self.store.ctx_outputs, self.serializer) or {})
+            restored = decode(ctx, self.store.ctx_outputs, self.serializer) or {}
+            self.ctx_store = {**self.ctx_store, **restored}
         r = self.results[name]
         r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
         r.attempts = int(prev.get("attempts", 1))
@@ -616,7 +617,8 @@ class Engine:
             rec["peak_rss"] = peak_rss
         if enc_ctx is not None:
             rec["ctx"] = enc_ctx.fields()
-            self.ctx_store.update(writes)
+            # a new dict, never an update: contexts handed to running steps keep a stable view
+            self.ctx_store = {**self.ctx_store, **writes}
         self.store.append(rec)
         self.state.apply(rec)
         self.outputs[name] = value
