@@ -393,8 +393,7 @@ class Engine:
         value = decode(prev, self.store.outputs, self.serializer)
         ctx = prev.get("ctx")
         if ctx is not None:
-            restored = decode(ctx, self.store.ctx_outputs, self.serializer) or {}
-            self.ctx_store = {**self.ctx_store, **restored}
+            self._ctx_update(decode(ctx, self.store.ctx_outputs, self.serializer) or {})
         r = self.results[name]
         r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
         r.attempts = int(prev.get("attempts", 1))
@@ -410,6 +409,12 @@ class Engine:
                 self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts)
             )
         self._release(name)
+
+    def _ctx_update(self, writes: Mapping[str, Any]) -> None:
+        if self.running:  # steps running now read the store: give them a stable view
+            self.ctx_store = {**self.ctx_store, **writes}
+        else:
+            self.ctx_store.update(writes)
 
     def _skip(self, name: str, reason: str, *, journal: bool = True, record: bool = False) -> None:
         r = self.results[name]
@@ -617,8 +622,7 @@ class Engine:
             rec["peak_rss"] = peak_rss
         if enc_ctx is not None:
             rec["ctx"] = enc_ctx.fields()
-            # a new dict, never an update: contexts handed to running steps keep a stable view
-            self.ctx_store = {**self.ctx_store, **writes}
+            self._ctx_update(writes)
         self.store.append(rec)
         self.state.apply(rec)
         self.outputs[name] = value
