@@ -21,7 +21,7 @@ from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .result import fmt_duration
 from .resume import Decision
-from .store import RunStore, default_state_dir, duration_of
+from .store import LoadedState, RunStore, default_state_dir, duration_of
 from .views import render_graph
 
 __all__ = ["main"]
@@ -239,37 +239,46 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     )
     print(f"Flow {flow.name}, run {store.dir.name}: {status}")
     print(f"{'STEP':<28} {'STATE':<11} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
+    instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
+    for key in dict.fromkeys([*state.steps, *state.session]):
+        if "[" in key and key.endswith("]"):
+            instances.setdefault(key[: key.index("[")], []).append(key)
     for name in flow.graph().order:
-        done = state.steps.get(name)
-        sess = state.session.get(name)
-        st, attempts, dur, detail = "pending", "", "", ""
-        if sess is not None and sess["ev"] == "start":
-            st = "running" if holder else "interrupted"
-            attempts = str(sess.get("attempt", 1))
-        elif sess is not None and sess["ev"] == "cached":
-            st = "cached"
-        elif sess is not None and sess["ev"] == "skip":
-            st, detail = "skipped", sess.get("reason", "")
-        if done is not None and st in ("pending", "cached"):
-            if st == "pending":
-                st = done["status"]
-            attempts = str(done.get("attempts", ""))
-            took = duration_of(done)
-            dur = fmt_duration(took) if took is not None else ""
-            err = done.get("error")
-            detail = (
-                f"{err['type']}: {err['message']}"
-                if err
-                else (done.get("reason", "") if st == "skipped" else "")
-            )
-        tries = state.retries.get(name)
-        if tries and not detail:
-            last = tries[-1].get("error") or {}
-            detail = (
-                f"retried {len(tries)}x; last: {last.get('type', '')}: {last.get('message', '')}"
-            )
-        print(f"{name:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip())
+        print(_status_row(name, state, holder))
+        for inst in instances.get(name, ()):
+            print(_status_row(inst, state, holder, indent="  "))
     return 0
+
+
+def _status_row(name: str, state: LoadedState, holder: str | None, indent: str = "") -> str:
+    done = state.steps.get(name)
+    sess = state.session.get(name)
+    st, attempts, dur, detail = "pending", "", "", ""
+    if sess is not None and sess["ev"] == "start":
+        st = "running" if holder else "interrupted"
+        attempts = str(sess.get("attempt", 1))
+    elif sess is not None and sess["ev"] == "cached":
+        st = "cached"
+    elif sess is not None and sess["ev"] == "skip":
+        st, detail = "skipped", sess.get("reason", "")
+    if done is not None and st in ("pending", "cached"):
+        if st == "pending":
+            st = done["status"]
+        attempts = str(done.get("attempts", ""))
+        took = duration_of(done)
+        dur = fmt_duration(took) if took is not None else ""
+        err = done.get("error")
+        detail = (
+            f"{err['type']}: {err['message']}"
+            if err
+            else (done.get("reason", "") if st == "skipped" else "")
+        )
+    tries = state.retries.get(name)
+    if tries and not detail:
+        last = tries[-1].get("error") or {}
+        detail = f"retried {len(tries)}x; last: {last.get('type', '')}: {last.get('message', '')}"
+    label = indent + name
+    return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

@@ -159,3 +159,29 @@ def test_cpu_hints_keep_local_executors_from_oversubscribing(tmp_path: Path) -> 
         flow.step(name=f"c{i}", cpus=cpus)(body)
     result = flow.run(state_dir=tmp_path, workers=6)
     assert result.ok and active["max"] == 1
+
+
+def test_status_lists_fan_out_instances_under_their_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowkit.cli import main
+
+    pipeline = tmp_path / "fan_pipeline.py"
+    pipeline.write_text(
+        "from flowkit import Flow\n"
+        "flow = Flow('fan')\n"
+        "@flow.step(matrix={'k': [1, 2]})\n"
+        "def part(k: int) -> int:\n"
+        "    if k == 2:\n"
+        "        raise ValueError('k=2 is broken')\n"
+        "    return k\n"
+    )
+    target = f"{pipeline}:flow"
+    state = str(tmp_path / "state")
+    assert main(["run", target, "--state-dir", state, "--plain", "--continue-on-error"]) == 1
+    capsys.readouterr()
+    assert main(["status", target, "--state-dir", state]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows[0].split()[:2] == ["part", "failed"]
+    assert rows[1].split()[:2] == ["part[k=1]", "succeeded"]
+    assert rows[2].split()[:2] == ["part[k=2]", "failed"] and "k=2 is broken" in rows[2]
