@@ -90,13 +90,20 @@ def inline_bytes(value: Any) -> bytes | None:
         return None
 
 
+#: JSON values larger than this go to a side file (``<step>.json``) instead of the journal line,
+#: so the journal stays quick to load however big the outputs are.
+INLINE_MAX = 64 * 1024
+
+
 def encode(value: Any, folder: Path, stem: str, serializer: Serializer) -> Encoded:
-    """Encode one value; writes ``folder/stem+suffix`` (atomically) when it cannot go inline."""
+    """Encode one value; writes a side file (atomically) when it cannot or should not go inline."""
     data = inline_bytes(value)
-    if data is not None:
+    if data is not None and len(data) <= INLINE_MAX:
         return Encoded(digest(data), inline=data)
-    blob = serializer.dumps(value)
-    name = stem + serializer.suffix
+    if data is not None:  # exact JSON, but big: a JSON side file, read back with orjson
+        blob, name = data, stem + ".json"
+    else:
+        blob, name = serializer.dumps(value), stem + serializer.suffix
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / name, blob, fsync=False)
     return Encoded(digest(blob), ref=name)
@@ -106,7 +113,10 @@ def decode(record: Mapping[str, Any], folder: Path, serializer: Serializer) -> A
     """The value a journal record holds; raises OutputMissingError for a bad side file."""
     if "ref" not in record:
         return record.get("out")
-    return serializer.loads(_side_file(record, folder))
+    blob = _side_file(record, folder)
+    if str(record["ref"]).endswith(".json") and serializer.suffix != ".json":
+        return orjson.loads(blob)
+    return serializer.loads(blob)
 
 
 def _side_file(record: Mapping[str, Any], folder: Path) -> bytes:

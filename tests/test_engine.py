@@ -688,3 +688,27 @@ def test_custom_serializer_stores_and_restores_outputs(tmp_path: Path) -> None:
     state["fail"] = False
     result = flow.run(state_dir=tmp_path)
     assert result["pair"].status is Status.CACHED and result["use"].output == 3
+
+
+def test_big_json_outputs_go_to_a_side_file_not_the_journal(tmp_path: Path) -> None:
+    flow = Flow("bigjson")
+    state = {"fail": True}
+
+    @flow.step()
+    def rows() -> list[dict[str, int]]:
+        return [{"i": i, "sq": i * i} for i in range(20_000)]
+
+    @flow.step()
+    def total(rows: list[dict[str, int]]) -> int:
+        if state["fail"]:
+            raise RuntimeError("crash")
+        return sum(r["sq"] for r in rows)
+
+    flow.run(state_dir=tmp_path)
+    run_dir = tmp_path / "bigjson" / "bigjson"
+    assert (run_dir / "outputs" / "rows.json").stat().st_size > 100_000
+    assert (run_dir / "journal.jsonl").stat().st_size < 10_000
+    state["fail"] = False
+    result = flow.run(state_dir=tmp_path)
+    assert result["rows"].status is Status.CACHED
+    assert result["total"].output == sum(i * i for i in range(20_000))
