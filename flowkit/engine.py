@@ -384,7 +384,7 @@ class Engine:
         event: Event = (
             StepCached(self.run_id, name, now, 0.0, 1)
             if cached
-            else StepSucceeded(self.run_id, name, 1, now, 0.0)
+            else StepSucceeded(self.run_id, name, 1, now, 0.0, r.reason)
         )
         emit(self.callbacks, event)
         self._release(name)
