@@ -305,42 +305,50 @@ def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str
         for d in sorted(root.iterdir()):
             if d.is_dir() and not d.name.endswith(".previous") and (d / "journal.jsonl").exists():
                 store = RunStore(root.parent, flow.name, d.name)
-                try:
-                    state = store.load()
-                except StateError as exc:  # listed (and cleanable) even when unreadable
-                    mtime = (d / "journal.jsonl").stat().st_mtime
-                    out.append(
-                        (
-                            store,
-                            {
-                                "params": {},
-                                "started": None,
-                                "last": mtime,
-                                "status": "corrupt",
-                                "counts": {},
-                                "error": str(exc),
-                            },
-                        )
-                    )
-                    continue
-                first = state.headers[0] if state.headers else {}
-                last = state.headers[-1] if state.headers else {}
-                counts: dict[str, int] = {}
-                for rec in state.steps.values():
-                    counts[rec["status"]] = counts.get(rec["status"], 0) + 1
-                out.append(
-                    (
-                        store,
-                        {
-                            "params": last.get("params", {}),
-                            "started": first.get("time"),
-                            "last": (state.end or {}).get("time") or last.get("time"),
-                            "status": (state.end or {}).get("status", "interrupted"),
-                            "counts": counts,
-                        },
-                    )
-                )
+                out.append((store, _run_info(store)))
     return out
+
+
+def _run_info(store: RunStore) -> dict[str, Any]:
+    """Params, start, last activity, status and step counts of one stored run.
+
+    Read from the end-of-run snapshot when the journal has not grown since (cheap), else by
+    replaying the journal. A run whose state cannot be read is reported ``corrupt``.
+    """
+    journal = store.journal_path
+    try:
+        snap = store.summary()
+        if snap is not None and snap.get("journal_size") == journal.stat().st_size:
+            started = snap.get("started")
+            return {
+                "params": snap.get("params", {}),
+                "started": started,
+                "last": (started or 0) + float(snap.get("duration_s") or 0),
+                "status": snap.get("status", "interrupted"),
+                "counts": snap.get("counts", {}),
+            }
+        state = store.load()
+    except StateError as exc:  # listed (and cleanable) even when unreadable
+        return {
+            "params": {},
+            "started": None,
+            "last": journal.stat().st_mtime,
+            "status": "corrupt",
+            "counts": {},
+            "error": str(exc),
+        }
+    first = state.headers[0] if state.headers else {}
+    last = state.headers[-1] if state.headers else {}
+    counts: dict[str, int] = {}
+    for rec in state.steps.values():
+        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    return {
+        "params": last.get("params", {}),
+        "started": first.get("time"),
+        "last": (state.end or {}).get("time") or last.get("time"),
+        "status": (state.end or {}).get("status", "interrupted"),
+        "counts": counts,
+    }
 
 
 def _cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
