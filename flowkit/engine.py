@@ -46,12 +46,13 @@ from .graph import FlowGraph, Node, check_fit, machine_resources
 from .interrupt import interruptible
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
+from .ledger import Ledger
 from .limits import Limits
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
 from .rules import trigger_blocks
 from .shell import ShellTimeoutError
-from .store import FORMAT, LoadedState, RunStore, duration_of
+from .store import LoadedState, RunStore, duration_of
 
 __all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
 
@@ -170,17 +171,8 @@ class Engine:
             self.executor.shutdown(wait=False)
             raise
         self.store.open()
-        header = {
-            "ev": "run",
-            "format": FORMAT,
-            "flow": self.flow,
-            "run_id": self.run_id,
-            "params": self.params,
-            "time": started,
-            "pid": os.getpid(),
-        }
-        self.store.append(header)
-        self.state.apply(header)
+        self.ledger = Ledger(self.store, self.state)
+        self.ledger.run_started(self.flow, self.run_id, self.params, started)
         self.store.commit()
         emit(
             self.callbacks,
@@ -203,14 +195,7 @@ class Engine:
                 if side is not None:
                     side.shutdown(wait=False)
         result = self._result(started, self.clock() - t0)
-        end = {
-            "ev": "end",
-            "status": result.status.value,
-            "time": time.time(),
-            "counts": result.counts(),
-        }
-        self.store.append(end)
-        self.state.apply(end)
+        self.ledger.run_ended(result.status.value, time.time(), result.counts())
         self.store.write_snapshot(
             {
                 "flow": self.flow,
@@ -369,17 +354,7 @@ class Engine:
         h = gather_hash([self.hashes[n] for n in done])
         self.outputs[name], self.hashes[name] = r.output, h
         self.step_keys[name] = h
-        rec = {
-            "ev": "done",
-            "step": name,
-            "status": "succeeded",
-            "hash": h,
-            "attempts": 1,
-            "instances": len(names),
-            "reason": r.reason,
-        }
-        self.store.append(rec)
-        self.state.apply(rec)
+        self.ledger.gathered(name, h, len(names), r.reason)
         now = time.time()
         event: Event = (
             StepCached(self.run_id, name, now, 0.0, 1)
@@ -401,9 +376,7 @@ class Engine:
         r.started, r.ended = prev.get("start"), prev.get("end")
         self.outputs[name] = value
         self.hashes[name] = str(prev.get("hash", "-"))
-        rec = {"ev": "cached", "step": name}
-        self.store.append(rec)
-        self.state.session[name] = rec
+        self.ledger.cached(name)
         if self.callbacks:
             emit(
                 self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts)
@@ -420,19 +393,9 @@ class Engine:
         r = self.results[name]
         r.status, r.reason = Status.SKIPPED, reason
         if record:  # a `when=` decision: remembered, so a resume decides the same way
-            rec = {
-                "ev": "done",
-                "step": name,
-                "status": "skipped",
-                "reason": reason,
-                **self.inputs_of[name].record(),
-            }
-            self.store.append(rec)
-            self.state.apply(rec)
+            self.ledger.condition_false(name, reason, self.inputs_of[name])
         elif journal:
-            rec = {"ev": "skip", "step": name, "reason": reason}
-            self.store.append(rec)
-            self.state.apply(rec)
+            self.ledger.skipped(name, reason)
         emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason))
         self._release(name)
 
@@ -499,11 +462,7 @@ class Engine:
         now = time.time()
         if r.started is None:
             r.started = now
-        rec: dict[str, Any] = {"ev": "start", "step": name, "time": round(now, 6)}
-        if r.attempts > 1:
-            rec["attempt"] = r.attempts
-        self.store.append(rec)
-        self.state.apply(rec)
+        self.ledger.started(name, r.attempts, now)
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
@@ -602,29 +561,10 @@ class Engine:
         r = self.results[name]
         r.status, r.output, r.ended = Status.SUCCEEDED, value, end
         r.duration_s = end - start
-        rec: dict[str, Any] = {
-            "ev": "done",
-            "step": name,
-            "status": "succeeded",
-            **self.inputs_of[name].record(),
-            "attempts": r.attempts,
-            "start": start,
-            "end": end,
-            "cpu": round(cpu, 6),
-            "worker": worker,
-            **enc.fields(),
-        }
-        if r.attempts > 1:  # the span of all attempts; a single attempt's is end - start
-            rec["dur"] = round(r.duration_s, 6)
-        if r.reason != "new":  # the common case is left out: records stay small
-            rec["reason"] = r.reason
-        if peak_rss is not None:
-            rec["peak_rss"] = peak_rss
-        if enc_ctx is not None:
-            rec["ctx"] = enc_ctx.fields()
+        inputs = self.inputs_of[name]
+        self.ledger.succeeded(r, inputs, start, end, cpu, worker, peak_rss, enc, enc_ctx)
+        if writes:
             self._ctx_update(writes)
-        self.store.append(rec)
-        self.state.apply(rec)
         self.outputs[name] = value
         self.hashes[name] = enc.hash
         return StepSucceeded(self.run_id, name, r.attempts, end, r.duration_s, r.reason)
@@ -641,16 +581,7 @@ class Engine:
             delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
         if delay is not None:
             r.retry_delays.append(delay)
-            rec = {
-                "ev": "retry",
-                "step": name,
-                "attempt": r.attempts,
-                "delay": round(delay, 6),
-                "error": {"type": err.type, "message": err.message},
-                "timed_out": timed_out,
-            }
-            self.store.append(rec)
-            self.state.apply(rec)
+            self.ledger.retried(name, r.attempts, delay, err, timed_out)
             self.seq += 1
             heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
             emit(
@@ -676,21 +607,7 @@ class Engine:
             r.reason = reason
         if r.started is not None:
             r.duration_s = r.ended - r.started
-        rec = {
-            "ev": "done",
-            "step": name,
-            "status": r.status.value,
-            **(self.inputs_of[name].record() if name in self.inputs_of else {}),
-            "attempts": r.attempts,
-            "dur": r.duration_s,
-            "start": r.started,
-            "end": r.ended,
-            "reason": r.reason,
-            "worker": self._failed_on.get(name),
-            "error": err.to_json(),
-        }
-        self.store.append(rec)
-        self.state.apply(rec)
+        self.ledger.failed(r, self.inputs_of.get(name), self._failed_on.get(name), err)
         if self.opts.fail_fast and self.halted_by is None:
             self.halted_by = name
         log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"

@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"graph", "store", "limits", "listeners"},
     {"fanout", "views", "otel", "progress"},
     {"resume"},
+    {"ledger"},
     {"engine"},
     {"flow"},
     {"report", "loader"},

@@ -1,0 +1,148 @@
+"""The journal's records, in one place: what each event of a run writes, and in which shape.
+
+The engine says what happened (a step started, finished, failed, was retried, skipped, restored);
+the ledger builds the record, appends it to the run's journal (the engine decides when to commit)
+and keeps the in-memory :class:`LoadedState` in step with the file, so the end-of-run snapshot and
+later decisions see exactly what a new process would load. Fields that can be derived are left
+out to keep the journal small (see ``store.duration_of``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .codec import Encoded
+from .result import ErrorInfo, StepResult
+from .resume import Inputs
+from .store import FORMAT, LoadedState, RunStore
+
+__all__ = ["Ledger"]
+
+
+class Ledger:
+    """Writes a run's journal records. Only the scheduler loop calls it (one thread)."""
+
+    def __init__(self, store: RunStore, state: LoadedState) -> None:
+        self.store, self.state = store, state
+
+    def _put(self, rec: dict[str, Any]) -> None:
+        self.store.append(rec)
+        self.state.apply(rec)
+
+    def run_started(self, flow: str, run_id: str, params: dict[str, Any], time: float) -> None:
+        self._put(
+            {
+                "ev": "run",
+                "format": FORMAT,
+                "flow": flow,
+                "run_id": run_id,
+                "params": params,
+                "time": time,
+                "pid": os.getpid(),
+            }
+        )
+
+    def run_ended(self, status: str, time: float, counts: dict[str, int]) -> None:
+        self._put({"ev": "end", "status": status, "time": time, "counts": counts})
+
+    def started(self, name: str, attempt: int, time: float) -> None:
+        rec: dict[str, Any] = {"ev": "start", "step": name, "time": round(time, 6)}
+        if attempt > 1:
+            rec["attempt"] = attempt
+        self._put(rec)
+
+    def succeeded(
+        self,
+        r: StepResult,
+        inputs: Inputs,
+        start: float,
+        end: float,
+        cpu: float,
+        worker: str,
+        peak_rss: int | None,
+        out: Encoded,
+        ctx: Encoded | None,
+    ) -> None:
+        rec: dict[str, Any] = {
+            "ev": "done",
+            "step": r.name,
+            "status": "succeeded",
+            **inputs.record(),
+            "attempts": r.attempts,
+            "start": start,
+            "end": end,
+            "cpu": round(cpu, 6),
+            "worker": worker,
+            **out.fields(),
+        }
+        if r.attempts > 1:  # the span of all attempts; a single attempt's is end - start
+            rec["dur"] = round(r.duration_s, 6)
+        if r.reason != "new":  # the common case is left out
+            rec["reason"] = r.reason
+        if peak_rss is not None:
+            rec["peak_rss"] = peak_rss
+        if ctx is not None:
+            rec["ctx"] = ctx.fields()
+        self._put(rec)
+
+    def failed(
+        self, r: StepResult, inputs: Inputs | None, worker: str | None, err: ErrorInfo
+    ) -> None:
+        self._put(
+            {
+                "ev": "done",
+                "step": r.name,
+                "status": r.status.value,
+                **(inputs.record() if inputs is not None else {}),
+                "attempts": r.attempts,
+                "dur": r.duration_s,
+                "start": r.started,
+                "end": r.ended,
+                "reason": r.reason,
+                "worker": worker,
+                "error": err.to_json(),
+            }
+        )
+
+    def retried(
+        self, name: str, attempt: int, delay: float, err: ErrorInfo, timed_out: bool
+    ) -> None:
+        self._put(
+            {
+                "ev": "retry",
+                "step": name,
+                "attempt": attempt,
+                "delay": round(delay, 6),
+                "error": {"type": err.type, "message": err.message},
+                "timed_out": timed_out,
+            }
+        )
+
+    def skipped(self, name: str, reason: str) -> None:
+        """A skip of this session only (trigger rule, fail-fast): not a decision to remember."""
+        self._put({"ev": "skip", "step": name, "reason": reason})
+
+    def condition_false(self, name: str, reason: str, inputs: Inputs) -> None:
+        """A ``when=`` decision, remembered with the step's key so a resume decides the same."""
+        self._put(
+            {"ev": "done", "step": name, "status": "skipped", "reason": reason, **inputs.record()}
+        )
+
+    def cached(self, name: str) -> None:
+        rec = {"ev": "cached", "step": name}
+        self.store.append(rec)
+        self.state.session[name] = rec  # what apply() would do, minus the dispatch
+
+    def gathered(self, name: str, content_hash: str, instances: int, reason: str) -> None:
+        self._put(
+            {
+                "ev": "done",
+                "step": name,
+                "status": "succeeded",
+                "hash": content_hash,
+                "attempts": 1,
+                "instances": instances,
+                "reason": reason,
+            }
+        )
