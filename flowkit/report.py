@@ -26,20 +26,12 @@ from .flow import Flow
 from .graph import FlowGraph
 from .result import fmt_duration
 from .store import LoadedState, duration_of
+from .views import STATUS_COLOURS
 
 __all__ = ["STATUSES", "RunReport", "StepRow", "collect", "render_html", "render_text"]
 
 #: Every status a report row can have, in display order, with its colour.
-STATUSES: dict[str, str] = {
-    "succeeded": "#2e7d32",
-    "cached": "#1565c0",
-    "failed": "#c62828",
-    "timed_out": "#ef6c00",
-    "skipped": "#9e9e9e",
-    "running": "#f9a825",
-    "interrupted": "#6a1b9a",
-    "pending": "#e0e0e0",
-}
+STATUSES = STATUS_COLOURS
 
 # Graph layout (pixels).
 NODE_W, NODE_H = 168, 24

@@ -6,16 +6,20 @@ from collections.abc import Mapping
 
 from .graph import FlowGraph, Node
 
-__all__ = ["render_graph"]
+__all__ = ["STATUS_COLOURS", "render_graph"]
 
-_COLOURS = {
+#: Every status a step can be shown with, in display order, and its colour (graphs, reports).
+STATUS_COLOURS: dict[str, str] = {
     "succeeded": "#2e7d32",
     "cached": "#1565c0",
     "failed": "#c62828",
     "timed_out": "#ef6c00",
     "skipped": "#9e9e9e",
     "running": "#f9a825",
+    "interrupted": "#6a1b9a",
+    "pending": "#e0e0e0",
 }
+_COLOURS = {k: v for k, v in STATUS_COLOURS.items() if k not in ("pending", "interrupted")}
 
 
 def render_graph(graph: FlowGraph, fmt: str, statuses: Mapping[str, str] | None = None) -> str:
