@@ -30,6 +30,8 @@ __all__ = ["Flow"]
 F = TypeVar("F", bound=Callable[..., Any])
 PathLike = str | os.PathLike[str]
 
+_REQUIRED = object()
+
 #: Source hashes of step functions, shared by the flows of one state dir (a cache: see keys.py).
 CODE_CACHE = "code-hashes.json"
 
@@ -125,7 +127,7 @@ class Flow:
         command: str | Sequence[str],
         *,
         depends_on: Iterable[str | Callable[..., Any]] = (),
-        params: Iterable[str] = (),
+        params: Iterable[str] | Mapping[str, Any] = (),
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
@@ -135,7 +137,8 @@ class Flow:
 
         The step's output is the command's stdout+stderr text; a non-zero exit fails it. Run
         parameters listed in ``params`` reach the command as ``FLOWKIT_PARAM_<NAME>`` environment
-        variables. ``timeout`` kills the command's whole process group (SIGTERM, then SIGKILL).
+        variables (a mapping gives their defaults). ``timeout`` kills the command's whole
+        process group (SIGTERM, then SIGKILL).
         Other options (``retries``, ``trigger``, ...) are those of :func:`flowkit.step`; the
         cache key covers the command, ``cwd`` and ``env``.
         """
@@ -144,8 +147,14 @@ class Flow:
         ):
             raise InvalidStepOptionError(name, "timeout", timeout, "a number of seconds > 0")
         cmd = ShellCommand(command, cwd=cwd, env=env, timeout=timeout)
+        given = dict(params) if isinstance(params, Mapping) else dict.fromkeys(params, _REQUIRED)
         sig = inspect.Signature(
-            [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in params]
+            [
+                inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=d)
+                if d is not _REQUIRED
+                else inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY)
+                for p, d in given.items()
+            ]
         )
         cmd.__signature__ = sig  # type: ignore[attr-defined]
         version = repr((cmd.text, cwd, sorted((env or {}).items())))

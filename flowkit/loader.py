@@ -11,6 +11,7 @@ from types import ModuleType
 
 from .errors import FlowDefinitionError, UsageError
 from .flow import Flow
+from .workflow import load_workflow
 
 __all__ = ["load_flow"]
 
@@ -19,6 +20,7 @@ def load_flow(target: str) -> Flow:
     """Import the target and return its Flow.
 
     ``pipeline:daily`` imports module ``pipeline`` (the working directory is on the path);
+    ``nightly.yaml`` (``.yml``, ``.json``) reads a workflow of scripts (:mod:`flowkit.workflow`);
     ``path/to/pipeline.py:daily`` loads that file (its folder goes on the path, so it can import
     its neighbours). Without ``:attr``, the module's only Flow is used.
 
@@ -29,6 +31,11 @@ def load_flow(target: str) -> Flow:
     spec, _, attr = target.partition(":")
     if not spec:
         raise UsageError(f"target {target!r} is empty; use module:flow or path/to/file.py:flow")
+    if spec.endswith((".yaml", ".yml", ".json")):
+        path = Path(spec)
+        if not path.is_file():
+            raise UsageError(f"no such workflow file: {path}")
+        return load_workflow(path)
     module = _import(spec)
     if attr:
         obj = getattr(module, attr, None)

@@ -35,3 +35,21 @@ def test_example_pipeline_delivers_the_report_and_then_runs_nothing(tmp_path: Pa
     again = _run(work, "--param", "date=2026-11-24")
     assert again.returncode == 0
     assert again.stdout.count("[CACHED]") == 5 and "[SUCCEEDED]" not in again.stdout
+
+
+def test_example_yaml_workflow_archives_the_days_extract(tmp_path: Path) -> None:
+    work = tmp_path / "scripts"
+    shutil.copytree(
+        ROOT / "examples" / "scripts", work, ignore=shutil.ignore_patterns("out", ".flowkit")
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "flowkit", "run", "nightly.yaml", "--param", "day=2026-11-24"],
+        cwd=work,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    archived = (work / "out" / "archive" / "2026-11-24.txt").read_text()
+    assert archived.splitlines()[0] == "2026-11-24 row 0"

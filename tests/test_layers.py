@@ -19,7 +19,8 @@ LAYERS: list[set[str]] = [
     {"ledger"},
     {"engine"},
     {"flow"},
-    {"report", "loader"},
+    {"report", "workflow"},
+    {"loader"},
     {"cli"},
     {"__init__", "__main__"},
 ]
