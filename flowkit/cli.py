@@ -43,8 +43,15 @@ def _params(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowkit", description="Run Python workflows: resumable, parallel, local.")
+    p.add_argument("--version", action="version", version=f"flowkit {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def target_cmd(name: str, help: str) -> argparse.ArgumentParser:

@@ -795,3 +795,12 @@ def test_graph_bad_format_exits_2(tmp_path: Path, pipeline: Path) -> None:
     r = flowkit("graph", "pipeline:daily", "--format", "png", cwd=tmp_path)
     assert r.returncode == 2
     assert "invalid choice: 'png'" in r.stderr
+
+
+def test_version_flag_prints_the_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    import flowkit
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"flowkit {flowkit.__version__}"
