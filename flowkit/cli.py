@@ -19,6 +19,7 @@ from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
+from .notify import notifier_from_spec
 from .result import fmt_duration
 from .resume import Decision
 from .store import LoadedState, RunStore, default_state_dir, duration_of
@@ -115,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
+    r.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET",
+        help="alert when the run ends: webhook:URL, slack:URL, email:ADDRESS (repeatable)",
+    )
+    r.add_argument(
+        "--notify-on",
+        action="append",
+        metavar="STATUS",
+        help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
+        "always (repeatable; default: the first three)",
+    )
     r.add_argument("--log-format", choices=("text", "json"), default="text")
     r.add_argument("--quiet", "-q", action="store_true", help="print failures and summary only")
     r.add_argument("--verbose", "-v", action="store_true", help="print step starts too")
@@ -176,6 +191,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         from .progress import LiveListener
 
         listener = LiveListener(logs_dir=logs_dir)
+    notifiers = [notifier_from_spec(spec, args.notify_on) for spec in args.notify]
     try:
         result = flow.run(
             params,
@@ -190,7 +206,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             only=args.only,
             timeout=args.timeout,
             durability=args.durability,
-            listeners=[listener],
+            listeners=[listener, *notifiers],
             seed=args.seed,
             handle_signals=True,
             grace=args.grace,

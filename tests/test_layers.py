@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
     {"graph", "store", "limits", "listeners"},
-    {"fanout", "views", "otel", "progress"},
+    {"fanout", "views", "otel", "progress", "notify"},
     {"resume"},
     {"ledger"},
     {"engine"},
