@@ -139,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="one plain line per event, no live progress view (default when not a terminal)",
     )
 
+    sc = target_cmd("schedule", "Run a flow at every time of a cron expression (foreground).")
+    sc.add_argument("--cron", required=True, help="five fields, e.g. '0 2 * * *' (02:00 daily)")
+    sc.add_argument("--tz", help="time zone of the cron expression (default UTC)")
+    sc.add_argument(
+        "--time-param",
+        metavar="NAME",
+        help="bind each firing's scheduled time (ISO) to this run parameter",
+    )
+    sc.add_argument(
+        "--date-param",
+        metavar="NAME",
+        help="bind each firing's scheduled date (YYYY-MM-DD) to this run parameter",
+    )
+    sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
+    sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
+    sc.add_argument("--workers", "-w", type=int, default=1)
+    sc.add_argument("--executor", choices=EXECUTORS)
+    sc.add_argument("--continue-on-error", action="store_true")
+    sc.add_argument("--notify", action="append", default=[], metavar="KIND:TARGET")
+    sc.add_argument("--notify-on", action="append", metavar="STATUS")
     target_cmd("status", "Show each step's state in a run.")
     target_cmd("show", "Show each step's state in a run (same as status).")
     e = target_cmd("explain", "Say why a step is cached or would run.")
@@ -248,6 +268,30 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
     return 0
+
+
+def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    from .schedule import Schedule
+
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UsageError(f"--max-runs must be >= 1, got {args.max_runs}")
+    listeners = [ConsoleListener(), *(notifier_from_spec(s, args.notify_on) for s in args.notify)]
+    schedule = Schedule(
+        flow,
+        args.cron,
+        params=params,
+        time_param=args.time_param,
+        date_param=args.date_param,
+        tz=args.tz,
+        state_dir=args.state_dir,
+        workers=args.workers,
+        executor=args.executor,
+        fail_fast=not args.continue_on_error,
+        listeners=listeners,
+        handle_signals=True,
+    )
+    print(f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); Ctrl-C to stop")
+    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now)
 
 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -494,6 +538,7 @@ def _cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
 _COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
+    "schedule": _cmd_schedule,
     "show": _cmd_status,
     "explain": _cmd_explain,
     "runs": _cmd_runs,

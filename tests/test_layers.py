@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"ledger"},
     {"engine"},
     {"flow"},
-    {"report", "workflow"},
+    {"report", "workflow", "schedule"},
     {"loader"},
     {"cli"},
     {"__init__", "__main__"},

@@ -1,0 +1,126 @@
+"""Cron schedules: each firing is its own run, at the right times, with the right parameters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from conftest import flowkit_env
+
+from flowkit import Flow, UnknownParameterError, UsageError
+from flowkit.result import RunResult
+from flowkit.schedule import Schedule
+
+pytest.importorskip("croniter")
+
+
+class FakeClock:
+    """now() and sleep() that move a pretend clock instead of waiting."""
+
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += timedelta(seconds=seconds)
+
+
+def _flow(seen: list[str]) -> Flow:
+    flow = Flow("nightly")
+
+    @flow.step()
+    def work(day: str = "none") -> str:
+        seen.append(day)
+        return day
+
+    return flow
+
+
+def test_firings_happen_at_cron_times_as_separate_runs(tmp_path: Path) -> None:
+    seen: list[str] = []
+    clock = FakeClock(datetime(2026, 11, 25, 10, 2, 30, tzinfo=timezone.utc))
+    runs: list[tuple[datetime, RunResult]] = []
+    schedule = Schedule(_flow(seen), "*/5 * * * *", state_dir=tmp_path)
+    code = schedule.loop(
+        max_runs=3, now=clock.now, sleep=clock.sleep, on_result=lambda at, r: runs.append((at, r))
+    )
+    assert code == 0
+    assert [at.strftime("%H:%M") for at, _ in runs] == ["10:05", "10:10", "10:15"]
+    assert clock.slept[0] == 150.0
+    assert [r.run_id for _, r in runs] == [
+        "nightly-20261125T1005",
+        "nightly-20261125T1010",
+        "nightly-20261125T1015",
+    ]
+    assert all(r.ok for _, r in runs) and len(seen) == 3
+
+
+def test_date_param_binds_each_firing_and_a_repeat_firing_resumes(tmp_path: Path) -> None:
+    seen: list[str] = []
+    flow = _flow(seen)
+    clock = FakeClock(datetime(2026, 11, 24, 23, 0, tzinfo=timezone.utc))
+    schedule = Schedule(flow, "0 2 * * *", date_param="day", state_dir=tmp_path)
+    schedule.loop(max_runs=2, now=clock.now, sleep=clock.sleep)
+    assert seen == ["2026-11-25", "2026-11-26"]
+    again = schedule.fire(datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc))
+    assert again["work"].status.value == "cached" and seen == ["2026-11-25", "2026-11-26"]
+
+
+def test_run_now_fires_at_once(tmp_path: Path) -> None:
+    seen: list[str] = []
+    clock = FakeClock(datetime(2026, 11, 25, 10, 2, tzinfo=timezone.utc))
+    Schedule(_flow(seen), "0 0 1 1 *", state_dir=tmp_path).loop(
+        max_runs=1, run_now=True, now=clock.now, sleep=clock.sleep
+    )
+    assert len(seen) == 1 and clock.slept == []
+
+
+def test_bad_schedules_are_rejected_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="'61 \\* \\* \\* \\*' is not a valid cron expression"):
+        Schedule(_flow([]), "61 * * * *")
+    with pytest.raises(UnknownParameterError, match="'dya'"):
+        Schedule(_flow([]), "0 2 * * *", date_param="dya")
+    with pytest.raises(UsageError, match="time zone"):
+        Schedule(_flow([]), "0 2 * * *", tz="Mars/Olympus")
+
+
+def test_cli_schedule_runs_now_once_and_exits(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(
+        "from flowkit import Flow\nflow = Flow('sched')\n"
+        "@flow.step()\ndef hello(day: str = 'x') -> str:\n    return day\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowkit",
+        "schedule",
+        "p.py:flow",
+        "--cron",
+        "0 2 * * *",
+        "--date-param",
+        "day",
+        "--run-now",
+        "--max-runs",
+        "1",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=flowkit_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[SUCCEEDED] hello" in proc.stdout
+    bad = subprocess.run(
+        [*cmd[:5], "--cron", "every day"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "'every day' is not a valid cron expression" in bad.stderr
