@@ -144,7 +144,11 @@ def check_side_files(record: Mapping[str, Any], outputs: Path) -> str | None:
 
 
 def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    With ``fsync``, the data and then the folder (which holds the rename) reach the disk, so the
+    new file survives a power loss too.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -152,3 +156,16 @@ def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (new and renamed files) durable; a no-op where unsupported."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

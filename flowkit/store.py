@@ -29,7 +29,7 @@ from typing import IO, Any
 import orjson
 from filelock import FileLock, Timeout
 
-from .codec import write_atomic
+from .codec import fsync_dir, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError
 from .keys import safe_name
 
@@ -211,7 +211,10 @@ class RunStore:
                         f.write(b"\n")
                     else:
                         f.truncate(start)
+        created = not self.exists()
         self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (closed by close())
+        if created and self.fsync:  # the new file's folder entry must survive a power loss too
+            fsync_dir(self.dir)
 
     def append(self, record: dict[str, Any]) -> None:
         """Buffer one journal line; :meth:`commit` makes it durable."""
