@@ -363,16 +363,21 @@ class Flow:
         callbacks = as_callbacks([*listeners, *([on_event] if on_event else [])])
         # Objects that exist when a run starts (the graph, then the run's bookkeeping and loaded
         # journal) are not garbage and will not become garbage during it: frozen, the cyclic GC
-        # stops rescanning them, which otherwise makes large runs superlinear.
+        # stops rescanning them, which otherwise makes large runs superlinear. Both GC settings
+        # are restored when the run ends.
         code_cache = store.root / CODE_CACHE
         load_code_cache(code_cache)
         gc.freeze()
+        # the run allocates a few acyclic objects per step: collect young objects less often
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         try:
             engine = Engine(
                 self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
             )
             return engine.run(fresh=fresh)
         finally:
+            gc.set_threshold(*thresholds)
             gc.unfreeze()
             save_code_cache(code_cache)
 
