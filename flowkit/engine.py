@@ -11,7 +11,6 @@ due, so a waiting retry never occupies a worker. Only this loop writes the journ
 
 from __future__ import annotations
 
-import gc
 import heapq
 import inspect
 import logging
@@ -42,6 +41,7 @@ from .events import (
 )
 from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
+from .gcpause import freeze_more
 from .graph import FlowGraph, Node, check_fit, machine_resources
 from .interrupt import interruptible
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
@@ -157,7 +157,7 @@ class Engine:
             if fresh:
                 self.store.archive()
             self.state = self.store.load()
-            gc.freeze()  # the loaded journal too (see Flow.run)
+            freeze_more()  # the loaded journal too (see Flow.run)
             result = self._execute(started, t0)
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
         return result

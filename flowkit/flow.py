@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import inspect
 import os
 import queue
@@ -18,6 +17,7 @@ from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
 from .events import Event, ListenerLike, as_callbacks
+from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
 from .keys import load_code_cache, run_id_for, save_code_cache
 from .result import RunResult
@@ -367,18 +367,13 @@ class Flow:
         # are restored when the run ends.
         code_cache = store.root / CODE_CACHE
         load_code_cache(code_cache)
-        gc.freeze()
-        # the run allocates a few acyclic objects per step: collect young objects less often
-        thresholds = gc.get_threshold()
-        gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         try:
-            engine = Engine(
-                self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
-            )
-            return engine.run(fresh=fresh)
+            with gc_frozen_run():
+                engine = Engine(
+                    self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
+                )
+                return engine.run(fresh=fresh)
         finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
             save_code_cache(code_cache)
 
     def _check_only(

@@ -6,7 +6,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-__all__ = ["gc_paused"]
+__all__ = ["freeze_more", "gc_frozen_run", "gc_paused"]
 
 
 @contextlib.contextmanager
@@ -23,3 +23,34 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+_frozen_by_us = False
+
+
+@contextlib.contextmanager
+def gc_frozen_run() -> Iterator[None]:
+    """For the duration of a run: freeze what exists (see :func:`freeze_more`) and collect young
+    objects less often. Leaves the GC exactly as it was; if the program froze objects itself,
+    its freeze is left alone and nothing is frozen here."""
+    global _frozen_by_us
+    thresholds = gc.get_threshold()
+    own = gc.get_freeze_count() == 0 and not _frozen_by_us
+    if own:
+        gc.freeze()
+        _frozen_by_us = True
+    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        if own:
+            gc.unfreeze()
+            _frozen_by_us = False
+
+
+def freeze_more() -> None:
+    """Also freeze what was allocated since the run began (the loaded journal), if the freeze is
+    ours."""
+    if _frozen_by_us:
+        gc.freeze()

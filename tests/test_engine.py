@@ -712,3 +712,24 @@ def test_big_json_outputs_go_to_a_side_file_not_the_journal(tmp_path: Path) -> N
     result = flow.run(state_dir=tmp_path)
     assert result["rows"].status is Status.CACHED
     assert result["total"].output == sum(i * i for i in range(20_000))
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    import gc
+
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    flows.diamond.run(state_dir=tmp_path)
+    _two_branches("a1").run(state_dir=tmp_path / "failing")
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
+
+
+def test_a_program_s_own_gc_freeze_is_left_alone(tmp_path: Path) -> None:
+    import gc
+
+    gc.freeze()
+    try:
+        assert gc.get_freeze_count() > 0
+        flows.diamond.run(state_dir=tmp_path)
+        assert gc.get_freeze_count() > 0  # not unfrozen by the run
+    finally:
+        gc.unfreeze()
