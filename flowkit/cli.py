@@ -50,6 +50,34 @@ def _version() -> str:
     return __version__
 
 
+def _execution_options(c: argparse.ArgumentParser) -> None:
+    """How steps run, and who hears about it: shared by ``run`` and ``schedule``."""
+    c.add_argument("--workers", "-w", type=int, default=1, help="steps run at once (default 1)")
+    c.add_argument(
+        "--executor", choices=EXECUTORS, help="default: inline for 1 worker, thread otherwise"
+    )
+    c.add_argument("--address", help="Dask scheduler address for --executor dask")
+    c.add_argument(
+        "--continue-on-error",
+        action="store_true",
+        help="after a failure, run every step that does not depend on it",
+    )
+    c.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET",
+        help="alert when the run ends: webhook:URL, slack:URL, email:ADDRESS (repeatable)",
+    )
+    c.add_argument(
+        "--notify-on",
+        action="append",
+        metavar="STATUS",
+        help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
+        "always (repeatable; default: the first three)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowkit", description="Run Python workflows: resumable, parallel, local.")
     p.add_argument("--version", action="version", version=f"flowkit {_version()}")
@@ -75,16 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="start the run over (old state moved aside)"
     )
     r.add_argument("--dry-run", action="store_true", help="print the plan; run and write nothing")
-    r.add_argument("--workers", "-w", type=int, default=1, help="steps run at once (default 1)")
-    r.add_argument(
-        "--executor", choices=EXECUTORS, help="default: inline for 1 worker, thread otherwise"
-    )
-    r.add_argument("--address", help="Dask scheduler address for --executor dask")
-    r.add_argument(
-        "--continue-on-error",
-        action="store_true",
-        help="after a failure, run every step that does not depend on it",
-    )
+    _execution_options(r)
     r.add_argument(
         "--rerun",
         action="append",
@@ -116,20 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
-    r.add_argument(
-        "--notify",
-        action="append",
-        default=[],
-        metavar="KIND:TARGET",
-        help="alert when the run ends: webhook:URL, slack:URL, email:ADDRESS (repeatable)",
-    )
-    r.add_argument(
-        "--notify-on",
-        action="append",
-        metavar="STATUS",
-        help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
-        "always (repeatable; default: the first three)",
-    )
     r.add_argument("--log-format", choices=("text", "json"), default="text")
     r.add_argument("--quiet", "-q", action="store_true", help="print failures and summary only")
     r.add_argument("--verbose", "-v", action="store_true", help="print step starts too")
@@ -154,11 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
     sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
-    sc.add_argument("--workers", "-w", type=int, default=1)
-    sc.add_argument("--executor", choices=EXECUTORS)
-    sc.add_argument("--continue-on-error", action="store_true")
-    sc.add_argument("--notify", action="append", default=[], metavar="KIND:TARGET")
-    sc.add_argument("--notify-on", action="append", metavar="STATUS")
+    _execution_options(sc)
     target_cmd("status", "Show each step's state in a run.")
     target_cmd("show", "Show each step's state in a run (same as status).")
     e = target_cmd("explain", "Say why a step is cached or would run.")
@@ -286,6 +287,7 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         state_dir=args.state_dir,
         workers=args.workers,
         executor=args.executor,
+        address=args.address,
         fail_fast=not args.continue_on_error,
         listeners=listeners,
         handle_signals=True,

@@ -528,11 +528,11 @@ class Engine:
             self._free(name)
             exc = fut.exception()
             if exc is None:
-                event = self._succeeded(name, fut.result())
-                if event is not None:
-                    finished.append((name, event))
+                stored = self._succeeded(name, fut.result())
+                if not isinstance(stored, BaseException):
+                    finished.append((name, stored))
                     continue
-                exc = self._store_error
+                exc = stored  # the output could not be stored: the attempt failed
             event = self._attempt_failed(name, exc, isinstance(exc, ShellTimeoutError))
             if event is not None:
                 finished.append((name, event))
@@ -542,9 +542,9 @@ class Engine:
             emit(self.callbacks, event)
             self._release(name)
 
-    _store_error: BaseException
-
-    def _succeeded(self, name: str, inv: tuple[Any, ...]) -> Event | None:
+    def _succeeded(self, name: str, inv: tuple[Any, ...]) -> Event | BaseException:
+        """Journal a finished attempt; returns its event, or the error if its output can't be
+        stored."""
         value, writes, start, end, cpu, worker, peak_rss = inv
         stem = self._stem(name)
         try:
@@ -553,11 +553,10 @@ class Engine:
                 encode(writes, self.store.ctx_outputs, stem, self.serializer) if writes else None
             )
         except Exception as exc:
-            self._store_error = RuntimeError(
+            return RuntimeError(
                 f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "
                 f"{exc}); return something picklable, or configure a serializer"
             )
-            return None
         r = self.results[name]
         r.status, r.output, r.ended = Status.SUCCEEDED, value, end
         r.duration_s = end - start

@@ -116,14 +116,8 @@ class Webhook(Notifier):
         _post_json(self.url, summary, self.timeout)
 
 
-class Slack(Notifier):
-    """Posts a short message to a Slack incoming webhook."""
-
-    def __init__(
-        self, webhook_url: str, on: Iterable[RunStatus | str] | None = None, timeout: float = 10.0
-    ) -> None:
-        super().__init__(on)
-        self.url, self.timeout = webhook_url, timeout
+class Slack(Webhook):
+    """Posts a short text message to a Slack incoming webhook: ``Slack(webhook_url)``."""
 
     def __repr__(self) -> str:
         return "Slack(<webhook>)"
