@@ -20,7 +20,7 @@ from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .notify import notifier_from_spec
-from .result import fmt_duration
+from .result import ErrorInfo, fmt_duration
 from .resume import Decision
 from .store import LoadedState, RunStore, default_state_dir, duration_of
 from .views import render_graph
@@ -338,14 +338,13 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
         dur = fmt_duration(took) if took is not None else ""
         err = done.get("error")
         detail = (
-            f"{err['type']}: {err['message']}"
+            str(ErrorInfo.from_json(err))
             if err
             else (done.get("reason", "") if st == "skipped" else "")
         )
     tries = state.retries.get(name)
     if tries and not detail:
-        last = tries[-1].get("error") or {}
-        detail = f"retried {len(tries)}x; last: {last.get('type', '')}: {last.get('message', '')}"
+        detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
     label = indent + name
     return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
 

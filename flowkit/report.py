@@ -24,7 +24,7 @@ from typing import Any
 
 from .flow import Flow
 from .graph import FlowGraph
-from .result import fmt_duration
+from .result import ErrorInfo, fmt_duration
 from .store import LoadedState, duration_of
 from .views import STATUS_COLOURS
 
@@ -248,10 +248,7 @@ def _row(
 
 
 def _error_text(err: Any) -> str:
-    if not isinstance(err, Mapping):
-        return ""
-    kind, msg = str(err.get("type", "")), str(err.get("message", ""))
-    return f"{kind}: {msg}" if msg else kind
+    return str(ErrorInfo.from_json(err)) if isinstance(err, Mapping) else ""
 
 
 def _num(v: Any) -> float | None:
