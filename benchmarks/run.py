@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import orjson
 
 import flowkit
-from benchmarks import overhead, parallel, startup
+from benchmarks import floor, overhead, parallel, startup
 from benchmarks.harness import Row, notes, table, warm_up
 
 
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_up()
     rows: list[Row] = []
     parts: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("floor", partial(floor.all_rows, args.quick, args.big, reps)),
         ("overhead", partial(overhead.all_rows, args.quick, args.big, reps)),
         ("parallel", partial(parallel.all_rows, args.quick, reps)),
         ("startup", partial(startup.all_rows, max(reps, 2 if args.quick else 5))),
