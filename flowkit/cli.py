@@ -22,7 +22,7 @@ from .loader import load_flow
 from .notify import notifier_from_spec
 from .result import ErrorInfo, fmt_duration
 from .resume import Decision
-from .store import LoadedState, RunStore, default_state_dir, duration_of
+from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
 
 __all__ = ["main"]
@@ -307,7 +307,7 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
     print(f"Flow {flow.name}, run {store.dir.name}: {status}")
-    print(f"{'STEP':<28} {'STATE':<11} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
+    print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
         if "[" in key and key.endswith("]"):
@@ -329,7 +329,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     elif sess is not None and sess["ev"] == "cached":
         st = "cached"
     elif sess is not None and sess["ev"] == "skip":
-        st, detail = "skipped", sess.get("reason", "")
+        st, detail = skip_status(sess), sess.get("reason", "")
     if done is not None and st in ("pending", "cached"):
         if st == "pending":
             st = done["status"]
@@ -346,7 +346,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
     label = indent + name
-    return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
+    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
