@@ -21,7 +21,7 @@ from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .notify import notifier_from_spec
 from .result import ErrorInfo, fmt_duration
-from .resume import Decision
+from .resume import CONDITION_FALSE, Decision
 from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
 
@@ -260,11 +260,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         print(f"tier {i}:")
         for name in tier:
             s = p.steps[name]
-            verdict = (
-                "cached"
-                if s.decision is Decision.CACHED
-                else ("skip" if s.decision is Decision.SKIP else "run")
-            )
+            verdict = "run" if s.decision is Decision.RUN else s.decision.value
             print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
@@ -359,8 +355,12 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
             f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
             "finished."
         )
-    elif s.decision is Decision.SKIP:
+    elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
         print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
+    elif s.decision is Decision.SKIP:
+        print(f"{args.step}: would be skipped — {s.reason}.")
+    elif s.decision is Decision.UPSTREAM_FAILED:
+        print(f"{args.step}: would not run (upstream_failed) — {s.reason}.")
     else:
         print(f"{args.step}: would run — {s.reason}.")
     return 0
