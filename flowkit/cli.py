@@ -67,7 +67,8 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KIND:TARGET",
-        help="alert when the run ends: webhook:URL, slack:URL, email:ADDRESS (repeatable)",
+        help="alert when the run ends: slack:URL, email:ADDRESS, pagerduty:KEY, webhook:URL "
+        "(repeatable)",
     )
     c.add_argument(
         "--notify-on",
@@ -75,6 +76,13 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
         metavar="STATUS",
         help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
         "always (repeatable; default: the first three)",
+    )
+    c.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of each alert's delivery, retries included (default 10)",
     )
 
 
@@ -212,7 +220,10 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         from .progress import LiveListener
 
         listener = LiveListener(logs_dir=logs_dir)
-    notifiers = [notifier_from_spec(spec, args.notify_on) for spec in args.notify]
+    notifiers = [
+        notifier_from_spec(spec, args.notify_on, timeout=args.notify_timeout)
+        for spec in args.notify
+    ]
     try:
         result = flow.run(
             params,
@@ -276,7 +287,10 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
 
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be >= 1, got {args.max_runs}")
-    listeners = [ConsoleListener(), *(notifier_from_spec(s, args.notify_on) for s in args.notify)]
+    listeners = [
+        ConsoleListener(),
+        *(notifier_from_spec(s, args.notify_on, timeout=args.notify_timeout) for s in args.notify),
+    ]
     schedule = Schedule(
         flow,
         args.cron,

@@ -20,6 +20,7 @@ from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
 from .keys import load_code_cache, run_id_for, save_code_cache
+from .notify import Notifier, alert
 from .result import RunResult
 from .resume import KeyMaker, Plan, plan, select
 from .shell import ShellCommand
@@ -60,6 +61,7 @@ class Flow:
         defaults: Mapping[str, Any] | None = None,
         pools: Mapping[str, int] | None = None,
         serializer: Serializer | None = None,
+        notify: Iterable[Notifier] = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
@@ -77,6 +79,7 @@ class Flow:
                     f"flow {name!r}: pool {pool!r} has size {size!r}; a pool needs an int >= 1"
                 )
         self.serializer = serializer
+        self.notify = _notifiers(notify, f"flow {name!r}: notify=")
         self._steps: dict[str, Step] = {}
         self._graph: FlowGraph | None = None
         for fn in steps:
@@ -301,6 +304,7 @@ class Flow:
         seed: int | None = None,
         handle_signals: bool = False,
         grace: float = 10.0,
+        notify: Iterable[Notifier] = (),
     ) -> RunResult:
         """Run the flow, resuming the run with the same id if it has state; return the result.
 
@@ -321,10 +325,21 @@ class Flow:
             seed: seeds the retry jitter.
             handle_signals: turn SIGINT/SIGTERM into a clean interruption (the CLI does this).
             grace: seconds running steps get to finish after an interruption.
+            notify: notifiers (:mod:`flowkit.notify`) sent when the run ends, with the flow's
+                own; notifiers given in ``listeners`` are sent the same way. They are sent
+                together, each within its deadline; ``result.notifications`` and the run's
+                report say how each went. A failed delivery never changes the result.
 
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
         """
+        listeners = list(listeners)
+        notifiers = [
+            *self.notify,
+            *_notifiers(notify, "notify="),
+            *(x for x in listeners if isinstance(x, Notifier)),
+        ]
+        listeners = [x for x in listeners if not isinstance(x, Notifier)]
         given = self.resolve_params(params)
         g = self.graph()
         rid = run_id or run_id_for(self.name, given)
@@ -372,9 +387,12 @@ class Flow:
                 engine = Engine(
                     self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
                 )
-                return engine.run(fresh=fresh)
+                result = engine.run(fresh=fresh)
         finally:
             save_code_cache(code_cache)
+        if notifiers:
+            alert(notifiers, result, store)
+        return result
 
     def _check_only(
         self,
@@ -439,6 +457,17 @@ class Flow:
         worker.join()
         if errors:
             raise errors[0]
+
+
+def _notifiers(given: Iterable[Notifier], what: str) -> list[Notifier]:
+    out = list(given)
+    for x in out:
+        if not isinstance(x, Notifier):
+            raise FlowDefinitionError(
+                f"{what} takes notifiers (flowkit.notify.Slack, Email, PagerDuty, Webhook), "
+                f"got {type(x).__name__}"
+            )
+    return out
 
 
 def _scalar_kind(ann: Any) -> str | None:
