@@ -119,12 +119,10 @@ def retrying(
         except DeliveryError as exc:
             error = exc
         except (OSError, http.client.HTTPException, smtplib.SMTPException) as exc:
-            if deadline.expired:
+            if deadline.expired or isinstance(exc, TimeoutError):  # its timeout: the time left
                 error = DeliveryError(
                     f"no complete answer within {deadline.seconds:g}s", retry=False
                 )
-            elif isinstance(exc, TimeoutError):
-                error = DeliveryError(f"timed out ({exc})", retry=False)
             else:
                 error = DeliveryError(_describe(exc), retry=_transient(exc))
         delay = first_delay * 2 ** (n - 1)
