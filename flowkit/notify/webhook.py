@@ -58,6 +58,7 @@ class Webhook(Notifier):
     """
 
     kind = "webhook"
+    url_key = "url"  # what the URL is called in a workflow file's entry
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class Webhook(Notifier):
         retries: int = 2,
     ) -> None:
         super().__init__(on, timeout=timeout, retries=retries)
-        self.url = check_url(url, f"{self.kind} url")
+        self.url = check_url(url, f"{self.kind} {self.url_key}")
         if secret is not None and (not isinstance(secret, str) or not secret):
             raise ValueError(f"{self.kind} secret must be a non-empty string")
         self.secret = secret
@@ -110,6 +111,7 @@ class Slack(Webhook):
     """
 
     kind = "slack"
+    url_key = "webhook"
 
     def __init__(
         self,
