@@ -14,6 +14,7 @@ from notifyservers import Receiver, closed_port
 
 from flowkit import Flow
 from flowkit.notify import Email, PagerDuty, Slack, Webhook
+from flowkit.result import RunStatus
 
 
 def _ok_flow(name: str = "fine") -> Flow:
@@ -228,3 +229,16 @@ def test_an_unreachable_smtp_server_is_reported_without_its_password(tmp_path: P
     [d] = result.notifications
     assert result.ok and d["ok"] is False and d["notifier"] == "email"
     assert "SmTpPaSsWoRd" not in json.dumps(d) and "SmTpPaSsWoRd" not in repr(mail)
+
+
+def test_an_smtp_server_that_never_greets_is_given_up_at_the_deadline(tmp_path: Path) -> None:
+    with Receiver("hang") as silent:  # accepts the connection, never says a word
+        mail = Email("ops@example.com", host="127.0.0.1", port=silent.port, timeout=1.5)
+        result = _ok_flow().run(state_dir=tmp_path, notify=[mail])
+        assert result.ok and result.notifications == []  # by default, success sends nothing
+        mail.on = frozenset({RunStatus.SUCCEEDED})
+        t0 = time.monotonic()
+        result = _ok_flow().run(state_dir=tmp_path, fresh=True, notify=[mail])
+        assert time.monotonic() - t0 < 3.0
+    [d] = result.notifications
+    assert d["ok"] is False and "within 1.5s" in d["error"]
