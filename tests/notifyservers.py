@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import ssl
+import subprocess
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -78,8 +80,22 @@ class Receiver:
     """An HTTP receiver. ``mode``: ``ok`` (answers ``status``), ``hang`` or ``trickle``;
     ``fail_first``: that many first requests get 503."""
 
-    def __init__(self, mode: str = "ok", *, status: int = 200, fail_first: int = 0) -> None:
+    def __init__(
+        self,
+        mode: str = "ok",
+        *,
+        status: int = 200,
+        fail_first: int = 0,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        self.scheme = "https" if tls else "http"
         self.server = _HttpServer(("127.0.0.1", 0), _Handler)
+        if tls is not None:  # (certificate, key): the handshake happens in the handler thread
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.server.requests = []
         self.server.mode, self.server.status, self.server.fail_first = mode, status, fail_first
         self.server.lock = threading.Lock()
@@ -92,7 +108,7 @@ class Receiver:
         return int(self.server.server_address[1])
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     @property
     def requests(self) -> list[Received]:
@@ -110,6 +126,19 @@ class Receiver:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def self_signed(folder: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl command."""
+    cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
+    cmd = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    cmd += ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [*cmd, "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def closed_port() -> int:

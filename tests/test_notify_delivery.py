@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import orjson
+import pytest
 from conftest import flowkit_env
-from notifyservers import Receiver, closed_port
+from notifyservers import Receiver, closed_port, self_signed
 
 from flowkit import Flow
 from flowkit.notify import Email, PagerDuty, Slack, Webhook
@@ -242,3 +244,34 @@ def test_an_smtp_server_that_never_greets_is_given_up_at_the_deadline(tmp_path: 
         assert time.monotonic() - t0 < 3.0
     [d] = result.notifications
     assert d["ok"] is False and "within 1.5s" in d["error"]
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    return self_signed(str(tmp_path))
+
+
+def test_https_receivers_are_reached_and_bounded_too(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", tls[0])  # trust the test's own certificate
+    with Receiver(tls=tls) as ok, Receiver("trickle", tls=tls) as slow:
+        hooks = [Webhook(x.url(), on=["always"], timeout=2) for x in (ok, slow)]
+        t0 = time.monotonic()
+        result = _ok_flow().run(state_dir=tmp_path, notify=hooks)
+        took = time.monotonic() - t0
+        assert ok.url().startswith("https://") and ok.requests[0].json["status"] == "succeeded"
+    assert took < 3.5
+    good, bad = result.notifications
+    assert good["ok"] is True and good["target"].startswith("https://127.0.0.1:")
+    assert bad["ok"] is False and "within 2s" in bad["error"]
+
+
+def test_an_untrusted_certificate_fails_at_once(tls: tuple[str, str], tmp_path: Path) -> None:
+    with Receiver(tls=tls) as r:
+        result = _ok_flow().run(state_dir=tmp_path, notify=[Webhook(r.url(), on=["always"])])
+        assert r.requests == []
+    [d] = result.notifications
+    assert d["ok"] is False and d["attempts"] == 1 and "CERTIFICATE_VERIFY_FAILED" in d["error"]
