@@ -6,11 +6,12 @@ import dataclasses
 import inspect
 import os
 import queue
+import sys
 import threading
 import types
 import typing
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
@@ -20,11 +21,13 @@ from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
 from .keys import load_code_cache, run_id_for, save_code_cache
-from .notify import Notifier, alert
 from .result import RunResult
 from .resume import KeyMaker, Plan, plan, select
 from .shell import ShellCommand
 from .store import LoadedState, RunStore, default_state_dir
+
+if TYPE_CHECKING:
+    from .notify import Notifier
 
 __all__ = ["Flow"]
 
@@ -333,13 +336,7 @@ class Flow:
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
         """
-        listeners = list(listeners)
-        notifiers = [
-            *self.notify,
-            *_notifiers(notify, "notify="),
-            *(x for x in listeners if isinstance(x, Notifier)),
-        ]
-        listeners = [x for x in listeners if not isinstance(x, Notifier)]
+        listeners, notifiers = _split_notifiers(listeners, [*self.notify, *notify])
         given = self.resolve_params(params)
         g = self.graph()
         rid = run_id or run_id_for(self.name, given)
@@ -391,6 +388,8 @@ class Flow:
         finally:
             save_code_cache(code_cache)
         if notifiers:
+            from .notify import alert
+
             alert(notifiers, result, store)
         return result
 
@@ -461,6 +460,10 @@ class Flow:
 
 def _notifiers(given: Iterable[Notifier], what: str) -> list[Notifier]:
     out = list(given)
+    if not out:
+        return out
+    from .notify import Notifier  # only when used: `import flowkit` stays free of SMTP and HTTP
+
     for x in out:
         if not isinstance(x, Notifier):
             raise FlowDefinitionError(
@@ -468,6 +471,20 @@ def _notifiers(given: Iterable[Notifier], what: str) -> list[Notifier]:
                 f"got {type(x).__name__}"
             )
     return out
+
+
+def _split_notifiers(
+    listeners: Iterable[ListenerLike], notify: list[Notifier]
+) -> tuple[list[ListenerLike], list[Notifier]]:
+    """The listeners that are not notifiers, and all notifiers (``notify`` + those listeners)."""
+    given = list(listeners)
+    notifiers = _notifiers(notify, "notify=")
+    if "flowkit.notify" not in sys.modules:  # then no listener can be a notifier
+        return given, notifiers
+    from .notify import Notifier
+
+    notifiers += [x for x in given if isinstance(x, Notifier)]
+    return [x for x in given if not isinstance(x, Notifier)], notifiers
 
 
 def _scalar_kind(ann: Any) -> str | None:
