@@ -491,3 +491,42 @@ def test_cli_rejects_an_unknown_rule_naming_the_choices(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "trigger='one_succeeded' is invalid" in r.stderr
     assert "one_success" in r.stderr
+
+
+def test_cli_explain_names_the_rule_that_keeps_a_step_from_running(tmp_path: Path) -> None:
+    (tmp_path / "release.py").write_text(RELEASE)
+    _cli(tmp_path, "run", "release.py:release", BUILD_BROKEN="1")
+    r = _cli(tmp_path, "explain", "release.py:release", "page_oncall")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (
+        "page_oncall: would be skipped — trigger one_failed: no upstream failed, if test succeeds."
+    )
+
+
+WORKFLOW = textwrap.dedent(
+    """
+    name: nightly
+    steps:
+      build: "exit 3"
+      test: {run: "echo tested", depends_on: [build]}
+      deploy: {run: "echo deployed", depends_on: [test], trigger: none_failed}
+      page: {run: "echo paged", depends_on: [test], trigger: one_failed}
+      either: {run: "echo either", depends_on: [build, test], trigger: one_success}
+    """
+)
+
+
+def test_yaml_workflow_steps_take_the_same_rules_and_states(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    (tmp_path / "nightly.yaml").write_text(WORKFLOW)
+    r = _cli(tmp_path, "run", "nightly.yaml", "--continue-on-error")
+    assert r.returncode == 1, r.stdout + r.stderr
+    status = _cli(tmp_path, "status", "nightly.yaml")
+    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[2:]}
+    assert rows == {
+        "build": "failed",
+        "test": "upstream_failed",
+        "deploy": "upstream_failed",
+        "page": "succeeded",
+        "either": "upstream_failed",
+    }
