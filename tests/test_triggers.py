@@ -11,6 +11,7 @@ not derived from flowkit's code.
 
 from __future__ import annotations
 
+import io
 import itertools
 import subprocess
 import textwrap
@@ -530,3 +531,20 @@ def test_yaml_workflow_steps_take_the_same_rules_and_states(tmp_path: Path) -> N
         "page": "succeeded",
         "either": "upstream_failed",
     }
+
+
+def test_live_view_shows_upstream_failed_apart_from_skipped() -> None:
+    pytest.importorskip("rich")
+    from rich.console import Console
+
+    from flowkit.progress import LiveListener
+
+    console = Console(file=io.StringIO(), record=True, width=120, force_terminal=False)
+    live = LiveListener(console)
+    t = time.time()
+    live.on_event(StepSkipped("r1", "test", t, "upstream 'build' failed", Status.UPSTREAM_FAILED))
+    live.on_event(StepSkipped("r1", "page", t, "trigger one_failed: no upstream failed"))
+    live.close()
+    text = console.export_text()
+    assert "⊘ test  upstream_failed: upstream 'build' failed" in text
+    assert "- page  skipped: trigger one_failed: no upstream failed" in text
