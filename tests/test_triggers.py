@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 import subprocess
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from typing import Any
 import orjson
 import pytest
 from conftest import PYTHON, flowkit_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowkit import Flow, RunResult, Status, StepSkipped, Trigger
 from flowkit.events import Event
@@ -548,3 +551,51 @@ def test_live_view_shows_upstream_failed_apart_from_skipped() -> None:
     text = console.export_text()
     assert "⊘ test  upstream_failed: upstream 'build' failed" in text
     assert "- page  skipped: trigger one_failed: no upstream failed" in text
+
+
+# --- the dry run agrees with the run ------------------------------------------------------------
+
+PLANNED = {
+    Decision.CACHED: "cached",
+    Decision.RUN: "succeeded",
+    Decision.SKIP: "skipped",
+    Decision.UPSTREAM_FAILED: "upstream_failed",
+}
+
+
+@st.composite
+def _dags(draw: st.DrawFn) -> tuple[list[list[int]], list[str], set[int], set[int]]:
+    n = draw(st.integers(2, 7))
+    ups = [sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else [] for i in range(n)]
+    rules = [draw(st.sampled_from(RULES)) for _ in range(n)]
+    roots = [i for i in range(n) if not ups[i]]
+    unmet = draw(st.sets(st.sampled_from(roots))) if roots else set()
+    broken = draw(st.sets(st.integers(0, n - 1)))
+    return ups, rules, unmet, broken - unmet
+
+
+@settings(max_examples=60, deadline=None)
+@given(_dags())
+def test_dry_run_predicts_every_verdict_of_the_resume_after_a_fix(
+    dag: tuple[list[list[int]], list[str], set[int], set[int]],
+) -> None:
+    ups, rules, unmet, broken = dag
+    failing = {f"s{i}" for i in broken}
+    flow = Flow("random")
+    for i, (deps, rule) in enumerate(zip(ups, rules, strict=True)):
+        name = f"s{i}"
+
+        def fn(name: str = name) -> str:
+            if name in failing:
+                raise RuntimeError(f"{name} broke")
+            return name
+
+        when = (lambda: False) if i in unmet else None
+        flow.step(name=name, trigger=rule, depends_on=[f"s{u}" for u in deps], when=when)(fn)
+    with tempfile.TemporaryDirectory() as state:
+        flow.run(state_dir=state, fail_fast=False)
+        failing.clear()  # the fix
+        plan = flow.plan(state_dir=state)
+        result = flow.run(state_dir=state, fail_fast=False)
+    predicted = {n: PLANNED[s.decision] for n, s in plan.steps.items()}
+    assert predicted == {r.name: r.status.value for r in result}
