@@ -179,6 +179,9 @@ def plan(
     hashes: dict[str, str] = {}
     key_of: dict[str, str] = {}
     reruns: set[str] = set()
+    # steps whose cache key the plan cannot know: a data input re-runs (its new output is
+    # unknown), or an order-only input's key is unknown; a re-run's key alone is known
+    shaky: set[str] = set()
     outcome: dict[str, Status] = {}  # each step's predicted state, for its dependents' rules
     assumed: set[str] = set()  # steps whose predicted state rests on a run succeeding
     tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
@@ -200,7 +203,8 @@ def plan(
             outcome[name] = blocked.status
             result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, bool(guesses))
             continue
-        rerun_ups = [u for u in node.upstream if u in reruns]
+        rerun_ups = [u for u in node.data_deps if u in reruns]
+        rerun_ups += [u for u in node.order_deps if u in shaky]
         uncertain = False
         fails = False
         if node.fans_out:
@@ -221,6 +225,8 @@ def plan(
             # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True
             reason = f"upstream re-runs: {', '.join(rerun_ups)}"
+        if rerun_ups or (node.fans_out and decision is Decision.RUN):
+            shaky.add(name)  # (a fan-out step's key is the hash of its gathered output)
         if decision is Decision.CACHED and prev is not None:
             hashes[name] = str(prev.get("hash", "-"))
         else:
