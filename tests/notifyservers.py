@@ -6,6 +6,7 @@ leaving its ``with`` block), which also releases handlers that are hanging or tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
@@ -60,6 +61,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
+
+    def do_CONNECT(self) -> None:  # as a proxy: a tunnel to host:port, bytes relayed both ways
+        srv = self.server
+        with srv.lock:
+            srv.requests.append(Received(self.path, dict(self.headers.items()), b""))
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join(10)
+        upstream.close()
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -275,3 +275,40 @@ def test_an_untrusted_certificate_fails_at_once(tls: tuple[str, str], tmp_path: 
         assert r.requests == []
     [d] = result.notifications
     assert d["ok"] is False and d["attempts"] == 1 and "CERTIFICATE_VERIFY_FAILED" in d["error"]
+
+
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_http_alerts_go_through_the_proxy_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    with Receiver() as proxy:
+        monkeypatch.setenv("http_proxy", f"http://etl:pr0xy@127.0.0.1:{proxy.port}")
+        hook = Webhook("http://alerts.example.invalid/hook", on=["always"])
+        result = _ok_flow().run(state_dir=tmp_path, notify=[hook])
+        [got] = proxy.requests
+    assert result.notifications[0]["ok"] is True
+    assert got.path == "http://alerts.example.invalid/hook"
+    assert got.headers["Proxy-Authorization"] == "Basic ZXRsOnByMHh5"  # etl:pr0xy
+    assert got.json["flow"] == "fine"
+
+
+def test_https_alerts_tunnel_through_the_proxy_unless_no_proxy_says_not(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("SSL_CERT_FILE", tls[0])
+    with Receiver(tls=tls) as target, Receiver() as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url(""))
+        hook = Webhook(target.url(), on=["always"])
+        result = _ok_flow().run(state_dir=tmp_path, notify=[hook])
+        assert [r.path for r in proxy.requests] == [f"127.0.0.1:{target.port}"]
+        assert len(target.requests) == 1 and result.notifications[0]["ok"] is True
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        _ok_flow().run(state_dir=tmp_path, fresh=True, notify=[hook])
+        assert len(proxy.requests) == 1 and len(target.requests) == 2
