@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import UsageError, suggest
-from .base import Notifier, final_statuses, parse_on
+from .base import Notifier, parse_on
 from .email import Email
 from .pagerduty import SEVERITIES, PagerDuty
 from .webhook import Slack, Webhook
@@ -228,14 +228,13 @@ def notifier_from_spec(
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise UsageError(
-            f"--notify {kind or spec!r}...: use slack:URL, email:ADDRESS, pagerduty:KEY "
-            "or webhook:URL"
+            "--notify takes KIND:TARGET: slack:URL, email:ADDRESS, pagerduty:KEY or webhook:URL"
+            + (f" (got {spec!r})" if len(spec) <= 12 else "")
         )
     try:
         statuses = parse_on(on)
     except ValueError as exc:
-        valid = ", ".join([*final_statuses(), "always"])
-        raise UsageError(f"--notify-on: {exc}; use {valid}") from None
+        raise UsageError(f"--notify-on: {exc}") from None
     try:
         if kind == "webhook":
             secret = os.environ.get("FLOWKIT_WEBHOOK_SECRET") or None
