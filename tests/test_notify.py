@@ -194,9 +194,13 @@ def test_notifiers_given_as_listeners_are_delivered_and_recorded(
     assert len(receiver.requests) == 1 and result.notifications[0]["notifier"] == "slack"
 
 
-def test_notify_takes_only_notifiers() -> None:
-    with pytest.raises(FlowDefinitionError, match="notify= takes notifiers"):
+def test_notify_takes_notifiers_only(receiver: Receiver, tmp_path: Path) -> None:
+    with pytest.raises(FlowDefinitionError, match=r"notify= takes notifiers .* got str"):
         Flow("x", notify=["slack:https://hooks.slack.com/x"])  # type: ignore[list-item]
+    with pytest.raises(FlowDefinitionError, match="notify= takes a list of notifiers"):
+        _failing_flow().run(state_dir=tmp_path, notify="slack:https://x.example/")  # type: ignore[arg-type]
+    result = _failing_flow().run(state_dir=tmp_path, notify=Slack(receiver.url()))
+    assert len(receiver.requests) == 1 and result.notifications[0]["ok"]
 
 
 def test_cli_notify_posts_to_a_slack_webhook(receiver: Receiver, tmp_path: Path) -> None:
