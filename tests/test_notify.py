@@ -222,3 +222,33 @@ def test_cli_notify_posts_to_a_slack_webhook(receiver: Receiver, tmp_path: Path)
     text = got.json["text"]
     assert "cli_alert FAILED" in text and "bad row 7" in text
     assert "Resume: python -m flowkit run p.py:flow --notify 'slack:<redacted>'" in text
+
+
+def _summary(flow: str, failed: int) -> dict[str, object]:
+    return {
+        "flow": flow,
+        "run_id": flow,
+        "status": "failed",
+        "host": "etl-1",
+        "duration_s": 1.5,
+        "counts": {"failed": failed},
+        "failed": [
+            {"step": f"s{i}", "status": "failed", "error": "E: x", "last_line": "E: x"}
+            for i in range(failed)
+        ],
+        "resume_command": None,
+    }
+
+
+def test_a_slack_message_stays_within_block_kit_limits() -> None:
+    payload = Slack("https://hooks.slack.com/x").payload(_summary("f" * 300, 15))
+    blocks = payload["blocks"]
+    assert len(blocks[0]["text"]["text"]) == 150
+    failed = blocks[2]["text"]["text"].splitlines()
+    assert len(failed) == 1 + 10 + 1 and failed[-1] == "… and 5 more"
+    assert all(len(f["text"]) <= 2000 for f in blocks[1]["fields"])
+    assert blocks[3]["elements"][0]["text"] == "Run the same command again to resume."
+
+
+def test_email_recipients_may_be_one_comma_separated_string() -> None:
+    assert Email("a@example.com, b@example.com").to == ["a@example.com", "b@example.com"]

@@ -30,7 +30,7 @@ class Email(Notifier):
     ``FLOWKIT_SMTP_STARTTLS=1`` and ``FLOWKIT_SMTP_SSL=1``.
 
     Args:
-        to: one address or several.
+        to: one address, several separated by commas, or a list.
         subject: the subject (default: the run's headline, ``flowkit: daily FAILED (run ...)``).
         message: a line shown first in the body.
         Others: see :class:`Notifier`.
@@ -60,7 +60,7 @@ class Email(Notifier):
     ) -> None:
         super().__init__(on, timeout=timeout, retries=retries)
         env = os.environ
-        self.to = [to] if isinstance(to, str) else list(to)
+        self.to = [a.strip() for a in to.split(",")] if isinstance(to, str) else list(to)
         if not self.to:
             raise ValueError("email needs at least one recipient")
         for address in self.to:
