@@ -127,6 +127,14 @@ def test_the_report_views_show_each_delivery(tmp_path: Path) -> None:
         0
     ].endswith("/…: delivered")
     assert "NOT delivered after 3 attempt(s)" in lines[1]
+    status = subprocess.run(
+        [sys.executable, "-m", "flowkit", "status", "p.py:flow"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert [x for x in status.stdout.splitlines() if x.startswith("alert ")] == lines
     html = subprocess.run(
         [sys.executable, "-m", "flowkit", "report", "p.py:flow", "--html", "r.html"],
         cwd=tmp_path,
