@@ -6,6 +6,7 @@ leaving its ``with`` block), which also releases handlers that are hanging or tr
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -194,8 +195,14 @@ class _Smtp(socketserver.StreamRequestHandler):
         while line := self.rfile.readline():
             text = line.decode().strip()
             cmd = text.upper()
-            if cmd.startswith(("EHLO", "HELO")):
+            if cmd.startswith("EHLO"):
+                self.wfile.write(b"250-localhost\r\n250 AUTH PLAIN\r\n")
+            elif cmd.startswith("HELO"):
                 self.wfile.write(b"250 localhost\r\n")
+            elif cmd.startswith("AUTH PLAIN"):  # "\0user\0password", base64
+                _, user, password = base64.b64decode(text.split()[2]).decode().split("\0")
+                self.server.logins.append((user, password))
+                self.wfile.write(b"235 authenticated\r\n")
             elif cmd.startswith("MAIL FROM:"):
                 sender = text[10:].strip(" <>")
                 self.wfile.write(b"250 ok\r\n")
@@ -221,6 +228,7 @@ class _SmtpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     messages: list[Mail]
+    logins: list[tuple[str, str]]
 
 
 class SmtpReceiver:
@@ -229,6 +237,7 @@ class SmtpReceiver:
     def __init__(self) -> None:
         self.server = _SmtpServer(("127.0.0.1", 0), _Smtp)
         self.server.messages = []
+        self.server.logins = []
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -239,6 +248,10 @@ class SmtpReceiver:
     @property
     def messages(self) -> list[Mail]:
         return list(self.server.messages)
+
+    @property
+    def logins(self) -> list[tuple[str, str]]:
+        return list(self.server.logins)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -252,3 +252,24 @@ def test_a_slack_message_stays_within_block_kit_limits() -> None:
 
 def test_email_recipients_may_be_one_comma_separated_string() -> None:
     assert Email("a@example.com, b@example.com").to == ["a@example.com", "b@example.com"]
+
+
+def test_email_logs_in_with_the_user_and_password_of_the_environment(
+    smtp: SmtpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWKIT_SMTP_USER", "etl")
+    monkeypatch.setenv("FLOWKIT_SMTP_PASSWORD", "SmTpPaSsWoRd")
+    mail = Email("ops@example.com", host="127.0.0.1", port=smtp.port)
+    result = _failing_flow().run(state_dir=tmp_path, notify=[mail])
+    assert smtp.logins == [("etl", "SmTpPaSsWoRd")] and len(smtp.messages) == 1
+    report = (tmp_path / "alerting" / "alerting" / "report.json").read_text()
+    assert result.notifications[0]["ok"] and "SmTpPaSsWoRd" not in report + repr(mail)
+
+
+def test_a_notifier_also_works_as_a_plain_event_callback(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    hook = Webhook(receiver.url())
+    result = _failing_flow().run(state_dir=tmp_path, on_event=hook.on_event)
+    assert len(receiver.requests) == 1 and receiver.requests[0].json["status"] == "failed"
+    assert result.notifications == []  # sent by the callback, not recorded by the run
