@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import flowkit_env
-from notifyservers import Receiver, closed_port, self_signed
+from notifyservers import Receiver, SmtpReceiver, closed_port, self_signed
 
 from flowkit import Flow
 from flowkit.notify import Email, PagerDuty, Slack, Webhook
@@ -320,3 +320,33 @@ def test_https_alerts_tunnel_through_the_proxy_unless_no_proxy_says_not(
         monkeypatch.setenv("no_proxy", "127.0.0.1")
         _ok_flow().run(state_dir=tmp_path, fresh=True, notify=[hook])
         assert len(proxy.requests) == 1 and len(target.requests) == 2
+
+
+def test_email_starttls_verifies_the_servers_certificate(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SmtpReceiver(tls=tls) as smtp:
+        mail = Email(
+            "ops@example.com", host="127.0.0.1", port=smtp.port, starttls=True, on=["always"]
+        )
+        untrusted = _ok_flow().run(state_dir=tmp_path, notify=[mail])
+        assert smtp.messages == []
+        monkeypatch.setenv("SSL_CERT_FILE", tls[0])  # now trust the test's certificate
+        trusted = _ok_flow().run(state_dir=tmp_path, fresh=True, notify=[mail])
+        assert len(smtp.messages) == 1 and smtp.server.secured == 1
+    [bad] = untrusted.notifications
+    assert bad["ok"] is False and "CERTIFICATE_VERIFY_FAILED" in bad["error"]
+    assert trusted.notifications[0]["ok"] is True
+
+
+def test_email_over_smtps_with_the_environments_settings(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", tls[0])
+    with SmtpReceiver(tls=tls, implicit=True) as smtp:
+        monkeypatch.setenv("FLOWKIT_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("FLOWKIT_SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("FLOWKIT_SMTP_SSL", "1")
+        result = _ok_flow().run(state_dir=tmp_path, notify=[Email("ops@x.org", on=["always"])])
+        assert len(smtp.messages) == 1 and smtp.server.secured == 1
+    assert result.notifications[0]["ok"] is True

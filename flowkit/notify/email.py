@@ -12,7 +12,7 @@ from typing import Any
 
 from ..result import RunStatus
 from .base import Notifier, counts_text, headline, resume_text, text_body
-from .transport import Deadline, smtp_connection
+from .transport import Deadline, smtp_connection, tls_context
 
 __all__ = ["Email"]
 
@@ -111,7 +111,7 @@ class Email(Notifier):
         msg = self.message_for(summary)
         with smtp_connection(self.host, self.port, deadline, tls=self.ssl) as smtp:
             if self.starttls:
-                smtp.starttls()
+                smtp.starttls(context=tls_context())  # verifies the certificate
                 if smtp.sock is not None:
                     deadline.register(smtp.sock)
             if self.user:

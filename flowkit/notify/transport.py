@@ -23,7 +23,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
-__all__ = ["Deadline", "DeliveryError", "post", "retrying", "smtp_connection"]
+__all__ = [
+    "Deadline",
+    "DeliveryError",
+    "post",
+    "proxy_for",
+    "retrying",
+    "smtp_connection",
+    "tls_context",
+]
 
 T = TypeVar("T")
 
@@ -218,28 +226,29 @@ def proxy_for(scheme: str, host: str) -> SplitResult | None:
 
 
 class _Smtp(smtplib.SMTP):
-    deadline: Deadline
+    def __init__(self, host: str, port: int, deadline: Deadline) -> None:
+        self.deadline = deadline  # before __init__ connects
+        super().__init__(host, port, timeout=max(0.01, deadline.remaining()))
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return self.deadline.register(super()._get_socket(host, port, timeout))  # type: ignore[misc]
 
 
 class _SmtpSsl(smtplib.SMTP_SSL):
-    deadline: Deadline
+    def __init__(self, host: str, port: int, deadline: Deadline) -> None:
+        self.deadline = deadline
+        timeout = max(0.01, deadline.remaining())
+        super().__init__(host, port, timeout=timeout, context=tls_context())
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return self.deadline.register(super()._get_socket(host, port, timeout))  # type: ignore[misc]
 
 
+def tls_context() -> ssl.SSLContext:
+    """A context that verifies certificates and host names (smtplib's default does neither)."""
+    return ssl.create_default_context()
+
+
 def smtp_connection(host: str, port: int, deadline: Deadline, *, tls: bool) -> smtplib.SMTP:
     """A connected SMTP client whose sockets the deadline shuts down (``tls``: SMTPS)."""
-    timeout = max(0.01, deadline.remaining())
-    client: smtplib.SMTP
-    if tls:
-        client = _SmtpSsl(timeout=timeout)
-        client.deadline = deadline
-    else:
-        client = _Smtp(timeout=timeout)
-        client.deadline = deadline
-    client.connect(host, port)
-    return client
+    return _SmtpSsl(host, port, deadline) if tls else _Smtp(host, port, deadline)
