@@ -226,3 +226,21 @@ def test_the_cli_refuses_bad_notify_options_before_running(
     )
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / ".flowkit").exists()
+
+
+def test_an_entrys_shape_can_be_checked_before_its_templates_are_rendered() -> None:
+    from flowkit.notify import entry_problems
+
+    ok = {"type": "slack", "webhook": "{{ env.SLACK_WEBHOOK }}", "message": "done"}
+    assert entry_problems(ok, WHERE) == []
+    bad = {"type": "pagerduty", "integration_kye": "{{ env.PD_KEY }}", "severity": "high"}
+    assert entry_problems(bad, WHERE) == [
+        "nightly.yaml:42: pagerduty notification: unknown key 'integration_kye'. "
+        "Did you mean 'integration_key'? It accepts integration_key, routing_key, severity, url, "
+        "message, timeout_seconds, retries.",
+        "nightly.yaml:42: pagerduty notification needs 'integration_key'",
+        "nightly.yaml:42: pagerduty severity 'high' is not one of critical, error, warning, info",
+    ]
+    assert entry_problems("slack", WHERE) == [
+        "nightly.yaml:42: a notification must be a mapping like {type: slack, webhook: URL}"
+    ]
