@@ -60,6 +60,13 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
     )
     c.add_argument("--address", help="Dask scheduler address for --executor dask")
     c.add_argument(
+        "--cluster-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --address: how long to wait for the scheduler and a first worker (default 60)",
+    )
+    c.add_argument(
         "--continue-on-error",
         action="store_true",
         help="after a failure, run every step that does not depend on it",
@@ -232,6 +239,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             workers=args.workers,
             executor=args.executor,
             address=args.address,
+            cluster_wait=args.cluster_wait,
             fail_fast=not args.continue_on_error,
             rerun=[*args.rerun, *args.from_],
             only=args.only,
@@ -303,6 +311,7 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         workers=args.workers,
         executor=args.executor,
         address=args.address,
+        cluster_wait=args.cluster_wait,
         fail_fast=not args.continue_on_error,
         listeners=listeners,
         handle_signals=True,

@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from . import capture
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
 from .dsl import Step
+from .errors import RunStoppingError
 from .events import (
     Event,
     RunFinished,
@@ -75,6 +77,7 @@ class EngineOptions:
     executor: str = "inline"
     workers: int = 1
     address: str | None = None
+    cluster_wait: float = 60.0
     fail_fast: bool = True
     force: frozenset[str] = frozenset()
     only: frozenset[str] | None = None
@@ -133,6 +136,7 @@ class Engine:
         self._side: Executor | None = None
         self._isolated: IsolatedExecutor | None = None
         self._dask_resources = False
+        self._cluster: dict[str, Any] | None = None
         self._async: AsyncLoopExecutor | None = None
         self.fanout: dict[str, list[str]] = {}
         self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
@@ -164,8 +168,14 @@ class Engine:
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
-        self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+        self.executor = make_executor(
+            self.opts.executor, self.opts.workers, self.opts.address, self.opts.cluster_wait
+        )
         try:
+            ship = getattr(self.executor, "ship", None)  # a cluster: code goes to its workers
+            if ship is not None:
+                ship(n.spec.fn for n in self.nodes.values())
+            self._cluster = getattr(self.executor, "info", None)
             self._check_cluster_fit()  # before the journal is touched
         except BaseException:
             self.executor.shutdown(wait=False)
@@ -195,6 +205,7 @@ class Engine:
                 if side is not None:
                     side.shutdown(wait=False)
         result = self._result(started, self.clock() - t0)
+        result.cluster = self._cluster
         self.ledger.run_ended(result.status.value, time.time(), result.counts())
         self.store.write_snapshot(
             {
@@ -540,6 +551,9 @@ class Engine:
             name = self.running.pop(fut)
             self._free(name)
             exc = fut.exception()
+            if isinstance(exc, RunStoppingError):
+                self._stopped_by(name, exc)
+                continue
             if exc is None:
                 stored = self._succeeded(name, fut.result())
                 if not isinstance(stored, BaseException):
@@ -699,6 +713,14 @@ class Engine:
             self.stop, self.stop_at = status, self.clock()
             if not self.wakeup.done():
                 self.wakeup.set_result(None)
+
+    def _stopped_by(self, name: str, exc: RunStoppingError) -> None:
+        """An attempt could not finish because the run cannot go on (its cluster went away):
+        nothing is journaled for it; the run stops and a resume runs the step again."""
+        self.results[name].status = Status.RUNNING  # reported pending: "run interrupted"
+        if self.stop is None:
+            print(f"flowkit: {exc}", file=sys.stderr, flush=True)
+            self.request_stop(RunStatus(exc.status))
 
     def _interrupted(self, signal_name: str) -> None:
         self.request_stop(RunStatus.INTERRUPTED)

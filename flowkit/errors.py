@@ -36,12 +36,14 @@ __all__ = [
     "FlowkitError",
     "InvalidStepOptionError",
     "RunLockedError",
+    "RunStoppingError",
     "StateError",
     "StateVersionError",
     "UnboundParameterError",
     "UnknownDependencyError",
     "UnknownParameterError",
     "UnknownStepError",
+    "UnpicklableStepError",
     "UsageError",
     "suggest",
 ]
@@ -205,6 +207,32 @@ class ExecutorUnavailableError(FlowkitError):
     """An optional execution backend is not installed."""
 
     exit_code: ClassVar[int] = 2
+
+
+class RunStoppingError(FlowkitError):
+    """An attempt ended because the run cannot go on (its cluster went away, say).
+
+    Not a failure of the step: the engine stops the run with ``status`` (``interrupted``) and
+    journals nothing for the attempt, so running the same command again resumes.
+    """
+
+    exit_code: ClassVar[int] = 130
+
+    def __init__(self, message: str, status: str = "interrupted") -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class UnpicklableStepError(FlowDefinitionError):
+    """A step cannot be sent to a worker process or a cluster (found before the run starts)."""
+
+    def __init__(self, step: str, executor: str, reason: str) -> None:
+        self.step, self.executor = step, executor
+        super().__init__(
+            f"step {step!r} cannot be sent to the {executor} executor's workers: {reason}. "
+            "Define it at the top level of a module (or make what it refers to picklable), "
+            "or run it with --executor thread."
+        )
 
 
 class ExtraUnavailableError(FlowkitError, ImportError):

@@ -1,8 +1,8 @@
 """Execution backends. Every one is a ``concurrent.futures.Executor`` to the engine.
 
 ``inline`` runs each call at once in the calling thread (sequential, lowest overhead);
-``thread`` and ``process`` are the stdlib pools; ``dask`` (extra ``flowkit[dask]``) wraps a
-``distributed.Client``'s executor and closes the client on shutdown.
+``thread`` and ``process`` are the stdlib pools (the process pool sends calls with cloudpickle);
+``dask`` (extra ``flowkit[dask]``) is in :mod:`flowkit.dask_executor`.
 """
 
 from __future__ import annotations
@@ -11,21 +11,24 @@ import asyncio
 import contextlib
 import inspect
 import os
+import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from . import capture, usage
-from .errors import ExecutorUnavailableError, UsageError
+from .errors import ExecutorUnavailableError, UnpicklableStepError, UsageError
 
 __all__ = [
     "EXECUTORS",
     "AsyncLoopExecutor",
+    "CloudPickleProcessPool",
     "InlineExecutor",
     "Invocation",
     "ainvoke",
+    "check_picklable",
     "invoke",
     "make_executor",
 ]
@@ -196,56 +199,41 @@ class _Finished(Future[Any]):
         self._done_callbacks: list[Any] = []
 
 
-class _DaskExecutor(Executor):
-    def __init__(self, address: str | None, workers: int) -> None:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise ExecutorUnavailableError(
-                "executor 'dask' needs the dask extra: pip install 'flowkit[dask]'"
-            ) from None
-        if address:
-            self.client = Client(address)
-            self.cluster = None
-        else:
-            # each local worker offers its share of the machine as Dask resources, so that
-            # @step(cpus=, memory=) hints place steps the same way as on a real cluster
-            cpus = max(1.0, (os.cpu_count() or 1) / workers)
-            memory = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / workers
-            self.cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",  # a free local port: never a fixed one
-                processes=True,
-                resources={"CPU": cpus, "MEMORY": memory},
-            )
-            self.client = Client(self.cluster)
-        self._inner = self.client.get_executor(pure=False)
+def _run_pickled(payload: bytes) -> Any:
+    fn, args, kwargs = pickle.loads(payload)
+    return fn(*args, **kwargs)
+
+
+class CloudPickleProcessPool(ProcessPoolExecutor):
+    """The stdlib process pool, sending each call with cloudpickle: steps made by factory
+    functions (closures), lambdas and steps defined in ``__main__`` travel by value."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self._inner.submit(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        import cloudpickle
 
-    def worker_resources(self) -> list[dict[str, float]]:
-        """The resources each worker declares (``dask worker --resources "CPU=8,MEMORY=32e9"``)."""
-        workers = self.client.scheduler_info().get("workers", {})
-        return [dict(w.get("resources") or {}) for w in workers.values()]
-
-    def submit_with_resources(
-        self, resources: dict[str, float], fn: Callable[..., Any], /, *args: Any
-    ) -> Future[Any]:
-        """Submit ``fn(*args)`` to a worker that has ``resources`` free."""
-        return self._inner.submit(fn, *args, resources=resources)  # type: ignore[no-any-return]
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._inner.shutdown(wait=wait)
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        return super().submit(_run_pickled, cloudpickle.dumps((fn, args, kwargs)))
 
 
-def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
-    """The executor named ``kind`` with ``workers`` workers.
+def check_picklable(steps: Iterable[tuple[str, Callable[..., Any]]], executor: str) -> None:
+    """Check, before a run starts, that every step function can be sent to other processes.
+
+    Raises:
+        UnpicklableStepError: naming the first step that cannot.
+    """
+    import cloudpickle
+
+    for name, fn in steps:
+        try:
+            cloudpickle.dumps(fn)
+        except Exception as exc:
+            raise UnpicklableStepError(name, executor, f"{type(exc).__name__}: {exc}") from None
+
+
+def make_executor(
+    kind: str, workers: int, address: str | None = None, cluster_wait: float = 60.0
+) -> Executor:
+    """The executor named ``kind`` with ``workers`` workers (``address``, ``cluster_wait``: of
+    the Dask scheduler, see :class:`flowkit.dask_executor.DaskExecutor`).
 
     Raises:
         UsageError: unknown kind or workers < 1.
@@ -258,7 +246,13 @@ def make_executor(kind: str, workers: int, address: str | None = None) -> Execut
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=workers)
+        return CloudPickleProcessPool(max_workers=workers)
     if kind == "dask":
-        return _DaskExecutor(address, workers)
+        try:
+            from .dask_executor import DaskExecutor
+        except ImportError:
+            raise ExecutorUnavailableError(
+                "executor 'dask' needs the dask extra: pip install 'flowkit[dask]'"
+            ) from None
+        return DaskExecutor(address, workers, cluster_wait)
     raise UsageError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

@@ -18,6 +18,7 @@ from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
 from .events import Event, ListenerLike, as_callbacks
+from .executors import check_picklable
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
 from .keys import load_code_cache, run_id_for, save_code_cache
@@ -297,6 +298,7 @@ class Flow:
         workers: int = 1,
         executor: str | None = None,
         address: str | None = None,
+        cluster_wait: float = 60.0,
         fail_fast: bool = True,
         rerun: Iterable[str] = (),
         only: Iterable[str] = (),
@@ -319,6 +321,8 @@ class Flow:
             workers: how many steps may run at once (1: sequential, inline).
             executor: ``inline``, ``thread``, ``process`` or ``dask`` (default: inline for one
                 worker, threads otherwise).
+            address: a Dask scheduler's address (``executor="dask"``; none: a local cluster).
+            cluster_wait: seconds to wait for the scheduler and for a first worker to join it.
             fail_fast: stop starting steps after a failure (False: run all that can run).
             rerun: steps (names or globs) to run again with everything downstream of them.
             only: run just these steps; their upstreams must have stored results.
@@ -361,10 +365,15 @@ class Flow:
                 "this machine",
                 "Lower it, or run on a cluster (--executor dask).",
             )
+        if kind in ("process", "dask"):  # steps go to other processes: can they?
+            check_picklable(((n, node.spec.fn) for n, node in g.nodes.items()), kind)
+        if not cluster_wait > 0:
+            raise UsageError(f"cluster_wait must be a number of seconds > 0, got {cluster_wait!r}")
         opts = EngineOptions(
             executor=kind,
             workers=workers,
             address=address,
+            cluster_wait=cluster_wait,
             fail_fast=fail_fast,
             force=frozenset(force),
             only=only_set,

@@ -134,6 +134,8 @@ class RunResult:
     duration_s: float = 0.0
     state_path: str | None = None
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    #: the Dask cluster the run used: ``address``, ``dashboard``, ``workers`` (None: none)
+    cluster: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -203,6 +205,7 @@ class RunResult:
             "counts": self.counts(),
             "steps": [r.to_json() for r in self.steps.values()],
             **({"notifications": self.notifications} if self.notifications else {}),
+            **({"cluster": self.cluster} if self.cluster else {}),
         }
 
 
