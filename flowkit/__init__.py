@@ -24,6 +24,7 @@ from .errors import UnboundParameterError as UnboundParameterError
 from .errors import UnknownDependencyError as UnknownDependencyError
 from .errors import UnknownParameterError as UnknownParameterError
 from .errors import UnknownStepError as UnknownStepError
+from .errors import UnpicklableStepError as UnpicklableStepError
 from .errors import UsageError as UsageError
 from .events import Listener as Listener
 from .events import RunFinished as RunFinished
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownDependencyError",
     "UnknownParameterError",
     "UnknownStepError",
+    "UnpicklableStepError",
     "UsageError",
     "__version__",
     "step",

@@ -37,7 +37,6 @@ from distributed import Client, LocalCluster, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ExecutorUnavailableError, RunStoppingError
-from .executors import invoke
 from .shell import ShellCommand
 from .ship import Bundle, code_bundle, folder_bundles, unpack
 
@@ -176,12 +175,21 @@ class DaskExecutor(Executor):
         address: the scheduler (``tcp://host:8786``); None starts a local cluster.
         workers: worker processes of the local cluster.
         cluster_wait: seconds to wait for the scheduler and for a first worker.
+        attempt: the function that runs one attempt (``flowkit.executors.invoke``); its calls
+            are sent as payloads whose output comes back to the client's log files.
 
     Raises:
         ClusterUnavailableError: the scheduler or any worker is not there within ``cluster_wait``.
     """
 
-    def __init__(self, address: str | None, workers: int, cluster_wait: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        workers: int,
+        cluster_wait: float = 60.0,
+        attempt: Callable[..., Any] | None = None,
+    ) -> None:
+        self.attempt = attempt
         self.cluster: LocalCluster | None = None
         self._installed: set[str] = set()
         self._folders: dict[str, str] = {}
@@ -284,7 +292,7 @@ class DaskExecutor(Executor):
     ) -> Future[Any]:
         """Submit ``fn(*args)`` (an attempt: ``invoke``'s arguments) to a worker that has
         ``resources`` free."""
-        if fn is not invoke:
+        if fn is not self.attempt:
             task = self.client.submit(fn, *args, pure=False, resources=resources or None)
             return self._wrap(task, None)
         log_path = args[3] if len(args) > 3 else None

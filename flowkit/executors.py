@@ -254,5 +254,5 @@ def make_executor(
             raise ExecutorUnavailableError(
                 "executor 'dask' needs the dask extra: pip install 'flowkit[dask]'"
             ) from None
-        return DaskExecutor(address, workers, cluster_wait)
+        return DaskExecutor(address, workers, cluster_wait, attempt=invoke)
     raise UsageError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

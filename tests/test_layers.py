@@ -12,8 +12,9 @@ PACKAGE = Path(flowkit.__file__).parent
 #: Bottom to top. A module may import only from layers below its own.
 LAYERS: list[set[str]] = [
     {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
-    {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
-    {"graph", "store", "limits", "listeners"},
+    {"events", "dsl", "codec", "isolate", "shell", "rules", "ship"},
+    {"dask_executor"},
+    {"executors", "graph", "store", "limits", "listeners"},
     {"fanout", "views", "otel", "progress", "notify"},
     {"resume"},
     {"ledger"},
