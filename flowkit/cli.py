@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
+    r.add_argument(
+        "--trace",
+        action="store_true",
+        help="send OpenTelemetry traces, configured by the OTEL_* variables (OTLP exporter if "
+        "installed, else the console); needs flowkit[trace]",
+    )
     r.add_argument("--log-format", choices=("text", "json"), default="text")
     r.add_argument("--quiet", "-q", action="store_true", help="print failures and summary only")
     r.add_argument("--verbose", "-v", action="store_true", help="print step starts too")
@@ -230,6 +236,13 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
 
         listener = LiveListener(logs_dir=logs_dir)
     notifiers = _notifiers(args)
+    tracing: list[Any] = []
+    provider = None
+    if args.trace:
+        from .otel import OtelListener, configure_tracing
+
+        provider = configure_tracing(flow.name)
+        tracing.append(OtelListener(provider))
     try:
         result = flow.run(
             params,
@@ -245,7 +258,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             only=args.only,
             timeout=args.timeout,
             durability=args.durability,
-            listeners=[listener, *notifiers],
+            listeners=[*tracing, listener, *notifiers],
             seed=args.seed,
             handle_signals=True,
             grace=args.grace,
@@ -254,6 +267,10 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         close = getattr(listener, "close", None)
         if close is not None:
             close()  # the live view, should the run raise
+        if provider is not None:
+            provider.shutdown()  # exports what is left
+    if result.trace_id:
+        print(f"flowkit: trace id {result.trace_id}", file=sys.stderr)
     return result.exit_code
 
 

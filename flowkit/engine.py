@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from . import capture
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
@@ -56,7 +56,7 @@ from .rules import trigger_blocks
 from .shell import ShellTimeoutError
 from .store import LoadedState, RunStore, duration_of
 
-__all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
+__all__ = ["AttemptTracer", "Engine", "EngineOptions", "StepTimeoutError"]
 
 log = logging.getLogger("flowkit")
 
@@ -64,6 +64,18 @@ log = logging.getLogger("flowkit")
 #: Steps kept in flight per worker on Dask: its scheduler queues them, which hides the round trip
 #: to the cluster (a few ms) that would otherwise idle the workers between steps.
 DASK_IN_FLIGHT = 4
+
+
+@runtime_checkable
+class AttemptTracer(Protocol):
+    """A tracing listener (:class:`flowkit.otel.OtelListener`) as the engine sees it."""
+
+    def attempt_context(self, step: str, attempt: int) -> dict[str, str] | None:
+        """The context of the attempt's span, to make current where the attempt runs."""
+
+    @property
+    def trace_id(self) -> str | None:
+        """The run's trace id (32 hex digits), once the run started."""
 
 
 class StepTimeoutError(TimeoutError):
@@ -104,7 +116,9 @@ class Engine:
         serializer: Serializer | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        tracer: AttemptTracer | None = None,
     ) -> None:
+        self.tracer = tracer
         self.clock = clock
         self.sleep = sleep or self._pause
         self.flow, self.graph, self.run_id = flow, graph, run_id
@@ -206,6 +220,8 @@ class Engine:
                     side.shutdown(wait=False)
         result = self._result(started, self.clock() - t0)
         result.cluster = self._cluster
+        if self.tracer is not None:
+            result.trace_id = self.tracer.trace_id
         self.ledger.run_ended(result.status.value, time.time(), result.counts())
         self.store.write_snapshot(
             {
@@ -492,7 +508,9 @@ class Engine:
         log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
         if isinstance(executor, InlineExecutor):
             self.store.flush()  # the attempt runs right now: let `status` see it running
-        args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        args: tuple[Any, ...] = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        if self.tracer is not None:  # the step's span goes with the attempt
+            args = (*args, self.tracer.attempt_context(name, r.attempts))
         if self._dask_resources and (spec.cpus or spec.memory) and executor is self.executor:
             need = {"CPU": spec.cpus or 0.0, "MEMORY": float(spec.memory or 0)}
             fut = self.executor.submit_with_resources(  # type: ignore[attr-defined]

@@ -41,12 +41,28 @@ Invocation = tuple[Any, dict[str, Any] | None, float, float, float, str, int | N
 
 
 class _Attempt:
-    """Timing, output capture and resource figures around one attempt (sync or async)."""
+    """Timing, output capture, resource figures and trace context around one attempt (sync or
+    async)."""
 
-    __slots__ = ("attempt", "cpu", "ctx", "log_path", "out", "sink", "start", "tokens", "used")
+    __slots__ = (
+        "attempt",
+        "cpu",
+        "ctx",
+        "log_path",
+        "out",
+        "sink",
+        "start",
+        "tokens",
+        "trace",
+        "traced",
+        "used",
+    )
 
-    def __init__(self, ctx: Any, log_path: str | None, attempt: int | None) -> None:
-        self.ctx, self.log_path = ctx, log_path
+    def __init__(
+        self, ctx: Any, log_path: str | None, attempt: int | None, trace: dict[str, str] | None
+    ) -> None:
+        self.ctx, self.log_path, self.trace = ctx, log_path, trace
+        self.traced: Any = None
         if attempt is None and ctx is not None:
             attempt = getattr(ctx, "attempt", None)
         self.attempt = attempt
@@ -61,6 +77,8 @@ class _Attempt:
             self.tokens: tuple[Any, ...] = (used_token, token)
         else:
             self.tokens = (used_token,)
+        if self.trace:
+            self.traced = _attach_trace(self.trace)
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
@@ -73,6 +91,10 @@ class _Attempt:
                 capture.failed(self.sink, exc)
             capture.end(self.sink, self.tokens[1])
         usage.end(self.tokens[0])
+        if self.traced is not None:
+            from opentelemetry import context
+
+            context.detach(self.traced)
 
     def result(self, thread_cpu: bool = True) -> Invocation:
         ctx = self.ctx
@@ -80,6 +102,16 @@ class _Attempt:
         cpu = (time.thread_time() - self.cpu if thread_cpu else 0.0) + self.used.cpu
         worker = _worker_id()
         return (self.out, writes, self.start, time.time(), cpu, worker, self.used.peak_rss)
+
+
+def _attach_trace(carrier: dict[str, str]) -> Any:
+    """Make the step span sent with the attempt the current OpenTelemetry context (None when
+    the OpenTelemetry API is not installed here: nothing inside the step can trace then)."""
+    try:
+        from opentelemetry import context, propagate
+    except ImportError:
+        return None
+    return context.attach(propagate.extract(carrier))
 
 
 _local = threading.local()
@@ -100,14 +132,17 @@ def invoke(
     ctx: Any,
     log_path: str | None = None,
     attempt: int | None = None,
+    trace: dict[str, str] | None = None,
 ) -> Invocation:
     """Call one step in a worker; an ``async def`` step runs on an event loop of its own.
 
     ``log_path``: where the step's own output (prints, logging records) is captured, appended
     under a header line naming the attempt (``attempt``, else ``ctx.attempt`` when there is a
     ctx). The file is opened on the first write only; see :mod:`flowkit.capture`.
+    ``trace``: the step span's context (W3C ``traceparent`` headers), made current while the
+    step runs, so that spans it creates are children of the step's span.
     """
-    with _Attempt(ctx, log_path, attempt) as a:
+    with _Attempt(ctx, log_path, attempt, trace) as a:
         out = fn(**kwargs)
         if inspect.isawaitable(out):
             out = asyncio.run(_await(out))
@@ -121,13 +156,14 @@ async def ainvoke(
     ctx: Any,
     log_path: str | None = None,
     attempt: int | None = None,
+    trace: dict[str, str] | None = None,
 ) -> Invocation:
     """:func:`invoke` for an ``async def`` step on a shared event loop (see AsyncLoopExecutor).
 
     The loop interleaves steps, so the thread's CPU time is not the step's: only the CPU of
     processes it waited for is counted.
     """
-    with _Attempt(ctx, log_path, attempt) as a:
+    with _Attempt(ctx, log_path, attempt, trace) as a:
         a.out = await fn(**kwargs)
     return a.result(thread_cpu=False)
 

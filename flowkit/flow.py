@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
-from .engine import Engine, EngineOptions
+from .engine import AttemptTracer, Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
 from .events import Event, ListenerLike, as_callbacks
 from .executors import check_picklable
@@ -393,7 +393,15 @@ class Flow:
         try:
             with gc_frozen_run():
                 engine = Engine(
-                    self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
+                    self.name,
+                    g,
+                    rid,
+                    given,
+                    store,
+                    opts,
+                    callbacks,
+                    serializer=self.serializer,
+                    tracer=_tracer(listeners),
                 )
                 result = engine.run(fresh=fresh)
         finally:
@@ -489,6 +497,14 @@ def _notifiers(given: Iterable[Notifier] | Notifier, what: str) -> list[Notifier
                 f"got {type(x).__name__}"
             )
     return out
+
+
+def _tracer(listeners: Iterable[Any]) -> AttemptTracer | None:
+    """The first listener that traces attempts (its span context travels with each attempt)."""
+    for listener in listeners:
+        if isinstance(listener, AttemptTracer):
+            return listener
+    return None
 
 
 def _split_notifiers(

@@ -11,6 +11,12 @@ Attributes: ``flowkit.run_id``, ``flowkit.flow``, ``flowkit.step``, ``flowkit.at
 ``flowkit.status`` (``succeeded``, ``failed``, ``timed_out``, ``retrying``; for the run, the run's
 status) and ``flowkit.error``; failed attempts get the span status ERROR and an ``exception`` event.
 Cached, skipped and upstream_failed steps, which have no attempt, are events on the run's span.
+
+While an attempt runs, its span is the current OpenTelemetry context inside the step, on every
+executor: the span's context is sent with the attempt (W3C ``traceparent``) and attached where
+the step runs (a thread, a worker process, a Dask worker), so spans made inside the step by an
+instrumented HTTP client or database driver are children of the step's span. The listener needs
+only ``opentelemetry-api``; :func:`configure_tracing` (the CLI's ``--trace``) sets up the SDK.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from .result import ErrorInfo, RunStatus
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
-__all__ = ["OtelListener"]
+__all__ = ["OtelListener", "configure_tracing"]
 
 
 def _ns(t: float) -> int:
@@ -66,6 +72,23 @@ class OtelListener:
         self._run_id = ""
         self._flow = ""
         self._attempts: dict[str, Span] = {}
+        self._trace_id: str | None = None
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace id of the last run started (32 hex digits), or None (nothing sampled)."""
+        return self._trace_id
+
+    def attempt_context(self, step: str, attempt: int) -> dict[str, str] | None:
+        """The running attempt's span context as W3C headers, sent with the attempt."""
+        span = self._attempts.get(step)
+        if span is None:
+            return None
+        from opentelemetry import propagate
+
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=self._trace.set_span_in_context(span))
+        return carrier or None
 
     def _start_attempt(self, step: str, attempt: int, time: float) -> Span:
         parent = self._trace.set_span_in_context(self._run) if self._run is not None else None
@@ -128,6 +151,8 @@ class OtelListener:
                     "flowkit.resumed": event.resumed,
                 },
             )
+            ctx = self._run.get_span_context()
+            self._trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else None
         elif isinstance(event, StepStarted):
             self._attempts[event.step] = self._start_attempt(event.step, event.attempt, event.time)
         elif isinstance(event, StepSucceeded):
@@ -170,3 +195,72 @@ class OtelListener:
             if failed:
                 run.set_attribute("flowkit.error", what)
         run.end(end_time=end)
+
+
+def configure_tracing(flow: str) -> Any:
+    """Set up the OpenTelemetry SDK for a run from the standard ``OTEL_*`` variables; returns the
+    tracer provider (call its ``shutdown()`` at the end to flush it).
+
+    The exporter is ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``); by default OTLP
+    when ``opentelemetry-exporter-otlp`` is installed (configured by ``OTEL_EXPORTER_OTLP_*``),
+    else the console (stderr). ``service.name`` is ``OTEL_SERVICE_NAME`` (or the one in
+    ``OTEL_RESOURCE_ATTRIBUTES``), else ``flowkit:<flow>``.
+
+    Raises:
+        ExtraUnavailableError: the SDK is not installed (``flowkit[trace]``), or the OTLP exporter
+            was asked for and is not installed.
+        UsageError: ``OTEL_TRACES_EXPORTER`` names another exporter.
+    """
+    import os
+    import sys
+
+    from .errors import UsageError
+
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SimpleSpanProcessor,
+        )
+    except ImportError:
+        raise ExtraUnavailableError("--trace", "trace", "opentelemetry-sdk") from None
+    named = bool(os.environ.get("OTEL_SERVICE_NAME")) or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    resource = Resource.create({} if named else {"service.name": f"flowkit:{flow}"})
+    provider = TracerProvider(resource=resource)
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+    otlp = _otlp_exporter()
+    if kind in ("", "otlp") and otlp is not None:
+        provider.add_span_processor(BatchSpanProcessor(otlp()))
+    elif kind == "otlp":
+        raise ExtraUnavailableError(
+            "OTEL_TRACES_EXPORTER=otlp", "trace", "opentelemetry-exporter-otlp"
+        )
+    elif kind in ("", "console"):
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    elif kind != "none":
+        raise UsageError(
+            f"OTEL_TRACES_EXPORTER={kind!r} is not supported with --trace; use otlp, console "
+            "or none"
+        )
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _otlp_exporter() -> Any:
+    """The OTLP span exporter class (protocol from ``OTEL_EXPORTER_OTLP_PROTOCOL``), if any."""
+    import os
+
+    grpc = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
+    try:
+        if grpc:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        return None
+    return OTLPSpanExporter

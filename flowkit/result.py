@@ -136,6 +136,8 @@ class RunResult:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     #: the Dask cluster the run used: ``address``, ``dashboard``, ``workers`` (None: none)
     cluster: dict[str, Any] | None = None
+    #: the run's OpenTelemetry trace id, when it was traced
+    trace_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -206,6 +208,7 @@ class RunResult:
             "steps": [r.to_json() for r in self.steps.values()],
             **({"notifications": self.notifications} if self.notifications else {}),
             **({"cluster": self.cluster} if self.cluster else {}),
+            **({"trace_id": self.trace_id} if self.trace_id else {}),
         }
 
 

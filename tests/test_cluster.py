@@ -389,3 +389,34 @@ def test_an_unreachable_scheduler_is_a_bounded_wait(project: Path, tmp_path: Pat
     assert time.monotonic() - t < 30
     assert f"cannot reach the Dask scheduler at {address} within 2s" in proc.stderr
     assert not list(tmp_path.rglob("journal.jsonl"))
+
+
+def test_the_step_span_is_current_inside_steps_on_dask_workers(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.sdk.trace")
+    import tracedflows
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from flowkit.otel import OtelListener
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    result = tracedflows.inside.run(
+        state_dir=tmp_path,
+        executor="dask",
+        address=cluster.address,
+        listeners=[OtelListener(provider)],
+    )
+    assert result.ok, result.summary()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    for step in ("query", "fetch"):
+        ctx = spans[f"step {step}"].context
+        assert result[step].output == {
+            "trace_id": format(ctx.trace_id, "032x"),
+            "span_id": format(ctx.span_id, "016x"),
+        }
+    assert result.trace_id == format(spans["run traced_inside"].context.trace_id, "032x")
