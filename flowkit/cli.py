@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .cost import CostRates
 from .errors import FlowkitError, StateError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
@@ -50,6 +51,12 @@ def _version() -> str:
     from . import __version__
 
     return __version__
+
+
+COST_HELP = (
+    "price the steps run, e.g. cpu_hour=0.05,gb_hour=0.01: each step's cost and the total "
+    "in the report"
+)
 
 
 def _execution_options(c: argparse.ArgumentParser) -> None:
@@ -152,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
+    r.add_argument("--cost-rate", metavar="RATES", help=COST_HELP)
     r.add_argument(
         "--trace",
         action="store_true",
@@ -196,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     rp = target_cmd("report", "Report a run: a short text summary, or one HTML page.")
     rp.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
+    rp.add_argument("--cost-rate", metavar="RATES", help=COST_HELP)
     lg = target_cmd("logs", "Print what a step printed and logged (every attempt, latest last).")
     lg.add_argument("step")
     lg.add_argument("--tail", "-n", type=int, metavar="N", help="only the last N lines")
@@ -253,6 +262,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             executor=args.executor,
             address=args.address,
             cluster_wait=args.cluster_wait,
+            cost_rates=args.cost_rate,
             fail_fast=not args.continue_on_error,
             rerun=[*args.rerun, *args.from_],
             only=args.only,
@@ -550,7 +560,10 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         )
         return 2
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
-    report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
+    rates = CostRates.parse(args.cost_rate) if args.cost_rate else None
+    report = collect(
+        flow, state, run_id=args.run_id, running=store.holder() is not None, rates=rates
+    )
     if not args.html:
         print(render_text(report))
         return 0

@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from . import capture
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
+from .cost import CostRates
 from .dsl import Step
 from .errors import RunStoppingError
 from .events import (
@@ -90,6 +91,7 @@ class EngineOptions:
     workers: int = 1
     address: str | None = None
     cluster_wait: float = 60.0
+    cost_rates: CostRates | None = None
     fail_fast: bool = True
     force: frozenset[str] = frozenset()
     only: frozenset[str] | None = None
@@ -222,6 +224,8 @@ class Engine:
         result.cluster = self._cluster
         if self.tracer is not None:
             result.trace_id = self.tracer.trace_id
+        if self.opts.cost_rates is not None:
+            result.cost_rates = self.opts.cost_rates.to_json()
         self.ledger.run_ended(result.status.value, time.time(), result.counts())
         self.store.write_snapshot(
             {
@@ -605,6 +609,8 @@ class Engine:
         r = self.results[name]
         r.status, r.output, r.ended = Status.SUCCEEDED, value, end
         r.duration_s = end - start
+        if self.opts.cost_rates is not None:
+            r.cost = self.opts.cost_rates.of(cpu, peak_rss, end - start)
         inputs = self.inputs_of[name]
         self.ledger.succeeded(r, inputs, start, end, cpu, worker, peak_rss, enc, enc_ctx)
         if writes:

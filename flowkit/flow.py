@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
+from .cost import CostRates
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import AttemptTracer, Engine, EngineOptions
 from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
@@ -299,6 +300,7 @@ class Flow:
         executor: str | None = None,
         address: str | None = None,
         cluster_wait: float = 60.0,
+        cost_rates: CostRates | str | None = None,
         fail_fast: bool = True,
         rerun: Iterable[str] = (),
         only: Iterable[str] = (),
@@ -323,6 +325,9 @@ class Flow:
                 worker, threads otherwise).
             address: a Dask scheduler's address (``executor="dask"``; none: a local cluster).
             cluster_wait: seconds to wait for the scheduler and for a first worker to join it.
+            cost_rates: price the steps run (``"cpu_hour=0.05,gb_hour=0.01"`` or a
+                :class:`~flowkit.cost.CostRates`): each step's ``cost`` and the total in the
+                result and ``report.json`` (see :mod:`flowkit.cost`).
             fail_fast: stop starting steps after a failure (False: run all that can run).
             rerun: steps (names or globs) to run again with everything downstream of them.
             only: run just these steps; their upstreams must have stored results.
@@ -374,6 +379,7 @@ class Flow:
             workers=workers,
             address=address,
             cluster_wait=cluster_wait,
+            cost_rates=CostRates.parse(cost_rates) if isinstance(cost_rates, str) else cost_rates,
             fail_fast=fail_fast,
             force=frozenset(force),
             only=only_set,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
+from .cost import CostRates, fmt_cost
 from .flow import Flow
 from .graph import FlowGraph
 from .result import ErrorInfo, fmt_duration
@@ -98,6 +99,21 @@ class RunReport:
     sessions: int = 0
     steps: list[StepRow] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # the latest session's deliveries
+    rates: CostRates | None = None  # price the steps run (none: no cost shown)
+
+    def step_cost(self, row: StepRow) -> float | None:
+        """What running ``row`` cost in the latest session (None: no rates, or not run then)."""
+        if self.rates is None or not row.on_timeline or row.status in ("running", "pending"):
+            return None
+        wall = row.end - row.start if row.end is not None and row.start is not None else None
+        return self.rates.of(row.cpu, row.peak_rss, wall)
+
+    @property
+    def cost(self) -> float | None:
+        """The cost of the steps run in the latest session, or None without rates."""
+        if self.rates is None:
+            return None
+        return sum(self.step_cost(r) or 0.0 for r in self.steps)
 
     @property
     def duration(self) -> float | None:
@@ -125,7 +141,12 @@ class RunReport:
 
 
 def collect(
-    flow: Flow, state: LoadedState, *, run_id: str | None = None, running: bool = False
+    flow: Flow,
+    state: LoadedState,
+    *,
+    run_id: str | None = None,
+    running: bool = False,
+    rates: CostRates | None = None,
 ) -> RunReport:
     """Derive the report of a run from its loaded journal.
 
@@ -138,6 +159,7 @@ def collect(
         run_id: the run's id (default: the one in the journal's latest header).
         running: a process holds the run right now (steps started but not finished are
             ``running``, not ``interrupted``).
+        rates: cost rates: each step's cost and the total are shown (see :mod:`flowkit.cost`).
     """
     graph = flow.graph()
     header = state.headers[-1] if state.headers else {}
@@ -174,6 +196,7 @@ def collect(
         sessions=len(state.headers),
         steps=rows,
         alerts=list(state.notifications),
+        rates=rates,
     )
 
 
@@ -298,7 +321,19 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
             "  slowest: " + ", ".join(f"{r.name} ({fmt_duration(r.duration or 0.0)})" for r in ran)
         )
     lines += [f"  alert {alert_line(a)}" for a in report.alerts]
+    if report.rates is not None:
+        lines.append(f"  cost: {fmt_cost(report.cost or 0.0)} ({_rates_text(report.rates)})")
+        costly = sorted(
+            ((c, r.name) for r in report.steps if (c := report.step_cost(r))),
+            key=lambda x: -x[0],
+        )[:slowest]
+        if costly:
+            lines.append("  costliest: " + ", ".join(f"{n} ({fmt_cost(c)})" for c, n in costly))
     return "\n".join(lines)
+
+
+def _rates_text(rates: CostRates) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in rates.to_json().items())
 
 
 def alert_line(a: Mapping[str, Any]) -> str:
@@ -431,6 +466,17 @@ def _summary_html(report: RunReport) -> str:
         ("Started", e(started)),
         ("Duration", f'<span id="duration">{e(dur)}</span>'),
         ("CPU (steps run)", e(fmt_duration(report.cpu))),
+        *(
+            [
+                (
+                    "Cost (steps run)",
+                    f'<span id="cost">{e(fmt_cost(report.cost or 0.0))}</span> '
+                    f"({e(_rates_text(report.rates))})",
+                )
+            ]
+            if report.rates is not None
+            else []
+        ),
         ("Sessions", f"{report.sessions} (this report shows the latest)"),
         ("Steps", str(len(report.steps))),
     ]
@@ -670,8 +716,9 @@ def _table_html(report: RunReport, index: Mapping[str, int]) -> str:
     t0 = report.started
     head = (
         "<tr><th>#</th><th>Step</th><th>Status</th><th>Attempts</th><th>Duration</th>"
-        "<th>CPU</th><th>Peak memory</th><th>Worker</th><th>Start</th><th>Reason</th>"
-        "<th>Error</th></tr>"
+        "<th>CPU</th><th>Peak memory</th>"
+        + ("<th>Cost</th>" if report.rates is not None else "")
+        + "<th>Worker</th><th>Start</th><th>Reason</th><th>Error</th></tr>"
     )
     out = ['<table id="step-table"><thead>', head, "</thead><tbody>"]
     for r in report.steps:
@@ -716,6 +763,7 @@ def _table_html(report: RunReport, index: Mapping[str, int]) -> str:
             f'<td class="num dur">{"" if r.duration is None else e(fmt_duration(r.duration))}</td>'
             f'<td class="num cpu">{"" if r.cpu is None else e(fmt_duration(r.cpu))}</td>'
             f'<td class="num mem">{_fmt_bytes(r.peak_rss)}</td>'
+            f"{_cost_cell(report, r)}"
             f'<td class="worker">{e(r.worker or "")}</td><td class="num start">{e(start)}</td>'
             f'<td class="reason">{e(reason)}</td><td class="error">{err}</td></tr>'
         )
@@ -758,6 +806,13 @@ _JS = """
   document.body.dataset.ready = '1';
 })();
 """
+
+
+def _cost_cell(report: RunReport, row: StepRow) -> str:
+    if report.rates is None:
+        return ""
+    cost = report.step_cost(row)
+    return f'<td class="num cost">{"" if cost is None else _esc(fmt_cost(cost))}</td>'
 
 
 def _fmt_bytes(n: int | None) -> str:

@@ -96,6 +96,8 @@ class StepResult:
     reason: str = ""
     attempt_errors: list[ErrorInfo] = field(default_factory=list)
     retry_delays: list[float] = field(default_factory=list)
+    #: the cost of its successful attempt, when the run was given cost rates
+    cost: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (without the output); empty fields are left out."""
@@ -118,6 +120,8 @@ class StepResult:
         if self.attempt_errors:
             out["attempt_errors"] = [e.to_json() for e in self.attempt_errors]
             out["retry_delays"] = self.retry_delays
+        if self.cost is not None:
+            out["cost"] = round(self.cost, 9)
         return out
 
 
@@ -138,6 +142,15 @@ class RunResult:
     cluster: dict[str, Any] | None = None
     #: the run's OpenTelemetry trace id, when it was traced
     trace_id: str | None = None
+    #: the cost rates the run was given (``cpu_hour``, ``gb_hour``), or None: no cost
+    cost_rates: dict[str, float] | None = None
+
+    @property
+    def cost(self) -> float | None:
+        """The total cost of the steps run (see :mod:`flowkit.cost`), or None without rates."""
+        if self.cost_rates is None:
+            return None
+        return sum(r.cost or 0.0 for r in self.steps.values())
 
     @property
     def ok(self) -> bool:
@@ -194,6 +207,9 @@ class RunResult:
         for r in self.steps.values():
             if r.status.failed and r.error:
                 lines.append(f"  {r.name}: {r.error}")
+        if self.cost_rates is not None:
+            rates = ", ".join(f"{k}={v:g}" for k, v in self.cost_rates.items())
+            lines.append(f"  cost: {_fmt_cost(self.cost or 0.0)} ({rates})")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -209,6 +225,11 @@ class RunResult:
             **({"notifications": self.notifications} if self.notifications else {}),
             **({"cluster": self.cluster} if self.cluster else {}),
             **({"trace_id": self.trace_id} if self.trace_id else {}),
+            **(
+                {"cost": {"total": round(self.cost or 0.0, 9), "rates": self.cost_rates}}
+                if self.cost_rates is not None
+                else {}
+            ),
         }
 
 
@@ -221,3 +242,7 @@ def _fmt_duration(seconds: float) -> str:
 
 
 fmt_duration = _fmt_duration
+
+
+def _fmt_cost(value: float) -> str:
+    return f"{value:,.2f}" if value >= 1 else f"{value:.4g}"

@@ -12,7 +12,7 @@ PACKAGE = Path(flowkit.__file__).parent
 #: Bottom to top. A module may import only from layers below its own.
 LAYERS: list[set[str]] = [
     {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
-    {"events", "dsl", "codec", "isolate", "shell", "rules", "ship"},
+    {"events", "dsl", "codec", "isolate", "shell", "rules", "ship", "cost"},
     {"dask_executor"},
     {"executors", "graph", "store", "limits", "listeners"},
     {"fanout", "views", "otel", "progress", "notify"},
