@@ -631,7 +631,7 @@ class Engine:
             delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
         if delay is not None:
             r.retry_delays.append(delay)
-            self.ledger.retried(name, r.attempts, delay, err, timed_out)
+            self.ledger.retried(name, r.attempts, delay, err, timed_out, self._failed_on[name])
             self.seq += 1
             heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
             emit(

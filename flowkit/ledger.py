@@ -106,18 +106,25 @@ class Ledger:
         )
 
     def retried(
-        self, name: str, attempt: int, delay: float, err: ErrorInfo, timed_out: bool
+        self,
+        name: str,
+        attempt: int,
+        delay: float,
+        err: ErrorInfo,
+        timed_out: bool,
+        worker: str | None = None,
     ) -> None:
-        self._put(
-            {
-                "ev": "retry",
-                "step": name,
-                "attempt": attempt,
-                "delay": round(delay, 6),
-                "error": {"type": err.type, "message": err.message},
-                "timed_out": timed_out,
-            }
-        )
+        rec: dict[str, Any] = {
+            "ev": "retry",
+            "step": name,
+            "attempt": attempt,
+            "delay": round(delay, 6),
+            "error": {"type": err.type, "message": err.message},
+            "timed_out": timed_out,
+        }
+        if worker is not None:  # where the failed attempt ran
+            rec["worker"] = worker
+        self._put(rec)
 
     def skipped(self, name: str, reason: str, status: Status = Status.SKIPPED) -> None:
         """A step not run in this session (trigger rule, fail-fast): not a decision to remember.

@@ -85,6 +85,17 @@ def dies_once(before: int, marker: str) -> int:
     return before + 1
 
 
+flaky = Flow("flaky")
+
+
+@flaky.step(retries=1)
+def once(marker: str) -> str:
+    if not Path(marker).exists():
+        Path(marker).write_text("failed once")
+        raise ConnectionError("first attempt fails")
+    return "second attempt"
+
+
 slow = Flow("slow")
 
 
@@ -313,6 +324,30 @@ def test_a_killed_worker_is_survived(project: Path, cluster: Cluster, tmp_path: 
     assert steps["dies_once"]["attempts"] == 1  # Dask ran it again: not a failed attempt
     assert str(steps["dies_once"]["worker"]).startswith("tcp://127.0.0.1:")
     cluster.wait_for_workers(2)  # its nanny restarts it
+
+
+def test_the_worker_of_every_attempt_is_recorded(
+    project: Path, cluster: Cluster, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    flowkit(
+        project,
+        *["run", "pipe:flaky", "--executor", "dask", "--address", cluster.address],
+        *["--state-dir", str(state), "--param", f"marker={tmp_path / 'm'}"],
+        check=0,
+    )
+    records = journal(state)
+    (retry,) = [r for r in records if r.get("ev") == "retry"]
+    assert retry["error"] == {"type": "ConnectionError", "message": "first attempt fails"}
+    assert str(retry["worker"]).startswith("tcp://127.0.0.1:")
+    assert str(done(state)["once"]["worker"]).startswith("tcp://127.0.0.1:")
+    text = flowkit(
+        project,
+        *["logs", "pipe:flaky", "once", "--state-dir", str(state)],
+        *["--param", f"marker={tmp_path / 'm'}"],
+        check=0,
+    )
+    assert "attempt failed: ConnectionError: first attempt fails" in text.stdout
 
 
 def test_scheduler_lost_mid_run_interrupts_then_waits_for_workers_then_resumes(
