@@ -32,10 +32,18 @@ class ShellCommandError(RuntimeError):
     """A shell step's command exited with a non-zero status."""
 
     def __init__(self, command: str, code: int, tail: str) -> None:
-        self.command, self.code = command, code
+        self.command, self.code, self.tail = command, code, tail
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         detail = f"\n{tail}" if tail else ""
         super().__init__(f"command {command!r} {how}{detail}")
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status (negative: the signal that killed it)."""
+        return self.code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # to and from process workers
+        return (ShellCommandError, (self.command, self.code, self.tail))
 
 
 class ShellTimeoutError(TimeoutError):

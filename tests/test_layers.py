@@ -11,11 +11,24 @@ PACKAGE = Path(flowkit.__file__).parent
 
 #: Bottom to top. A module may import only from layers below its own.
 LAYERS: list[set[str]] = [
-    {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
+    {
+        "errors",
+        "result",
+        "keys",
+        "policy",
+        "context",
+        "capture",
+        "usage",
+        "gcpause",
+        "interrupt",
+        "wf_yaml",
+        "wf_schema",
+        "wf_expr",
+    },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
-    {"graph", "store", "limits", "listeners"},
+    {"graph", "store", "limits", "listeners", "wf_tasks"},
     {"fanout", "views", "otel", "progress", "notify"},
-    {"resume"},
+    {"resume", "wf_notify"},
     {"ledger"},
     {"engine"},
     {"flow"},
