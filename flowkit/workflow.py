@@ -516,7 +516,7 @@ class _TaskBuilder:
         fn.__signature__ = sig
         if conditions[0] is not None or conditions[1] is not None:
             options["when"] = Condition(conditions[0], conditions[1], names)
-        version = "wf|" + "|".join([*parts, f"task={digest(repr(sorted(parts)), fn_text(fn))}"])
+        version = "wf|" + "|".join([*parts, f"task={digest(fn_text(fn))}"])
         try:
             step = Step.of(
                 fn,

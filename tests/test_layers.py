@@ -32,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"ledger"},
     {"engine"},
     {"flow"},
-    {"report", "workflow", "schedule"},
+    {"report", "workflow", "schedule", "cancel"},
     {"loader"},
     {"cli"},
     {"__init__", "__main__"},
