@@ -192,6 +192,7 @@ class _Loader:
         self.folder = path.resolve().parent
         self.problems: list[tuple[int | None, str]] = []
         self._hashes: dict[str, str] = {}
+        self.unknown_keys: list[Any] = []
 
     def fail(self, line: int | None, message: str) -> None:
         self.problems.append((line, message))
@@ -344,6 +345,7 @@ class _Loader:
         if not isinstance(spec, Mapping):
             self.fail(line, f"{what}: give a command, or a mapping with 'script' or 'command'")
             return None
+        self.unknown_keys = [k for k in spec if k not in _TASK]
         given = self.keys(spec, _TASK, what)
         opts = dict(self.default_opts)
         if "environment" in opts and "environment" in given:
@@ -434,6 +436,7 @@ class _TaskBuilder:
         self.ld, self.name, self.what, self.line, self.opts = loader, name, what, line, opts
         self.refs: set[tuple[str, str | None]] = set()
         self.cond_refs: set[tuple[str, str | None]] = set()
+        self.unknown = [str(k) for k in loader.unknown_keys]
 
     def fail(self, key: str | None, message: str) -> None:
         line = self.opts[key][0] if key in self.opts else self.line
@@ -473,6 +476,9 @@ class _TaskBuilder:
 
     def build(self) -> tuple[Any, int | None] | None:
         kinds = [k for k in _KINDS if k in self.opts]
+        misspelt = [k for k in self.unknown if HINTS.get(k) in _KINDS or suggest(k, _KINDS)]
+        if not kinds and misspelt:
+            return None  # the unknown key is reported with its suggestion
         if not kinds:
             self.ld.fail(
                 self.line,
@@ -486,6 +492,7 @@ class _TaskBuilder:
         options = self.options(matrix)
         conditions = self.conditions()
         kind = kinds[0]
+        depends = self.depends_on()
         fn, parts = self.fn_task() if kind == "fn" else self.script_task(kind, matrix)
         if fn is None:
             return None
@@ -494,7 +501,6 @@ class _TaskBuilder:
             timeout = self.timeout()
             if timeout is not None:
                 options["timeout"] = timeout
-        depends = self.depends_on()
         reads_status = any(k in STATUS_KEYS for r, k in conditions[2] if r in upstream)
         trigger = options.get("trigger")
         if self.get("run_always"):
@@ -740,10 +746,9 @@ class _TaskBuilder:
                 return None, parts
             path = (self.ld.folder / rel).resolve()
             shown = os.path.normpath(rel)
-            if not path.is_file():
+            if not path.is_file():  # reported; the rest of the task is still checked
                 self.fail("script", f"script {rel!r} not found (looked for {path})")
-                return None, parts
-            if path.suffix != ".py" and not os.access(path, os.X_OK):
+            elif path.suffix != ".py" and not os.access(path, os.X_OK):
                 self.fail(
                     "script",
                     f"script {rel!r} is not executable: chmod +x {shown}, or "
