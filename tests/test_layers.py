@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
     {"graph", "store", "limits", "listeners", "wf_tasks"},
-    {"fanout", "views", "otel", "progress", "notify"},
+    {"fanout", "views", "otel", "progress", "notify", "wf_build"},
     {"resume", "wf_notify"},
     {"ledger"},
     {"engine"},
