@@ -38,8 +38,9 @@ from .errors import FlowDefinitionError, UsageError
 from .events import ListenerLike
 from .flow import Flow
 from .result import RunResult
-from .wf_build import IDENT, Scope, TaskBuilder, line_of, where
+from .wf_build import IDENT, Scope, line_of, where
 from .wf_expr import ExprError, parse_template
+from .wf_kinds import TaskBuilder
 from .wf_notify import EVENTS, channel_keys, make_notifier
 from .wf_schema import TASK_KEYS, TOP_KEYS, canonical
 from .wf_yaml import Lined, LinedList, YamlLimitError, read_yaml

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
     {"graph", "store", "limits", "listeners", "wf_tasks"},
     {"fanout", "views", "otel", "progress", "notify", "wf_build"},
-    {"resume", "wf_notify"},
+    {"resume", "wf_notify", "wf_kinds"},
     {"ledger"},
     {"engine"},
     {"flow"},
