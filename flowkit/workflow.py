@@ -296,8 +296,10 @@ class _Loader(Scope):
         self, name: str, spec: Any, line: int | None, defaults: Mapping[Any, Any]
     ) -> tuple[Any, int | None] | None:
         what = f"{self.noun} {name!r}"
-        if not _TASK_NAME.match(name) or name in ("matrix", "params", "env"):
-            self.fail(line, f"{what}: names use letters, digits, _ . - (and not matrix/params/env)")
+        if name in ("matrix", "params", "env"):
+            self.fail(line, f"{what}: the name is reserved (templates read {name}.X); rename it")
+        elif not _TASK_NAME.match(name):
+            self.fail(line, f"{what}: task names use letters, digits and _ . - only")
         if name in self.params:
             self.fail(line, f"{what} has the name of a param; rename one of them")
         if isinstance(spec, (str, list)):

@@ -341,3 +341,51 @@ def test_output_file_for_a_python_flow(tmp_path: Path) -> None:
 def test_both_top_level_spellings_load(tmp_path: Path, form: str) -> None:
     wf = _write(tmp_path, "wf.yaml", f"{form}:\n  a: echo a\n")
     assert list(load_workflow(wf).steps) == ["a"]
+
+
+def test_resources_triggers_pools_defaults_and_hints(tmp_path: Path) -> None:
+    cpus = os.cpu_count() or 1
+    (tmp_path / "log").mkdir()
+    span = 'echo "$(date +%s.%N) start" >> log/{n}; sleep 0.3; echo "$(date +%s.%N) end" >> log/{n}'
+    wf = _write(
+        tmp_path,
+        "wf.yaml",
+        f"""
+        pools: {{db: 1}}
+        defaults:
+          environment: {{SHARED: base, OVER: base}}
+          cache_ttl: 3600
+        tasks:
+          big_a: {{command: '{span.format(n="a")}', cpu_cores: {cpus}, memory_mb: 64}}
+          big_b: {{command: '{span.format(n="b")}', cpu_cores: {cpus}, disk_gb: 20}}
+          db_1: {{command: '{span.format(n="c")}', pool: db, description: loads}}
+          db_2: {{command: '{span.format(n="d")}', pool: db}}
+          show_env: {{command: 'echo $SHARED $OVER', environment: {{OVER: mine}}}}
+          broken: {{command: "exit 2"}}
+          on_broken: {{command: echo paged, depends_on: [broken], trigger: one_failed}}
+        """,
+    )
+    flow = load_workflow(wf)
+    assert flow.hints["big_b"] == {"disk_gb": 20} and flow.hints["db_1"]["description"] == "loads"
+    assert flow.steps["big_a"].memory == 64 * 2**20 and flow.steps["big_a"].cpus == cpus
+    assert flow.steps["show_env"].cache_ttl == 3600
+    result = flow.run(state_dir=tmp_path / "state", workers=4, fail_fast=False)
+    assert result["show_env"].output.strip() == "base mine"
+    assert result["on_broken"].output.strip() == "paged"
+
+    def spans(n: str) -> tuple[float, float]:
+        start, end = (
+            float(x.split()[0]) for x in (tmp_path / f"log/{n}").read_text().split("\n")[:2]
+        )
+        return start, end
+
+    for first, second in (("a", "b"), ("c", "d")):  # the machine's CPUs, and pool db: one at once
+        (s1, e1), (s2, e2) = spans(first), spans(second)
+        assert e1 <= s2 or e2 <= s1, (first, second)
+
+
+def test_a_task_needing_more_than_the_machine_is_refused_before_running(tmp_path: Path) -> None:
+    _write(tmp_path, "wf.yaml", "tasks:\n  huge: {command: echo, cpu_cores: 4096}\n")
+    run = _flowkit(tmp_path, "run", "wf.yaml")
+    assert run.returncode == 2 and "needs cpus=4096" in run.stderr
+    assert not (tmp_path / ".flowkit").exists()
