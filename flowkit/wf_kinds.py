@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import os
 import shlex
 import sys
 from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .dsl import SPEC_ATTR, Step
@@ -179,7 +182,7 @@ class TaskBuilder(Fields):
         return task, parts
 
     def fn_task(self) -> tuple[Any, list[str]]:
-        for key in ("args", "environment", "working_dir", "command", "inputs"):
+        for key in ("args", "environment", "working_dir", "command"):
             if key in self.opts:
                 self.fail(key, f"{key} does not apply to an fn task (a Python function)")
         ref = self.get("fn")
@@ -187,11 +190,8 @@ class TaskBuilder(Fields):
         if not (isinstance(ref, str) and mod and attr):
             self.fail("fn", f"fn={ref!r} is invalid: write module:function")
             return None, []
-        folder = str(self.ld.folder)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
         try:
-            module = importlib.import_module(mod)
+            module = _import_from(self.ld.folder, mod)
         except Exception as exc:
             self.fail("fn", f"cannot import {mod!r} ({type(exc).__name__}: {exc})")
             return None, []
@@ -205,7 +205,31 @@ class TaskBuilder(Fields):
         params = inspect.signature(target).parameters
         wanted = [p for p in params if p != "ctx"]
         task = FnTask(self.name, target, wanted, "ctx" in params)
-        return task, [f"fn:{ref}={code_hash(target)}"]
+        inputs = [f"input:{p}={self.ld.file_hash(p)}" for p in _inputs(self)]
+        return task, [f"fn:{ref}={code_hash(target)}", *inputs]
+
+
+def _import_from(folder: Path, name: str) -> ModuleType:
+    """Import module ``name``, preferring the workflow's folder: a module of that name imported
+    earlier from elsewhere (another workflow's ``helpers``) is replaced by this folder's."""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    base = folder.joinpath(*name.split("."))
+    path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+    existing = sys.modules.get(name)
+    if path is None or existing is None or getattr(existing, "__file__", None) == str(path):
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        return importlib.import_module(name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered first, so process workers can pickle its functions
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules[name] = existing
+        raise
+    return module
 
 
 def _shell_join(cmd: str, args: list[Any]) -> str:

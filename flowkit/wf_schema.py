@@ -276,7 +276,6 @@ def json_schema() -> dict[str, Any]:
     body = {"type": "object", "properties": top, "additionalProperties": False}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://flowkit.dev/workflow.schema.json",
         "title": "flowkit workflow",
         "$defs": {"task": task, "body": body},
         "anyOf": [

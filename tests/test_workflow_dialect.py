@@ -389,3 +389,32 @@ def test_a_task_needing_more_than_the_machine_is_refused_before_running(tmp_path
     run = _flowkit(tmp_path, "run", "wf.yaml")
     assert run.returncode == 2 and "needs cpus=4096" in run.stderr
     assert not (tmp_path / ".flowkit").exists()
+
+
+def test_conditions_are_decided_per_matrix_instance_and_remembered(tmp_path: Path) -> None:
+    _write(tmp_path, "helpers.py", "def scale(factor: int = 2) -> int:\n    return factor\n")
+    _write(tmp_path, "conf/factor.txt", "2")
+    wf = _write(
+        tmp_path,
+        "wf.yaml",
+        """
+        tasks:
+          part:
+            command: "echo {{ matrix.n }} >> ran.txt"
+            matrix: {n: [1, 2, 3, 4]}
+            condition: "matrix.n % 2 == 0"
+          scaled: {fn: "helpers:scale", inputs: conf/*.txt}
+        """,
+    )
+    flow = load_workflow(wf)
+    result = flow.run(state_dir=tmp_path / "state")
+    assert result.ok and (tmp_path / "ran.txt").read_text() == "2\n4\n"
+    assert result["part[n=1]"].status is Status.SKIPPED
+    again = flow.run(state_dir=tmp_path / "state")
+    assert (
+        again["part[n=1]"].status is Status.SKIPPED and again["part[n=2]"].status is Status.CACHED
+    )
+    assert again["scaled"].status is Status.CACHED
+    _write(tmp_path, "conf/factor.txt", "3")
+    changed = load_workflow(wf).plan(state_dir=tmp_path / "state")
+    assert changed.steps["scaled"].reason == "input files changed: conf/*.txt"
