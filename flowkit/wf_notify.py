@@ -9,7 +9,10 @@ slack, email and webhook entries map to :class:`~flowkit.notify.Slack`,
 
 from __future__ import annotations
 
+import os
+import smtplib
 from collections.abc import Callable, Iterable, Mapping
+from email.message import EmailMessage
 from typing import Any
 
 from . import notify
@@ -24,11 +27,48 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "on_finish": ("always",),
 }
 
+#: What the adapter below can honour (a key it would ignore is refused instead).
 _FALLBACK_KEYS: dict[str, tuple[str, ...]] = {
-    "slack": ("type", "webhook", "message", "channel"),
+    "slack": ("type", "webhook", "message"),
     "email": ("type", "recipients", "subject", "smtp_host", "smtp_port", "sender"),
-    "webhook": ("type", "url", "secret"),
+    "webhook": ("type", "url"),
 }
+
+
+class _SlackWithMessage(notify.Slack):
+    """Slack, with the entry's ``message`` as the first line."""
+
+    def __init__(self, url: str, on: Iterable[str], message: str) -> None:
+        super().__init__(url, on)
+        self.message = message
+
+    def send(self, summary: dict[str, Any]) -> None:
+        text = notify._body(summary)
+        payload = {"text": f"{self.message}\n{text}" if self.message else text}
+        notify._post_json(self.url, payload, self.timeout)
+
+
+class _EmailWithSubject(notify.Email):
+    """Email, with the entry's ``subject`` before the run's headline."""
+
+    def __init__(self, to: list[str], subject: str, **options: Any) -> None:
+        super().__init__(to, **options)
+        self.subject = subject
+
+    def send(self, summary: dict[str, Any]) -> None:
+        msg = EmailMessage()
+        headline = notify._headline(summary)
+        msg["Subject"] = f"{self.subject}: {headline}" if self.subject else headline
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.to)
+        msg.set_content(notify._body(summary))
+        env = os.environ
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            if env.get("FLOWKIT_SMTP_STARTTLS") == "1":
+                smtp.starttls()
+            if env.get("FLOWKIT_SMTP_USER"):
+                smtp.login(env["FLOWKIT_SMTP_USER"], env.get("FLOWKIT_SMTP_PASSWORD", ""))
+            smtp.send_message(msg)
 
 
 def channel_keys() -> dict[str, tuple[str, ...]]:
@@ -49,7 +89,8 @@ def make_notifier(entry: Mapping[str, Any], on: Iterable[str], where: str) -> no
         statuses = [s.value for s in RunStatus if s is not RunStatus.RUNNING]
     kind = entry.get("type")
     if kind == "slack":
-        return notify.Slack(_text(entry, "webhook", where), statuses)
+        message = entry.get("message") or ""
+        return _SlackWithMessage(_text(entry, "webhook", where), statuses, str(message))
     if kind == "webhook":
         return notify.Webhook(_text(entry, "url", where), statuses)
     if kind == "email":
@@ -59,8 +100,9 @@ def make_notifier(entry: Mapping[str, Any], on: Iterable[str], where: str) -> no
         if not isinstance(to, list) or not to or not all(isinstance(a, str) for a in to):
             raise ValueError(f"{where}: email needs 'recipients', a list of addresses")
         port = entry.get("smtp_port")
-        return notify.Email(
+        return _EmailWithSubject(
             to,
+            str(entry.get("subject") or ""),
             sender=entry.get("sender"),
             host=entry.get("smtp_host"),
             port=int(port) if port is not None else None,

@@ -96,7 +96,8 @@ class WorkflowFlow(Flow):
                 rendered = _render_entry(entry)
                 out.append(make_notifier(rendered, on, place))
             except (ExprError, ValueError) as exc:
-                raise UsageError(f"{place}: {exc}") from None
+                text = str(exc)
+                raise UsageError(text if text.startswith(place) else f"{place}: {text}") from None
         return out
 
     def run(

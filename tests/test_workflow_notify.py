@@ -107,12 +107,13 @@ def test_notifications_reach_local_servers_by_outcome(
     paths = sorted(p for p, _ in hooks.received)  # type: ignore[attr-defined]
     assert paths == ["/failed", "/finished"]
     [mail] = smtp.messages  # type: ignore[attr-defined]
-    assert "ops@example.com" in mail and "alerting" in mail
+    assert "ops@example.com" in mail and "alerting" in mail and "Pipeline failed" in mail
     hooks.received.clear()  # type: ignore[attr-defined]
     monkeypatch.setenv("LOAD_EXIT", "0")
     assert flow.run(state_dir=tmp_path / "state").ok
-    paths = sorted(p for p, _ in hooks.received)  # type: ignore[attr-defined]
-    assert paths == ["/finished", "/ok"]
+    got = dict(hooks.received)  # type: ignore[attr-defined]
+    assert sorted(got) == ["/finished", "/ok"]
+    assert "Pipeline completed" in json.dumps(got["/ok"])
 
 
 def test_an_unset_variable_in_notifications_stops_the_run_before_it_starts(
