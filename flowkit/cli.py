@@ -416,7 +416,10 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
             "finished."
         )
     elif s.decision is Decision.SKIP:
-        print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
+        print(
+            f"{args.step}: skipped again — its condition (when=; condition/skip_if in a "
+            "workflow file) was false for these inputs."
+        )
     else:
         print(f"{args.step}: would run — {s.reason}.")
     return 0
