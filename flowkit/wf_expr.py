@@ -240,8 +240,11 @@ class Template:
 
     __slots__ = ("parts", "source")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, literal: bool = False) -> None:
         self.source = source
+        if literal:  # a path or argument used as is, even if it holds "{{"
+            self.parts: tuple[str | Expr, ...] = (source,) if source else ()
+            return
         parts: list[str | Expr] = []
         pos = 0
         for m in _TEMPLATE.finditer(source):
@@ -256,7 +259,7 @@ class Template:
         self.parts = tuple(parts)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Template, (self.source,))
+        return (Template, (self.source, self.is_static))
 
     @property
     def is_static(self) -> bool:

@@ -136,7 +136,7 @@ class TaskBuilder(Fields):
                 f"script:{shown}={self.ld.file_hash(os.path.relpath(path, self.ld.folder))}"
             )
             argv = [sys.executable, str(path)] if path.suffix == ".py" else [str(path)]
-            command = [Template(a.replace("{{", "{ {")) for a in argv] + arg_t
+            command = [Template(a, literal=True) for a in argv] + arg_t
         else:
             cmd = self.get("command")
             if isinstance(cmd, str) and cmd.strip():
@@ -170,13 +170,13 @@ class TaskBuilder(Fields):
         for pattern in _inputs(self):
             parts.append(f"input:{pattern}={self.ld.file_hash(pattern)}")
         folder = str(self.ld.folder)
-        cwd_full = Template(os.path.join(folder, cwd_t.source) if cwd_t.source else folder)
         task = ScriptTask(
             self.name,
             command,
             names=Names([], [], []),
             env=env_t,
-            cwd=cwd_full,
+            cwd=cwd_t,
+            base=folder,
             timeout=self.timeout(),
         )
         return task, parts
@@ -252,7 +252,10 @@ def fn_text(fn: Any) -> str:
     if isinstance(fn, ScriptTask):
         cmd = fn.command
         srcs = cmd.source if isinstance(cmd, Template) else [t.source for t in cmd]
-        return repr((srcs, sorted((k, t.source) for k, t in fn.env.items()), fn.cwd.source))
+        text = repr((srcs, sorted((k, t.source) for k, t in fn.env.items()), fn.cwd.source))
+        # where the project and the interpreter live is not what the task does: moving the
+        # folder or the virtualenv keeps the results
+        return text.replace(sys.executable, "<python>").replace(fn.base, "<folder>")
     return ""
 
 

@@ -105,7 +105,8 @@ class Names:
 
 
 class ScriptTask:
-    """Runs a script or a command with rendered templates, like a shell step.
+    """Runs a script or a command with rendered templates, like a shell step, in ``cwd``
+    (relative to ``base``, the workflow file's folder).
 
     Its output is the JSON the process wrote to the file named by ``$FLOWKIT_OUTPUT``, or, when
     it wrote none, its stdout and stderr text.
@@ -119,10 +120,11 @@ class ScriptTask:
         names: Names,
         env: Mapping[str, Template],
         cwd: Template,
+        base: str,
         timeout: float | None,
     ) -> None:
         self.task, self.command, self.names = task, command, names
-        self.env, self.cwd, self.timeout = dict(env), cwd, timeout
+        self.env, self.cwd, self.base, self.timeout = dict(env), cwd, base, timeout
 
     def __repr__(self) -> str:
         return f"ScriptTask({self.task!r})"
@@ -146,7 +148,8 @@ class ScriptTask:
         os.close(fd)
         env["FLOWKIT_OUTPUT"] = out_path
         try:
-            shell = ShellCommand(cmd, cwd=self.cwd.text(names), env=env, timeout=self.timeout)
+            cwd = os.path.join(self.base, self.cwd.text(names))  # relative to the workflow file
+            shell = ShellCommand(cmd, cwd=cwd, env=env, timeout=self.timeout)
             text = shell(**{p: kwargs[p] for p in self.names.params if p in kwargs})
             with open(out_path, "rb") as f:
                 published = f.read()

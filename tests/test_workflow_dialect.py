@@ -418,3 +418,21 @@ def test_conditions_are_decided_per_matrix_instance_and_remembered(tmp_path: Pat
     _write(tmp_path, "conf/factor.txt", "3")
     changed = load_workflow(wf).plan(state_dir=tmp_path / "state")
     assert changed.steps["scaled"].reason == "input files changed: conf/*.txt"
+
+
+def test_moving_the_project_folder_keeps_finished_tasks_cached(tmp_path: Path) -> None:
+    _write(tmp_path, "a/etl/step.py", "print('step')\n")
+    _write(
+        tmp_path,
+        "a/wf.yaml",
+        """
+        tasks:
+          one: {script: etl/step.py, working_dir: etl}
+          two: {command: ["echo", "two"], depends_on: [one]}
+        """,
+    )
+    state = tmp_path / "state"
+    assert load_workflow(tmp_path / "a/wf.yaml").run(state_dir=state).ok
+    (tmp_path / "a").rename(tmp_path / "b")
+    again = load_workflow(tmp_path / "b/wf.yaml").run(state_dir=state)
+    assert [r.status for r in again] == [Status.CACHED, Status.CACHED]
