@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+
 from .errors import suggest
 from .policy import Backoff, Trigger
 from .wf_expr import Expr, ExprError, Template, compile_condition, parse_template
@@ -42,11 +44,30 @@ class Scope:
         self.hints: dict[str, dict[str, Any]] = {}
         self.default_workers = 1
         self.unknown_keys: list[str] = []
+        self.deps: dict[str, tuple[int | None, set[str]]] = {}
+        self.flow_name = path.stem
         self._hashes: dict[str, str] = {}
 
     def fail(self, line: int | None, message: str) -> None:
         """Record a problem (all are reported together)."""
         self.problems.append((line, message))
+
+    def check_cycles(self) -> None:
+        """Report a dependency cycle among the tasks read (with the other problems)."""
+        graph: nx.DiGraph[str] = nx.DiGraph()
+        for name, (_, deps) in self.deps.items():
+            graph.add_node(name)
+            graph.add_edges_from((d, name) for d in deps)
+        try:
+            cycle = [u for u, _ in nx.find_cycle(graph)]
+        except nx.NetworkXNoCycle:
+            return
+        path = " → ".join([*cycle, cycle[0]])
+        self.fail(
+            self.deps[cycle[0]][0],
+            f"cycle in flow {self.flow_name!r}: {path}. Remove one of these dependencies "
+            "(a depends_on entry, or a template or condition that reads a task)",
+        )
 
     def hint(self, key: str, known: Iterable[str]) -> str:
         """ " Did you mean 'x'?" for a misspelt or foreign key, or ""."""

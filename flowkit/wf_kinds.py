@@ -57,9 +57,10 @@ class TaskBuilder(Fields):
         kind = kinds[0]
         depends = self.depends_on()
         fn, parts = self.fn_task() if kind == "fn" else self.script_task(kind, matrix)
+        upstream = self.upstream()
+        self.ld.deps[self.name] = (self.line, set(depends) | upstream)  # for cycles
         if fn is None:
             return None
-        upstream = self.upstream()
         if isinstance(fn, FnTask):
             timeout = self.timeout()
             if timeout is not None:

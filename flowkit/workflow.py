@@ -231,6 +231,7 @@ class _Loader(Scope):
         self.noun = "step" if _spelled(doc, "steps") else "task"
         self.check()
         self.pools = _pools(pools)
+        self.flow_name = str(name)
         self.names = [str(t) for t in tasks]
         specs = []
         for task, spec in tasks.items():
@@ -239,6 +240,7 @@ class _Loader(Scope):
                 specs.append(got)
         if "notifications" in top:
             self.notifications(top["notifications"])
+        self.check_cycles()
         self.check()
         flow = WorkflowFlow(str(name), path=self.path, pools=self.pools)
         version = top.get("version", (None, None))[1]

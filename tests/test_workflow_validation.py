@@ -180,6 +180,11 @@ def test_the_yaml_extra_still_exists_and_pyyaml_is_a_core_dependency() -> None:
         ("tasks:\n  a: echo\nnotifications:\n  on_failure: [{type: fax}]\n", "'type' must be"),
         ("tasks:\n  a: echo\n  a: echo\n", "appears twice"),
         ("tasks: {a: {command: echo, retry_backoff: linear}}\n", "fixed or exponential"),
+        (
+            "tasks:\n  a: {command: 'echo {{ b.output }}', nope: 1}\n  b: {command: echo, "
+            "depends_on: [a]}\n",
+            r"(?s)unknown key 'nope'.*cycle in flow 'wf': a → b → a",
+        ),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, message: str) -> None:
