@@ -26,6 +26,7 @@ MAX_VALUES = 500_000
 
 _MERGE = "tag:yaml.org,2002:merge"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE_TAGS = frozenset(t for t in yaml.constructor.SafeConstructor.yaml_constructors if t)
 
 
 class YamlLimitError(ValueError):
@@ -157,7 +158,7 @@ def read_yaml(text: str) -> Any:
                 scalar: Any
                 if tag == _MERGE:
                     scalar = _MERGE_KEY
-                elif not tag.startswith("tag:yaml.org,2002:"):
+                elif tag not in _SAFE_TAGS:
                     raise YamlLimitError(line, f"tag {tag!r} is not allowed (safe loading only)")
                 else:
                     node = yaml.ScalarNode(tag, event.value, style=event.style)
