@@ -179,6 +179,7 @@ class TaskBuilder(Fields):
             cwd=cwd_t,
             base=folder,
             timeout=self.timeout(),
+            script=os.path.normpath(self.get("script")) if kind == "script" else None,
         )
         return task, parts
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import shlex
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import orjson
 
 from .result import Status
-from .shell import ShellCommand
+from .shell import ShellCommand, ShellCommandError, ShellTimeoutError
 from .wf_expr import Expr, ExprError, Template
 
 __all__ = ["OUTCOME_KEYS", "Condition", "EnvView", "FnTask", "Names", "ScriptTask", "outcome"]
@@ -122,9 +121,11 @@ class ScriptTask:
         cwd: Template,
         base: str,
         timeout: float | None,
+        script: str | None = None,
     ) -> None:
         self.task, self.command, self.names = task, command, names
         self.env, self.cwd, self.base, self.timeout = dict(env), cwd, base, timeout
+        self.script = script  # the script's path as the file gives it, for messages
 
     def __repr__(self) -> str:
         return f"ScriptTask({self.task!r})"
@@ -153,6 +154,17 @@ class ScriptTask:
             text = shell(**{p: kwargs[p] for p in self.names.params if p in kwargs})
             with open(out_path, "rb") as f:
                 published = f.read()
+        except ShellCommandError as exc:
+            if self.script is None:
+                raise
+            raise ShellCommandError(self.script, exc.code, exc.tail, "script") from None
+        except ShellTimeoutError:
+            if self.script is None:
+                raise
+            raise ShellTimeoutError(
+                f"script {self.script!r} timed out after {self.timeout:g}s; its process group "
+                "was killed"
+            ) from None
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(out_path)
@@ -166,11 +178,6 @@ class ScriptTask:
                 f"({exc}); write one JSON value, e.g. json.dump(result, open(os.environ"
                 "['FLOWKIT_OUTPUT'], 'w'))"
             ) from None
-
-
-def join_shell(command: str, args: Sequence[str]) -> str:
-    """A shell command string with arguments appended, each quoted."""
-    return " ".join([command, *(shlex.quote(a) for a in args)]) if args else command
 
 
 class FnTask:

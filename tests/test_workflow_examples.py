@@ -45,6 +45,7 @@ def test_etl_example_fails_at_merge_reports_anyway_and_resumes_from_merge(
     assert failed.returncode == 1
     states = _states(failed.stdout)
     assert states["merge"] == "FAILED" and states["report"] == "SUCCEEDED"
+    assert "script 'etl/merge.py' exited with status 1" in failed.stdout
     assert (etl / "out/report.txt").read_text() == "merge failed: 0 rows\n"
     resumed = _run(etl)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
