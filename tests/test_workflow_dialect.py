@@ -436,3 +436,38 @@ def test_moving_the_project_folder_keeps_finished_tasks_cached(tmp_path: Path) -
     (tmp_path / "a").rename(tmp_path / "b")
     again = load_workflow(tmp_path / "b/wf.yaml").run(state_dir=state)
     assert [r.status for r in again] == [Status.CACHED, Status.CACHED]
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_ctx_upstream_shows_a_python_step_how_its_upstreams_ended(
+    tmp_path: Path, executor: str
+) -> None:
+    from flowkit.loader import load_flow
+
+    _write(
+        tmp_path,
+        f"upflow_{executor}.py",
+        """
+        from flowkit import Flow
+
+        f = Flow("up")
+
+        @f.step()
+        def good() -> int:
+            return 1
+
+        @f.step()
+        def bad() -> int:
+            raise ValueError("no")
+
+        @f.step(depends_on=["good", "bad"], trigger="all_done")
+        def after(ctx) -> dict:
+            return {n: (r.status.value, r.attempts, str(r.error)) for n, r in ctx.upstream.items()}
+        """,
+    )
+    flow = load_flow(f"{tmp_path}/upflow_{executor}.py:f")
+    result = flow.run(state_dir=tmp_path / "state", executor=executor, workers=2, fail_fast=False)
+    assert result["after"].output == {
+        "good": ("succeeded", 1, "None"),
+        "bad": ("failed", 1, "ValueError: no"),
+    }
