@@ -26,8 +26,6 @@ from .wf_yaml import Lined, LinedList
 __all__ = ["IDENT", "Fields", "Scope", "line_of", "where"]
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IDENT = IDENT
-_KINDS = ("script", "command", "fn")
 
 
 class Scope:
@@ -47,6 +45,7 @@ class Scope:
         self.deps: dict[str, tuple[int | None, set[str]]] = {}
         self.flow_name = path.stem
         self._hashes: dict[str, str] = {}
+        self._scripts: dict[str, tuple[Path, str | None, str]] = {}
 
     def fail(self, line: int | None, message: str) -> None:
         """Record a problem (all are reported together)."""
@@ -70,7 +69,7 @@ class Scope:
         )
 
     def hint(self, key: str, known: Iterable[str]) -> str:
-        """ " Did you mean 'x'?" for a misspelt or foreign key, or ""."""
+        """The " Did you mean 'x'?" that follows a message about a misspelt or foreign key."""
         meant = HINTS.get(key.lower())
         known = list(known)
         if meant is None or meant not in known:
@@ -86,11 +85,33 @@ class Scope:
         for f in sorted(glob.glob(os.path.join(base, pattern), recursive=True)):
             if os.path.isfile(f):
                 h.update(os.path.relpath(f, base).encode() + b"\0")
-                with open(f, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        h.update(chunk)
+                h.update(self._digest(f).encode())
         self._hashes[pattern] = result = h.hexdigest()
         return result
+
+    def script(self, rel: str) -> tuple[Path, str | None, str]:
+        """A script's absolute path, the problem with it (or None), and its content hash."""
+        known = self._scripts.get(rel)
+        if known is None:
+            path = (self.folder / rel).resolve()
+            shown = os.path.normpath(rel)
+            problem = None
+            if not path.is_file():
+                problem = f"script {rel!r} not found (looked for {path})"
+            elif path.suffix != ".py" and not os.access(path, os.X_OK):
+                problem = (
+                    f"script {rel!r} is not executable: chmod +x {shown}, or use "
+                    f"command: [interpreter, {shown}]"
+                )
+            known = self._scripts[rel] = (path, problem, "" if problem else self._digest(path))
+        return known
+
+    def _digest(self, path: str | Path) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
 
 
 def where(path: Path, line: int | None) -> str:
@@ -170,7 +191,7 @@ class Fields:
             return {}
         out: dict[str, list[Any]] = {}
         for k, values in m.items():
-            if not isinstance(k, str) or not _IDENT.match(k):
+            if not isinstance(k, str) or not IDENT.match(k):
                 self.fail("matrix", f"matrix key {k!r} must be an identifier")
             elif k in self.ld.params or k in self.ld.names:
                 self.fail("matrix", f"matrix key {k!r} is also a param or task name; rename it")

@@ -123,19 +123,10 @@ class TaskBuilder(Fields):
             if not isinstance(rel, str) or not rel.strip():
                 self.fail("script", "script must be a path")
                 return None, parts
-            path = (self.ld.folder / rel).resolve()
-            shown = os.path.normpath(rel)
-            if not path.is_file():  # reported; the rest of the task is still checked
-                self.fail("script", f"script {rel!r} not found (looked for {path})")
-            elif path.suffix != ".py" and not os.access(path, os.X_OK):
-                self.fail(
-                    "script",
-                    f"script {rel!r} is not executable: chmod +x {shown}, or "
-                    f"use command: [interpreter, {shown}]",
-                )
-            parts.append(
-                f"script:{shown}={self.ld.file_hash(os.path.relpath(path, self.ld.folder))}"
-            )
+            path, problem, digest_ = self.ld.script(rel)
+            if problem is not None:  # reported; the rest of the task is still checked
+                self.fail("script", problem)
+            parts.append(f"script:{os.path.normpath(rel)}={digest_}")
             argv = [sys.executable, str(path)] if path.suffix == ".py" else [str(path)]
             command = [Template(a, literal=True) for a in argv] + arg_t
         else:

@@ -25,6 +25,7 @@ MAX_DEPTH = 64
 MAX_VALUES = 500_000
 
 _MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SAFE_TAGS = frozenset(t for t in yaml.constructor.SafeConstructor.yaml_constructors if t)
 
@@ -156,7 +157,9 @@ def read_yaml(text: str) -> Any:
                 else:
                     tag = event.tag
                 scalar: Any
-                if tag == _MERGE:
+                if tag == _STR:  # most scalars: no constructor needed
+                    scalar = event.value
+                elif tag == _MERGE:
                     scalar = _MERGE_KEY
                 elif tag not in _SAFE_TAGS:
                     raise YamlLimitError(line, f"tag {tag!r} is not allowed (safe loading only)")

@@ -50,7 +50,6 @@ __all__ = ["WorkflowError", "WorkflowFlow", "load_workflow"]
 _TOP = canonical(TOP_KEYS)
 _TASK = canonical(TASK_KEYS)
 _DEFAULTABLE = {k.name for k in TASK_KEYS if k.defaultable}
-_IDENT = IDENT
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -204,7 +203,7 @@ class _Loader(Scope):
             name = self.path.stem
         self.params = self.mapping(top, "params")
         for p in self.params:
-            if not isinstance(p, str) or not _IDENT.match(p):
+            if not isinstance(p, str) or not IDENT.match(p):
                 self.fail(_line(top["params"][1], p), f"param name {p!r} must be an identifier")
         pools = self.mapping(top, "pools")
         defaults = self.mapping(top, "defaults")
