@@ -20,7 +20,7 @@ import orjson
 
 from .result import Status
 from .shell import ShellCommand, ShellCommandError, ShellTimeoutError
-from .wf_expr import Expr, ExprError, Template
+from .wf_expr import Expr, ExprError, Template, to_text
 
 __all__ = ["OUTCOME_KEYS", "Condition", "EnvView", "FnTask", "Names", "ScriptTask", "outcome"]
 
@@ -134,11 +134,11 @@ class ScriptTask:
         ctx = kwargs.get("ctx")
         names = self.names.build(kwargs)
         cmd: str | list[str]
+        env = {k: t.text(names) for k, t in self.env.items()}
         if isinstance(self.command, Template):
-            cmd = self.command.text(names)
+            cmd = shell_text(self.command, names, env)
         else:
             cmd = [t.text(names) for t in self.command]
-        env = {k: t.text(names) for k, t in self.env.items()}
         for k in self.names.matrix:
             env[f"FLOWKIT_MATRIX_{k.upper()}"] = str(names["matrix"].get(k, ""))
         if ctx is not None:
@@ -178,6 +178,53 @@ class ScriptTask:
                 f"({exc}); write one JSON value, e.g. json.dump(result, open(os.environ"
                 "['FLOWKIT_OUTPUT'], 'w'))"
             ) from None
+
+
+def shell_text(t: Template, names: Mapping[str, Any], env: dict[str, str]) -> str:
+    """A shell command string with its templates rendered as data, never as shell code.
+
+    A value inside single quotes is escaped for them; anywhere else it is passed in an
+    environment variable (``FLOWKIT_VALUE_<n>``) that the command expands inside double quotes,
+    so an upstream output holding ``; rm -rf ~`` or ``$(...)`` stays one literal word.
+    """
+    if t.is_static:
+        return t.source
+    pieces: list[str] = []
+    quote = ""  # the quote the command is inside at this point: "", "'" or '"'
+    n = 0
+    for part in t.parts:
+        if isinstance(part, str):
+            pieces.append(part)
+            quote = _quote_after(part, quote)
+            continue
+        value = to_text(part.evaluate(names))
+        if quote == "'":
+            pieces.append(value.replace("'", "'\\''"))
+        else:
+            var = f"FLOWKIT_VALUE_{n}"
+            env[var] = value
+            pieces.append(f"${{{var}}}" if quote == '"' else f'"${{{var}}}"')
+        n += 1
+    return "".join(pieces)
+
+
+def _quote_after(text: str, quote: str) -> str:
+    """The shell quoting state after ``text``, starting in state ``quote``."""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+        elif c == "\\":
+            i += 1  # the next character is escaped
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        i += 1
+    return quote
 
 
 class FnTask:

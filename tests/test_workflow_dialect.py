@@ -471,3 +471,31 @@ def test_ctx_upstream_shows_a_python_step_how_its_upstreams_ended(
         "good": ("succeeded", 1, "None"),
         "bad": ("failed", 1, "ValueError: no"),
     }
+
+
+def test_template_values_in_a_shell_command_are_data_not_code(tmp_path: Path) -> None:
+    evil = "a'b\"; touch pwned; echo $(touch pwned2) `touch pwned3` c"
+    _write(
+        tmp_path,
+        "publish.py",
+        f"import json, os\njson.dump({evil!r}, open(os.environ['FLOWKIT_OUTPUT'], 'w'))\n",
+    )
+    wf = _write(
+        tmp_path,
+        "wf.yaml",
+        """
+        tasks:
+          src: {script: publish.py}
+          bare: {command: "printf '%s|' {{ src.output }} x"}
+          double: {command: "printf '%s|' \\"[{{ src.output }}]\\""}
+          single: {command: "printf '%s|' '[{{ src.output }}]'"}
+          args: {command: "printf '%s|'", args: ["{{ src.output }}"]}
+        """,
+    )
+    result = load_workflow(wf).run(state_dir=tmp_path / "state")
+    assert result.ok, result.summary()
+    assert not list(tmp_path.glob("pwned*"))
+    assert result["bare"].output == f"{evil}|x|"
+    assert result["double"].output == f"[{evil}]|"
+    assert result["single"].output == f"[{evil}]|"
+    assert result["args"].output == f"{evil}|"
