@@ -221,6 +221,9 @@ class _Loader(Scope):
             for k, v in defaults.items()
             if _TASK.get(k) in _DEFAULTABLE
         }
+        env_default = self.default_opts.get("environment")
+        if env_default is not None and not isinstance(env_default[1], Mapping):
+            self.fail(env_default[0], "defaults.environment must map names to values")
         if "tasks" not in top:
             self.fail(_own_line(doc) or 1, "the workflow has no 'tasks' (or 'steps') mapping")
         tasks = top.get("tasks", (None, {}))[1]
@@ -312,8 +315,14 @@ class _Loader(Scope):
         self.unknown_keys = [k for k in spec if k not in _TASK]
         given = self.keys(spec, _TASK, what)
         opts = dict(self.default_opts)
-        if "environment" in opts and "environment" in given:
-            merged = {**(opts["environment"][1] or {}), **(given["environment"][1] or {})}
+        base_env = opts.get("environment", (None, None))[1]
+        own_env = given.get("environment", (None, None))[1]
+        if isinstance(base_env, Mapping) and isinstance(own_env, Mapping):
+            merged = Lined(_line(own_env, None) if isinstance(own_env, Lined) else None)
+            for source in (base_env, own_env):  # the task's own values win
+                for k, v in source.items():
+                    merged[k] = v
+                    merged.lines[k] = _line(source, k) or 0
             given["environment"] = (given["environment"][0], merged)
         opts.update(given)
         built: tuple[Any, int | None] | None = TaskBuilder(self, name, what, line, opts).build()

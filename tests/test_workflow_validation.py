@@ -179,6 +179,7 @@ def test_the_yaml_extra_still_exists_and_pyyaml_is_a_core_dependency() -> None:
         ("workflow: {tasks: {a: echo}}\nname: x\n", "inside 'workflow:'"),
         ("tasks:\n  a: echo\nnotifications:\n  on_failure: [{type: fax}]\n", "'type' must be"),
         ("tasks:\n  a: echo\n  a: echo\n", "appears twice"),
+        ("defaults: {env: [1]}\ntasks: {a: {command: echo, env: {A: b}}}\n", "must map names"),
         ("tasks:\n  a: !!python/object/apply:os.system [echo hi]\n", "safe loading only"),
         ("tasks:\n  a: {command: !!python/name:os.system x}\n", "safe loading only"),
         ("tasks: {a: {command: echo, retry_backoff: linear}}\n", "fixed or exponential"),
