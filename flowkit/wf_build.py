@@ -7,6 +7,7 @@ read in full). :mod:`flowkit.wf_kinds` turns the checked keys into a Step.
 from __future__ import annotations
 
 import glob
+import math
 import hashlib
 import os
 import re
@@ -153,7 +154,7 @@ class Fields:
         v = self.get(key)
         if v is None:
             return None
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         if not ok or (v <= minimum if strict else v < minimum):
             rel = ">" if strict else ">="
             self.fail(key, f"{key}={v!r} is invalid: expected a number {rel} {minimum:g}")
@@ -227,7 +228,7 @@ class Fields:
             o["backoff"] = backoff
         t = self.get("trigger")
         if t is not None:
-            if t not in {x.value for x in Trigger}:
+            if not isinstance(t, str) or t not in {x.value for x in Trigger}:
                 hint = suggest(str(t), [x.value for x in Trigger])
                 did = f" Did you mean {hint!r}?" if hint else ""
                 self.fail(

@@ -206,6 +206,11 @@ class _Loader(Scope):
             if not isinstance(p, str) or not IDENT.match(p):
                 self.fail(_line(top["params"][1], p), f"param name {p!r} must be an identifier")
         pools = self.mapping(top, "pools")
+        for pool, size in pools.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                self.fail(
+                    _line(pools, pool), f"pool {pool!r}: size {size!r}; a pool needs an int >= 1"
+                )
         defaults = self.mapping(top, "defaults")
         for key in defaults:
             spelled = _TASK.get(key)
@@ -315,6 +320,9 @@ class _Loader(Scope):
         self.unknown_keys = [k for k in spec if k not in _TASK]
         given = self.keys(spec, _TASK, what)
         opts = dict(self.default_opts)
+        if "fn" in given:  # defaults for processes do not apply to a Python function
+            for key in ("environment", "working_dir"):
+                opts.pop(key, None)
         base_env = opts.get("environment", (None, None))[1]
         own_env = given.get("environment", (None, None))[1]
         if isinstance(base_env, Mapping) and isinstance(own_env, Mapping):
@@ -352,7 +360,7 @@ class _Loader(Scope):
             for i, item in enumerate(items):
                 label = f"notifications.{event}[{i}]"
                 il = _line(items, i)
-                if not isinstance(item, Mapping) or item.get("type") not in kinds:
+                if not isinstance(item, Mapping) or str(item.get("type")) not in kinds:
                     typ = item.get("type") if isinstance(item, Mapping) else None
                     self.fail(
                         il, f"{label}: 'type' must be one of {', '.join(kinds)} (got {typ!r})"
