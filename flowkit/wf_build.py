@@ -7,8 +7,8 @@ read in full). :mod:`flowkit.wf_kinds` turns the checked keys into a Step.
 from __future__ import annotations
 
 import glob
-import math
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
