@@ -157,7 +157,7 @@ class Fields:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         if not ok or (v <= minimum if strict else v < minimum):
             rel = ">" if strict else ">="
-            self.fail(key, f"{key}={v!r} is invalid: expected a number {rel} {minimum:g}")
+            self.fail(key, f"{key}={v!r} is invalid: expected a finite number {rel} {minimum:g}")
             return None
         return float(v)
 
