@@ -3,7 +3,7 @@
 With an address, flowkit connects to a running scheduler; without one it starts a local cluster
 of worker processes. Either way:
 
-* **Code is shipped.** When the run starts, the flow's modules and the folders of its shell steps
+* **Code is shipped.** When the run starts, the flow's modules and its workflow's folder of scripts
   are installed on every worker (and on workers that join later) as a worker plugin (see
   :mod:`flowkit.ship`); each attempt is sent as one cloudpickle payload, so steps made by factory
   functions or defined in ``__main__`` travel by value.
@@ -37,7 +37,6 @@ from distributed import Client, LocalCluster, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ExecutorUnavailableError, RunStoppingError
-from .shell import ShellCommand
 from .ship import Bundle, code_bundle, folder_bundles, unpack
 
 __all__ = ["ClusterLostError", "ClusterUnavailableError", "DaskExecutor"]
@@ -87,18 +86,23 @@ class _Install(WorkerPlugin):
         importlib.invalidate_caches()
 
 
+def _shipped_folder(fn: Any) -> str | None:
+    """The folder a step's callable needs a copy of on the workers (a workflow task's folder:
+    its ``shipped_folder()``; the task's ``relocated(folder)`` then runs from the copy)."""
+    get = getattr(fn, "shipped_folder", None)
+    folder = get() if callable(get) else None
+    return folder if isinstance(folder, str) and folder else None
+
+
 def _relocate(fn: Any, folders: dict[str, str], worker: Any) -> Any:
-    """A shell step's command, with its cwd moved into the worker's copy of the folder."""
-    if not folders or not isinstance(fn, ShellCommand) or not fn.cwd:
+    """A workflow task, moved to the worker's copy of its folder."""
+    folder = _shipped_folder(fn) if folders else None
+    if folder is None:
         return fn
     for source, name in folders.items():
-        if fn.cwd == source or fn.cwd.startswith(source + os.sep):
-            import copy
-
-            moved = copy.copy(fn)
+        if folder == source or folder.startswith(source + os.sep):
             here = os.path.join(worker.local_directory, "flowkit-ship", name)
-            moved.cwd = here + fn.cwd[len(source) :]
-            return moved
+            return fn.relocated(here + folder[len(source) :])
     return fn
 
 
@@ -268,7 +272,7 @@ class DaskExecutor(Executor):
             ShippingError: something cannot be packed (missing folder, too large).
         """
         fns = list(functions)
-        bundles = folder_bundles(f.cwd for f in fns if isinstance(f, ShellCommand) and f.cwd)
+        bundles = folder_bundles(d for f in fns if (d := _shipped_folder(f)) is not None)
         code = code_bundle(fns)
         if code is not None:
             bundles.append(code)

@@ -6,7 +6,7 @@ flowkit packs
 
 * the **code**: the top-level module or package of every Python step, with every other module the
   client imported from the same folders (``helpers.py`` next to ``pipeline.py``), and
-* the **folders** shell steps run in (a YAML workflow's folder: its scripts and small files),
+* the **folders** of workflow tasks (a YAML workflow's folder: its scripts and small files),
 
 each into a zip whose name is the digest of its content. The Dask executor installs them on every
 worker, now and on workers that join later, (see :mod:`flowkit.dask_executor`). Installed
@@ -177,7 +177,7 @@ def code_bundle(functions: Iterable[Any]) -> Bundle | None:
 
 
 def folder_bundles(folders: Iterable[str]) -> list[Bundle]:
-    """One bundle per folder shell steps run in (a folder inside another goes with it).
+    """One bundle per folder (a folder inside another goes with it).
 
     Raises:
         ShippingError: a folder is missing or unreadable, or holds too much.
@@ -189,7 +189,7 @@ def folder_bundles(folders: Iterable[str]) -> list[Bundle]:
         if not root.is_dir():
             raise ShippingError(
                 f"cannot ship the folder {root} to the cluster: it does not exist "
-                "(a shell step's cwd)"
+                "(a workflow's folder)"
             )
         data = _zip(((f, f.relative_to(root).as_posix()) for f in _files(root)), f"{root}")
         out.append(Bundle(_name("folder", data), data, (), str(root)))

@@ -157,11 +157,11 @@ def forty_two() -> int:
 
 WORKFLOW = """
 name: scripts
-steps:
+tasks:
   prepare:
-    run: sh scripts/prepare.sh
+    script: ./scripts/prepare.py
   report:
-    run: sh scripts/report.sh
+    command: ["sh", "scripts/report.sh"]
     depends_on: [prepare]
 """
 
@@ -180,7 +180,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wf / "scripts").mkdir(parents=True)
     (wf / "flow.yaml").write_text(WORKFLOW)
     (wf / "data.txt").write_text("data shipped with the scripts\n")
-    (wf / "scripts" / "prepare.sh").write_text('echo "prepare in $(pwd)"\n')
+    (wf / "scripts" / "prepare.py").write_text(
+        "import os\nprint('prepare in', os.getcwd())\nprint('script', os.path.abspath(__file__))\n"
+    )
     (wf / "scripts" / "report.sh").write_text("cat data.txt\n")
     return proj
 
@@ -288,6 +290,8 @@ def test_a_yaml_workflows_folder_of_scripts_is_shipped(
     prepared = flowkit(project, "logs", "wf/flow.yaml", "prepare", "--state-dir", str(state))
     where = prepared.stdout.split("prepare in ")[1].split()[0]
     assert where.startswith(str(cluster.home)) and "flowkit-folder-" in where
+    script = prepared.stdout.split("script ")[1].split()[0]  # the worker's copy ran
+    assert script.startswith(where) and script.endswith("scripts/prepare.py")
     reported = flowkit(project, "logs", "wf/flow.yaml", "report", "--state-dir", str(state))
     assert "data shipped with the scripts" in reported.stdout
     # the figures of the command the worker ran came back with its result
