@@ -121,8 +121,16 @@ def _read_and_remove(path: str | None) -> bytes | None:
 def run_remote(payload: bytes) -> tuple[tuple[Any, ...], bytes | None]:
     """On a worker: run one attempt sent by :class:`DaskExecutor`; returns its invocation and
     its captured output. A failure carries the output and the worker on the exception."""
-    fn, args, folders = pickle.loads(payload)
     worker = get_worker()
+    try:
+        fn, args, folders = pickle.loads(payload)
+    except ImportError as exc:
+        what = getattr(exc, "name", None) or str(exc)
+        raise ModuleNotFoundError(
+            f"the worker {worker.address} cannot load the step: {type(exc).__name__}: {exc}. "
+            f"flowkit ships the flow's own modules, not installed packages: install {what!r} "
+            "on every worker (in the same environment as `dask worker`)"
+        ) from None
     args = list(args)
     args[0] = _relocate(args[0], folders, worker)
     log_path = None
@@ -227,9 +235,9 @@ class DaskExecutor(Executor):
         self.dashboard: str | None = None
         with contextlib.suppress(Exception):
             self.dashboard = self.client.dashboard_link or None
-        if address:
-            where = f"; dashboard: {self.dashboard}" if self.dashboard else ""
-            print(f"flowkit: running on the Dask cluster at {address}{where}", file=sys.stderr)
+        where = f"; dashboard: {self.dashboard}" if self.dashboard else ""
+        which = "the Dask cluster" if address else "a local Dask cluster"
+        print(f"flowkit: running on {which} at {self.address}{where}", file=sys.stderr)
 
     def _wait_for_workers(self, seconds: float) -> None:
         first = min(ANNOUNCE_AFTER, seconds)

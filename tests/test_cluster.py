@@ -315,6 +315,34 @@ def test_a_step_that_cannot_be_shipped_is_refused_before_the_run(
     assert not list(state.rglob("journal.jsonl"))
 
 
+def test_an_installed_package_missing_on_the_workers_is_named(
+    project: Path, cluster: Cluster, tmp_path: Path
+) -> None:
+    # a package installed on the client only (in a site-packages folder): not shipped
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "extlib.py").write_text("def value() -> int:\n    return 7\n")
+    (tmp_path / "uses_ext.py").write_text(
+        "import extlib\nfrom flowkit import Flow\n\nflow = Flow('ext')\n\n\n"
+        "@flow.step()\ndef get() -> int:\n    return extlib.value()\n"
+    )
+    env = {**clean_env(), "PYTHONPATH": str(site)}
+    proc = subprocess.run(
+        [
+            *[sys.executable, "-m", "flowkit", "run", "uses_ext:flow", "--executor", "dask"],
+            *["--address", cluster.address, "--state-dir", str(tmp_path / "state")],
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "cannot load the step" in out and "install 'extlib' on every worker" in out
+
+
 def test_a_killed_worker_is_survived(project: Path, cluster: Cluster, tmp_path: Path) -> None:
     state, marker = tmp_path / "state", tmp_path / "killed"
     flowkit(
