@@ -278,6 +278,7 @@ class DaskExecutor(Executor):
 
         Raises:
             ShippingError: something cannot be packed (missing folder, too large).
+            ClusterUnavailableError: the scheduler went away meanwhile.
         """
         fns = list(functions)
         bundles = folder_bundles(d for f in fns if (d := _shipped_folder(f)) is not None)
@@ -288,7 +289,14 @@ class DaskExecutor(Executor):
         new = [b for b in bundles if b.name not in self._installed]
         if new:
             name = "flowkit-ship-" + "-".join(b.name.rsplit("-", 1)[1] for b in new)
-            self.client.register_plugin(_Install(new), name=name)
+            try:
+                self.client.register_plugin(_Install(new), name=name)
+            except (OSError, TimeoutError) as exc:  # the scheduler went away meanwhile
+                raise ClusterUnavailableError(
+                    f"the cluster at {self.address} went away while the flow's code was being "
+                    f"installed on its workers ({type(exc).__name__}: {exc}); nothing ran. "
+                    "Run the same command once it is back."
+                ) from None
             self._installed.update(b.name for b in new)
 
     def worker_resources(self) -> list[dict[str, float]]:
