@@ -7,6 +7,7 @@ state; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -56,7 +57,7 @@ def _version() -> str:
 
 COST_HELP = (
     "price the steps run, e.g. cpu_hour=0.05,gb_hour=0.01: each step's cost and the total "
-    "in the report"
+    "in the report (default: $FLOWKIT_COST_RATE)"
 )
 
 
@@ -278,7 +279,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             executor=args.executor,
             address=args.address,
             cluster_wait=args.cluster_wait,
-            cost_rates=args.cost_rate,
+            cost_rates=_cost_rates(args),
             fail_fast=not args.continue_on_error,
             rerun=[*args.rerun, *args.from_],
             only=args.only,
@@ -300,6 +301,14 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
     if args.output:
         _write_output(args.output, result)
     return result.exit_code
+
+
+def _cost_rates(args: argparse.Namespace) -> CostRates | None:
+    """``--cost-rate``, else ``$FLOWKIT_COST_RATE``, else no cost."""
+    if args.cost_rate:
+        return CostRates.parse(args.cost_rate)
+    env = os.environ.get("FLOWKIT_COST_RATE", "").strip()
+    return CostRates.parse(env, "FLOWKIT_COST_RATE") if env else None
 
 
 def _notifiers(args: argparse.Namespace) -> list[Notifier]:
@@ -619,7 +628,7 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         )
         return 2
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
-    rates = CostRates.parse(args.cost_rate) if args.cost_rate else None
+    rates = _cost_rates(args)
     report = collect(
         flow, state, run_id=args.run_id, running=store.holder() is not None, rates=rates
     )

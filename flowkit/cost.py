@@ -1,6 +1,7 @@
 """What a run cost: CPU time and memory held over wall time, priced by rates you give.
 
-``--cost-rate cpu_hour=0.05,gb_hour=0.01`` (``cost_rates=`` in Python) prices each step's
+``--cost-rate cpu_hour=0.05,gb_hour=0.01`` (or the environment variable ``FLOWKIT_COST_RATE``;
+``cost_rates=`` in Python) prices each step's
 successful attempt as::
 
     cpu_seconds / 3600 * cpu_hour  +  peak_memory_bytes / 1e9 * wall_seconds / 3600 * gb_hour
@@ -39,8 +40,9 @@ class CostRates:
                 raise UsageError(f"cost rate {name} must be a number >= 0, got {value!r}")
 
     @classmethod
-    def parse(cls, text: str) -> CostRates:
-        """``cpu_hour=0.05,gb_hour=0.01`` (either may be left out).
+    def parse(cls, text: str, source: str = "--cost-rate") -> CostRates:
+        """``cpu_hour=0.05,gb_hour=0.01`` (either may be left out); ``source`` names where the
+        text came from in messages (``--cost-rate``, ``FLOWKIT_COST_RATE``).
 
         Raises:
             UsageError: an unknown rate name, a value that is not a number >= 0, or nothing.
@@ -53,19 +55,15 @@ class CostRates:
             name = name.strip()
             if not sep or name not in RATE_NAMES:
                 raise UsageError(
-                    f"--cost-rate {text!r}: expected NAME=PRICE pairs with NAME one of "
+                    f"{source} {text!r}: expected NAME=PRICE pairs with NAME one of "
                     f"{', '.join(RATE_NAMES)}, e.g. --cost-rate cpu_hour=0.05,gb_hour=0.01"
                 )
             try:
                 values[name] = float(value)
             except ValueError:
-                raise UsageError(
-                    f"--cost-rate {text!r}: {name}={value!r} is not a number"
-                ) from None
+                raise UsageError(f"{source} {text!r}: {name}={value!r} is not a number") from None
         if not values:
-            raise UsageError(
-                "--cost-rate needs at least one rate, e.g. --cost-rate cpu_hour=0.05,gb_hour=0.01"
-            )
+            raise UsageError(f"{source} needs at least one rate, e.g. cpu_hour=0.05,gb_hour=0.01")
         return cls(**values)
 
     def of(self, cpu_s: float | None, peak_rss: int | None, wall_s: float | None) -> float:

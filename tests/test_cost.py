@@ -4,12 +4,14 @@ and in total, in the result, report.json and the text and HTML reports; without 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from cliflows import flowkit
+from conftest import flowkit_env
 
 from flowkit import Flow, UsageError
 from flowkit.cost import CostRates
@@ -96,7 +98,7 @@ def test_without_rates_no_cost_anywhere(tmp_path: Path) -> None:
         ("cpu_hour", "expected NAME=PRICE"),
         ("cpu_hour=cheap", "cpu_hour='cheap' is not a number"),
         ("gb_hour=-1", "gb_hour must be a number >= 0"),
-        (" , ", "needs at least one rate"),
+        (" , ", "--cost-rate needs at least one rate"),
     ],
 )
 def test_bad_rates_are_refused_naming_the_rate(text: str, message: str) -> None:
@@ -132,3 +134,26 @@ def test_a_bad_rate_on_the_command_line_exits_2_before_running(tmp_path: Path) -
     assert proc.returncode == 2
     assert "--cost-rate 'cpu_hour=x': cpu_hour='x' is not a number" in proc.stderr
     assert not (tmp_path / ".flowkit").exists()
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowkit", *args],
+        cwd=cwd,
+        env=flowkit_env(PYTHONDONTWRITEBYTECODE="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_rates_from_the_environment_apply_when_no_flag_is_given(tmp_path: Path) -> None:
+    (tmp_path / "costly.py").write_text(BURN)
+    env = {"FLOWKIT_COST_RATE": "cpu_hour=36"}
+    run = cli("run", "costly:flow", cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "(cpu_hour=36, gb_hour=0)" in run.stdout
+    flag = cli("report", "costly:flow", "--cost-rate", "gb_hour=1", cwd=tmp_path, env=env)
+    assert "(cpu_hour=0, gb_hour=1)" in flag.stdout  # the flag wins
+    bad = cli("run", "costly:flow", cwd=tmp_path, env={"FLOWKIT_COST_RATE": "cpu=1"})
+    assert bad.returncode == 2 and "FLOWKIT_COST_RATE 'cpu=1'" in bad.stderr
