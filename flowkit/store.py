@@ -10,12 +10,18 @@ Layout, under the state dir (``.flowkit/`` by default)::
     <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
     <flow>/<run_id>.previous/        the state --fresh moved aside (one generation kept)
 
-Loading forgives exactly one kind of damage, a torn last line (a kill in the middle of a write);
-anything else is a :class:`CorruptStateError` that names the file and line and changes nothing.
+Every journal line is sealed with a checksum and every record is checked when read
+(:mod:`flowkit.records`). Loading forgives exactly one kind of damage, a torn last line (a kill in
+the middle of a write); anything else is a :class:`CorruptStateError` that names the file and line
+and changes nothing. A write the disk refuses (full, read-only, not a folder) is a
+:class:`StateWriteError`: the journal is cut back to its last complete record and temporary files
+are removed, so the run resumes once the cause is fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -29,9 +35,15 @@ from typing import IO, Any
 import orjson
 from filelock import FileLock, Timeout
 
-from .codec import fsync_dir, write_atomic
-from .errors import CorruptStateError, RunLockedError, StateVersionError
+from .codec import fsync_dir, write_all, write_atomic
+from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
 from .keys import safe_name
+from .records import RecordError, parse_line, seal
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows): probe the lock with filelock instead
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of"]
 
@@ -39,6 +51,8 @@ FORMAT = 1
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"
+
+log = logging.getLogger("flowkit")
 
 
 def default_state_dir(given: str | os.PathLike[str] | None = None) -> Path:
@@ -93,7 +107,9 @@ class RunStore:
         self.ctx_outputs = self.outputs / "ctx"
         self.logs = self.dir / "logs"
         self.fsync = fsync
-        self._journal: IO[bytes] | None = None
+        self._fd: int | None = None  # the journal, opened for appending
+        self._buf: list[bytes] = []  # sealed lines not yet handed to the OS
+        self._size = 0  # the journal's size after the last complete write
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -105,15 +121,41 @@ class RunStore:
 
         Raises:
             CorruptStateError / StateVersionError: naming the file; nothing is modified.
+            StateError: the state folder is in the way (a file) or cannot be read.
         """
         state = LoadedState()
+        self.check_folder()
         self.summary()  # a damaged or newer snapshot stops us, even though we do not need it
         if self.exists():
-            for rec in _read_journal(self.journal_path, 0):
-                if rec.get("ev") == "run":
-                    _check_format(self.journal_path, rec.get("format"))
+            for rec in _read_journal(self.journal_path):
+                if rec["ev"] == "run":
+                    _check_format(self.journal_path, rec["format"])
                 state.apply(rec)
         return state
+
+    def check_folder(self) -> None:
+        """Raise StateWriteError if a file stands where the run's folder (or a parent) should be."""
+        for folder in (self.dir, *self.dir.parents):
+            if folder.exists() or folder.is_symlink():
+                if not folder.is_dir():
+                    raise StateWriteError(
+                        folder, NotADirectoryError(20, "it is a file, not a folder")
+                    )
+                return
+
+    def orphaned(self) -> list[str]:
+        """What the run's folder holds beside an empty or missing journal (outputs, a report...).
+
+        Those files belong to steps whose record was lost: their results cannot be trusted.
+        """
+        if self.exists() and self.journal_path.stat().st_size > 0:
+            return []
+        found = []
+        for name in (SNAPSHOT, REPORT, "outputs", "logs"):
+            path = self.dir / name
+            if path.is_file() or (path.is_dir() and any(path.iterdir())):
+                found.append(name)
+        return found
 
     def summary(self) -> dict[str, Any] | None:
         """The snapshot written at the end of the last run (None if there is none).
@@ -136,16 +178,31 @@ class RunStore:
         return snap
 
     def holder(self) -> str | None:
-        """Who holds the run lock right now ("pid 12, host h, since ..."), or None."""
+        """Who holds the run lock right now ("pid 12, host h, since ..."), or None.
+
+        Only reads: it creates nothing, and works on a state folder it cannot write.
+        """
         lock_path = self.dir / "run.lock"
         if not lock_path.exists():
             return None
-        probe = FileLock(str(lock_path), timeout=0)
+        if fcntl is None:  # pragma: no cover
+            probe = FileLock(str(lock_path), timeout=0)
+            try:
+                probe.acquire()
+            except Timeout:
+                return self._describe_owner()
+            probe.release()
+            return None
         try:
-            probe.acquire()
-        except Timeout:
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock filelock takes
+        except OSError:
             return self._describe_owner()
-        probe.release()
+        finally:
+            os.close(fd)  # closing releases our probe
         return None
 
     def _describe_owner(self) -> str:
@@ -160,13 +217,22 @@ class RunStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock (an OS lock: it dies with the process). Raises RunLockedError."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        flock = FileLock(str(self.dir / "run.lock"), timeout=0)
+        """Hold the run's lock (an OS lock: it dies with the process).
+
+        Raises:
+            RunLockedError: another live process holds it.
+            StateWriteError: the run's folder cannot be created or written.
+        """
+        self.check_folder()
+        lock_path = self.dir / "run.lock"
         try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            flock = FileLock(str(lock_path), timeout=0)
             flock.acquire()
         except Timeout:
             raise RunLockedError(self.dir.name, self._describe_owner()) from None
+        except OSError as exc:
+            raise StateWriteError(lock_path if self.dir.is_dir() else self.dir, exc) from None
         try:
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
             write_atomic(self.dir / "owner.json", orjson.dumps(owner), fsync=False)
@@ -180,12 +246,15 @@ class RunStore:
         if not self.dir.exists():
             return
         backup = self.dir.with_name(self.dir.name + ".previous")
-        if backup.exists():
-            shutil.rmtree(backup)
-        backup.mkdir()
-        for child in self.dir.iterdir():
-            if child.name not in ("run.lock", "owner.json"):
-                child.rename(backup / child.name)
+        try:
+            if backup.exists():
+                shutil.rmtree(backup)
+            backup.mkdir()
+            for child in self.dir.iterdir():
+                if child.name not in ("run.lock", "owner.json"):
+                    child.rename(backup / child.name)
+        except OSError as exc:
+            raise StateWriteError(backup, exc) from None
 
     def open(self) -> None:
         """Open the journal for appending, mending its end the way :meth:`load` read it.
@@ -193,52 +262,96 @@ class RunStore:
         A last line without a newline is either a complete record (a kill between the record
         and its newline: load used it, so it is kept and terminated) or a torn one (load ignored
         it, so it is cut off). Either way the next record starts on a line of its own.
+
+        Raises:
+            StateWriteError: the journal cannot be created or mended.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.exists():
-            with open(self.journal_path, "rb+") as f:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            created = not self.exists()
+            fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        except OSError as exc:
+            raise StateWriteError(self.journal_path, exc) from None
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
                 size = f.seek(0, os.SEEK_END)
                 start = _last_line_start(f, size)
                 if start < size:
                     f.seek(start)
                     last = f.read()
-                    try:
-                        orjson.loads(last)
-                        complete = True
-                    except orjson.JSONDecodeError:
-                        complete = False
-                    if complete:
-                        f.write(b"\n")
+                    before = _last_line_start(f, start - 1) if start > 0 else start
+                    f.seek(before)
+                    sealed = _is_sealed(f.read(start - before))
+                    if _complete(last, sealed):
+                        write_all(fd, b"\n")
+                        size += 1
                     else:
-                        f.truncate(start)
-        created = not self.exists()
-        self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (closed by close())
-        if created and self.fsync:  # the new file's folder entry must survive a power loss too
-            fsync_dir(self.dir)
+                        os.ftruncate(fd, start)
+                        size = start
+            if created and self.fsync:  # the new file's folder entry must survive a power loss
+                fsync_dir(self.dir)
+        except OSError as exc:
+            os.close(fd)
+            raise StateWriteError(self.journal_path, exc) from None
+        self._fd, self._size = fd, size
 
     def append(self, record: dict[str, Any]) -> None:
-        """Buffer one journal line; :meth:`commit` makes it durable."""
-        assert self._journal is not None, "RunStore.open() first"
-        self._journal.write(orjson.dumps(record) + b"\n")
+        """Buffer one journal line (sealed with its checksum); :meth:`commit` makes it durable."""
+        assert self._fd is not None, "RunStore.open() first"
+        self._buf.append(seal(record))
 
     def flush(self) -> None:
         """Hand buffered lines to the OS without fsync: for advisory records (a step started)."""
-        if self._journal is not None:
-            self._journal.flush()
+        if self._buf and self._fd is not None:
+            self._write()
 
     def commit(self) -> None:
-        """Hand buffered lines to the OS (survives a process crash); fsync too in fsync mode."""
-        j = self._journal
-        if j is not None:
-            j.flush()
-            if self.fsync:
-                os.fsync(j.fileno())
+        """Hand buffered lines to the OS (survives a process crash); fsync too in fsync mode.
+
+        Raises:
+            StateWriteError: the disk refused the lines; the journal is cut back to its last
+                complete record and this store writes nothing more.
+        """
+        if self._fd is None:
+            return
+        if self._buf:
+            self._write()
+        if self.fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail(exc)
+
+    def _write(self) -> None:
+        assert self._fd is not None
+        data = b"".join(self._buf) if len(self._buf) > 1 else self._buf[0]
+        self._buf.clear()
+        try:
+            write_all(self._fd, data)
+        except OSError as exc:
+            self._fail(exc)
+        self._size += len(data)
+
+    def _fail(self, exc: OSError) -> None:
+        """A write failed: cut the journal back to its last complete line, stop writing, raise."""
+        fd, self._fd = self._fd, None
+        self._buf.clear()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)  # needs no space; a torn tail would be cut anyway
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise StateWriteError(self.journal_path, exc)
 
     def close(self) -> None:
-        if self._journal is not None:
-            self.commit()
-            self._journal.close()
-            self._journal = None
+        """Commit what is buffered and close the journal (quietly if it already failed)."""
+        if self._fd is not None:
+            try:
+                self.commit()
+            finally:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def write_snapshot(self, summary: dict[str, Any]) -> None:
         """Write the end-of-run summary, noting how much of the journal it covers."""
@@ -276,36 +389,49 @@ def _parse_json_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_journal(path: Path, offset: int) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
+def _read_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """The journal's records, each checked (:func:`flowkit.records.parse_line`).
+
+    A damaged last line without a newline is a write cut short by a kill: it is skipped (and cut
+    off by the next :meth:`RunStore.open`). Any other damaged line raises CorruptStateError.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptStateError(path, None, f"it cannot be read ({exc.strerror or exc})") from None
     lines = data.split(b"\n")
     last = len(lines) - 1
+    sealed = False
     for i, line in enumerate(lines):
         if not line:
             continue
         try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            rec, has_seal = parse_line(line, sealed)
+        except RecordError as exc:
             if i == last:  # no newline after it: a kill in the middle of a write
                 return
             raise CorruptStateError(
-                path,
-                _line_number(path, offset) + i,
-                "this line is not valid JSON and it is not the last line",
+                path, i + 1, f"{exc}; only a torn last line is forgiven"
             ) from None
-        if not isinstance(rec, dict):
-            raise CorruptStateError(path, _line_number(path, offset) + i, "not a JSON object")
+        sealed = sealed or has_seal
         yield rec
 
 
-def _line_number(path: Path, offset: int) -> int:
-    """The 1-based line number at byte ``offset`` (only computed when reporting an error)."""
-    if not offset:
-        return 1
-    with open(path, "rb") as f:
-        return f.read(offset).count(b"\n") + 1
+def _is_sealed(line: bytes) -> bool:
+    """Whether a complete journal line carries a checksum (judged as load judges it)."""
+    try:
+        return parse_line(line.rstrip(b"\n"), False)[1]
+    except RecordError:
+        return False
+
+
+def _complete(line: bytes, sealed: bool) -> bool:
+    """Whether an unterminated last line is a record load used (not a torn write)."""
+    try:
+        parse_line(line, sealed)
+    except RecordError:
+        return False
+    return True
 
 
 def _last_line_start(f: IO[bytes], size: int, chunk: int = 65536) -> int:

@@ -1,0 +1,168 @@
+"""The journal's record vocabulary: how a line is sealed on write, and checked on read.
+
+Every line the journal gets is one JSON object sealed with a ``"crc"`` field, last: the CRC-32
+(``zlib.crc32``) of the line as it was serialized without that field. Reading a line checks, in
+order: it parses as a JSON object; its seal matches its bytes; its ``ev`` is a known record type;
+its required fields are present with the right types, and status values are known ones. A line that
+fails any check is damaged. Journals written before lines were sealed stay readable: a line without
+a seal is accepted until a sealed line has been seen in the file, after which a missing seal is
+damage too (an edit that dropped it, or a flip in its name).
+
+Unknown *fields* are accepted (a newer flowkit may add some); unknown record *types* are not.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "EVENTS",
+    "RUN_STATUSES",
+    "STEP_STATUSES",
+    "RecordError",
+    "parse_line",
+    "seal",
+    "validate",
+]
+
+#: What a finished step (a ``done`` record) can say.
+STEP_STATUSES = frozenset({"succeeded", "failed", "timed_out", "skipped"})
+#: What a run's ``end`` record can say.
+RUN_STATUSES = frozenset({"succeeded", "failed", "interrupted", "timed_out"})
+
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+_OPT_STR = (str, type(None))
+
+#: Field -> accepted types, per record type: (required, optional). ``bool`` is an ``int`` to
+#: isinstance, so integer fields reject it explicitly (see ``_INTS``).
+EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]]] = {
+    "run": (
+        {"format": (int,), "flow": (str,), "run_id": (str,), "params": (dict,), "time": _NUM},
+        {"pid": (int,)},
+    ),
+    "start": ({"step": (str,), "time": _NUM}, {"attempt": (int,)}),
+    "done": (
+        {"step": (str,), "status": (str,)},
+        {
+            "key": (str,),
+            "code": (str,),
+            "in": (dict,),
+            "attempts": (int,),
+            "start": _OPT_NUM,
+            "end": _OPT_NUM,
+            "cpu": _NUM,
+            "dur": _OPT_NUM,
+            "worker": _OPT_STR,
+            "ref": (str,),
+            "hash": (str,),
+            "mac": (str,),
+            "ctx": (dict,),
+            "reason": (str,),
+            "peak_rss": (int,),
+            "error": (dict,),
+            "instances": (int,),
+        },
+    ),
+    "retry": (
+        {"step": (str,), "attempt": (int,)},
+        {"delay": _NUM, "error": (dict,), "timed_out": (bool,)},
+    ),
+    "cached": ({"step": (str,)}, {}),
+    "skip": ({"step": (str,)}, {"reason": (str,)}),
+    "end": ({"status": (str,), "time": _NUM}, {"counts": (dict,)}),
+}
+
+_INTS = frozenset({"format", "pid", "attempt", "attempts", "peak_rss", "instances"})
+
+
+class RecordError(ValueError):
+    """One journal line is damaged; the message says how (the store adds file and line)."""
+
+
+def seal(record: Mapping[str, Any]) -> bytes:
+    """One journal line (newline included): ``record`` as JSON, sealed with its CRC-32."""
+    line = orjson.dumps(record)
+    return b'%b,"crc":%d}\n' % (line[:-1], zlib.crc32(line))
+
+
+def parse_line(line: bytes, sealed: bool) -> tuple[dict[str, Any], bool]:
+    """Parse and check one journal line (without its newline).
+
+    ``sealed``: whether an earlier line of the file carried a seal. Returns the record (without
+    its seal) and whether this line carried one.
+
+    Raises:
+        RecordError: the line does not parse, its seal does not match, it lacks a seal after
+            sealed lines, or it is not a valid record (see :func:`validate`).
+    """
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise RecordError("this line is not valid JSON") from None
+    if not isinstance(rec, dict):
+        raise RecordError("this line is not a JSON object")
+    crc = rec.pop("crc", None)
+    if crc is None:
+        if sealed:
+            raise RecordError("this line has no checksum, unlike the lines before it")
+    else:
+        suffix = b',"crc":%d}' % crc if type(crc) is int else b""
+        if not suffix or not line.endswith(suffix):
+            raise RecordError("its checksum field is damaged")
+        if zlib.crc32(line[: -len(suffix)] + b"}") != crc:
+            raise RecordError("its checksum does not match its content (the line was altered)")
+    validate(rec)
+    return rec, crc is not None
+
+
+def validate(rec: Mapping[str, Any]) -> None:
+    """Check one record's type, fields and status values.
+
+    Raises:
+        RecordError: naming the record type and the field at fault.
+    """
+    ev = rec.get("ev")
+    if not isinstance(ev, str) or ev not in EVENTS:
+        raise RecordError(f"unknown record type {ev!r}")
+    shape = EVENTS[ev]
+    required, optional = shape
+    for name, types in required.items():
+        if name not in rec:
+            raise RecordError(f"a {ev!r} record needs a {name!r} field")
+        _check_field(ev, name, rec[name], types)
+    for name, types in optional.items():
+        if name in rec:
+            _check_field(ev, name, rec[name], types)
+    if ev == "done":
+        _check_done(rec)
+    elif ev == "end" and rec["status"] not in RUN_STATUSES:
+        raise RecordError(f"unknown run status {rec['status']!r}")
+
+
+def _check_field(ev: str, name: str, value: Any, types: tuple[type, ...]) -> None:
+    if not isinstance(value, types) or (type(value) is bool and name in _INTS):
+        raise RecordError(f"field {name!r} of a {ev!r} record has a wrong type ({value!r})")
+
+
+def _check_done(rec: Mapping[str, Any]) -> None:
+    status = rec["status"]
+    if status not in STEP_STATUSES:
+        raise RecordError(f"unknown step status {status!r}")
+    if status == "succeeded":
+        if "hash" not in rec:
+            raise RecordError("a succeeded step's record needs its output 'hash'")
+        if "instances" not in rec and "ref" not in rec and "out" not in rec:
+            raise RecordError("a succeeded step's record needs its output ('out' or 'ref')")
+        ctx = rec.get("ctx")
+        if ctx is not None and (
+            not isinstance(ctx.get("hash"), str)
+            or not ("out" in ctx or isinstance(ctx.get("ref"), str))
+        ):
+            raise RecordError("the 'ctx' field of a succeeded step's record is malformed")
+    elif status in ("failed", "timed_out") and not isinstance(rec.get("error"), dict):
+        raise RecordError(f"a {status} step's record needs its 'error'")
