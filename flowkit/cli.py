@@ -20,9 +20,9 @@ from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .notify import notifier_from_spec
-from .result import ErrorInfo, fmt_duration
+from .result import ErrorInfo, fmt_duration, shown
 from .resume import Decision
-from .store import LoadedState, RunStore, default_state_dir, duration_of
+from .store import LoadedState, RunStore, check_folder, default_state_dir, duration_of
 from .views import render_graph
 
 __all__ = ["main"]
@@ -255,7 +255,10 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         only=args.only,
     )
     rid = args.run_id or flow.run_id(params)
-    print(f"Plan for flow {flow.name}, run {rid} (dry run: nothing is executed or written)")
+    print(
+        f"Plan for flow {shown(flow.name)}, run {shown(rid)} "
+        "(dry run: nothing is executed or written)"
+    )
     for i, tier in enumerate(p.tiers):
         print(f"tier {i}:")
         for name in tier:
@@ -265,7 +268,9 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
                 if s.decision is Decision.CACHED
                 else ("skip" if s.decision is Decision.SKIP else "run")
             )
-            print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
+            print(
+                f"  {verdict:<6} {shown(name)}" + ("" if verdict == "cached" else f"  ({s.reason})")
+            )
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
     return 0
@@ -306,7 +311,7 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
-    print(f"Flow {flow.name}, run {store.dir.name}: {status}")
+    print(f"Flow {shown(flow.name)}, run {store.dir.name}: {status}")
     print(f"{'STEP':<28} {'STATE':<11} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
@@ -345,7 +350,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     tries = state.retries.get(name)
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
-    label = indent + name
+    label = indent + shown(name)
     return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
@@ -368,6 +373,7 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
 
 def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str, Any]]]:
     root = default_state_dir(state_dir) / safe_name(flow.name)
+    check_folder(root)
     out: list[tuple[RunStore, dict[str, Any]]] = []
     if root.is_dir():
         for d in sorted(root.iterdir()):

@@ -217,7 +217,7 @@ class StateWriteError(StateError):
         if hint is None:
             hint = _write_hint(cause)
         super().__init__(
-            f"cannot write the state file {path}: {reason}. {hint} Finished steps are kept: run "
+            f"cannot write state to {path}: {reason}. {hint} Finished steps are kept: run "
             "the same command again to resume once this is fixed."
         )
 

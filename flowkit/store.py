@@ -21,6 +21,7 @@ are removed, so the run resumes once the cause is fixed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -45,7 +46,14 @@ try:
 except ImportError:  # pragma: no cover (Windows): probe the lock with filelock instead
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of"]
+__all__ = [
+    "FORMAT",
+    "LoadedState",
+    "RunStore",
+    "check_folder",
+    "default_state_dir",
+    "duration_of",
+]
 
 FORMAT = 1
 JOURNAL = "journal.jsonl"
@@ -114,7 +122,15 @@ class RunStore:
     # --- reading --------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.journal_path.exists()
+        """Whether the run has a journal.
+
+        Raises:
+            StateWriteError: a file stands where the state folder should be.
+        """
+        if self.journal_path.exists():
+            return True
+        check_folder(self.dir)
+        return False
 
     def load(self) -> LoadedState:
         """Replay the journal (checking the snapshot agrees with it).
@@ -124,7 +140,6 @@ class RunStore:
             StateError: the state folder is in the way (a file) or cannot be read.
         """
         state = LoadedState()
-        self.check_folder()
         self.summary()  # a damaged or newer snapshot stops us, even though we do not need it
         if self.exists():
             for rec in _read_journal(self.journal_path):
@@ -132,16 +147,6 @@ class RunStore:
                     _check_format(self.journal_path, rec["format"])
                 state.apply(rec)
         return state
-
-    def check_folder(self) -> None:
-        """Raise StateWriteError if a file stands where the run's folder (or a parent) should be."""
-        for folder in (self.dir, *self.dir.parents):
-            if folder.exists() or folder.is_symlink():
-                if not folder.is_dir():
-                    raise StateWriteError(
-                        folder, NotADirectoryError(20, "it is a file, not a folder")
-                    )
-                return
 
     def orphaned(self) -> list[str]:
         """What the run's folder holds beside an empty or missing journal (outputs, a report...).
@@ -223,7 +228,7 @@ class RunStore:
             RunLockedError: another live process holds it.
             StateWriteError: the run's folder cannot be created or written.
         """
-        self.check_folder()
+        check_folder(self.dir)
         lock_path = self.dir / "run.lock"
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -361,6 +366,17 @@ class RunStore:
 
     def write_report(self, report: dict[str, Any]) -> None:
         write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)
+
+
+def check_folder(folder: Path) -> None:
+    """Raise StateWriteError if a file stands where ``folder`` (or one of its parents) should be."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise StateWriteError(
+                    path, NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+                )
+            return
 
 
 def duration_of(record: Mapping[str, Any]) -> float | None:

@@ -172,6 +172,7 @@ def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
         import yaml
     except ImportError:
         raise ExtraUnavailableError("YAML workflows", "yaml", "PyYAML") from None
+    _check_depth(path, text, yaml)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -188,3 +189,26 @@ def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
                 for step_key, _ in value.value:
                     lines[("steps", str(step_key.value))] = step_key.start_mark.line + 1
     return data, lines
+
+
+#: Deeper YAML is refused before it is built: PyYAML builds documents recursively.
+MAX_DEPTH = 64
+
+
+def _check_depth(path: Path, text: str, yaml: Any) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH (the event scan itself does not recurse)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise WorkflowError(
+                        path,
+                        event.start_mark.line + 1,
+                        f"nested more than {MAX_DEPTH} levels deep; a workflow needs a few",
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # reported with its line by the parse that follows
