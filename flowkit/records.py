@@ -9,15 +9,21 @@ a seal is accepted until a sealed line has been seen in the file, after which a 
 damage too (an edit that dropped it, or a flip in its name).
 
 Unknown *fields* are accepted (a newer flowkit may add some); unknown record *types* are not.
+
+A journal file is read whole (:func:`read_journal`), forgiving one kind of damage: a last line
+without a newline that does not check out, which is a write cut short by a kill.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
 
 import orjson
+
+from .errors import CorruptStateError
 
 __all__ = [
     "EVENTS",
@@ -25,6 +31,8 @@ __all__ = [
     "STEP_STATUSES",
     "RecordError",
     "parse_line",
+    "read_journal",
+    "records_end",
     "seal",
     "validate",
 ]
@@ -166,3 +174,75 @@ def _check_done(rec: Mapping[str, Any]) -> None:
             raise RecordError("the 'ctx' field of a succeeded step's record is malformed")
     elif status in ("failed", "timed_out") and not isinstance(rec.get("error"), dict):
         raise RecordError(f"a {status} step's record needs its 'error'")
+
+
+def read_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """The journal's records, each checked with :func:`parse_line`.
+
+    A damaged last line without a newline is a write cut short by a kill: it is skipped (and cut
+    off by the next ``RunStore.open``).
+
+    Raises:
+        CorruptStateError: any other damaged line, with its file and line number.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptStateError(path, None, f"it cannot be read ({exc.strerror or exc})") from None
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    sealed = False
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        try:
+            rec, has_seal = parse_line(line, sealed)
+        except RecordError as exc:
+            if i == last:  # no newline after it: a kill in the middle of a write
+                return
+            raise CorruptStateError(
+                path, i + 1, f"{exc}; only a torn last line is forgiven"
+            ) from None
+        sealed = sealed or has_seal
+        yield rec
+
+
+def records_end(f: IO[bytes]) -> tuple[int, bool]:
+    """Where the records :func:`read_journal` uses end in the open journal ``f``.
+
+    Returns ``(offset, unterminated)``: ``unterminated`` when the last line is a whole record
+    that lacks its newline (a kill between the two: it was used, so it is kept); otherwise the
+    offset after the last newline, past which a torn write is to be cut off.
+    """
+    size = f.seek(0, 2)
+    start = _line_start(f, size)
+    if start == size:
+        return size, False
+    f.seek(start)
+    last = f.read()
+    before = _line_start(f, start - 1) if start > 0 else start
+    f.seek(before)
+    previous = f.read(start - before).rstrip(b"\n")
+    try:
+        sealed = parse_line(previous, False)[1]
+    except RecordError:
+        sealed = False
+    try:
+        parse_line(last, sealed)
+    except RecordError:
+        return start, False
+    return size, True
+
+
+def _line_start(f: IO[bytes], size: int, chunk: int = 65536) -> int:
+    """Offset just after the last newline before ``size`` (0 if none), reading backwards."""
+    end = size
+    while end > 0:
+        begin = max(0, end - chunk)
+        f.seek(begin)
+        block = f.read(end - begin)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            return begin + cut + 1
+        end = begin
+    return 0

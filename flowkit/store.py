@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from filelock import FileLock, Timeout
@@ -39,7 +39,7 @@ from filelock import FileLock, Timeout
 from .codec import fsync_dir, write_all, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
 from .keys import safe_name
-from .records import RecordError, parse_line, seal
+from .records import read_journal, records_end, seal
 
 try:
     import fcntl
@@ -142,7 +142,7 @@ class RunStore:
         state = LoadedState()
         self.summary()  # a damaged or newer snapshot stops us, even though we do not need it
         if self.exists():
-            for rec in _read_journal(self.journal_path):
+            for rec in read_journal(self.journal_path):
                 if rec["ev"] == "run":
                     _check_format(self.journal_path, rec["format"])
                 state.apply(rec)
@@ -279,20 +279,13 @@ class RunStore:
             raise StateWriteError(self.journal_path, exc) from None
         try:
             with os.fdopen(os.dup(fd), "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                start = _last_line_start(f, size)
-                if start < size:
-                    f.seek(start)
-                    last = f.read()
-                    before = _last_line_start(f, start - 1) if start > 0 else start
-                    f.seek(before)
-                    sealed = _is_sealed(f.read(start - before))
-                    if _complete(last, sealed):
-                        write_all(fd, b"\n")
-                        size += 1
-                    else:
-                        os.ftruncate(fd, start)
-                        size = start
+                size, (end, unterminated) = f.seek(0, os.SEEK_END), records_end(f)
+            if unterminated:
+                write_all(fd, b"\n")
+                size += 1
+            elif end < size:
+                os.ftruncate(fd, end)
+                size = end
             if created and self.fsync:  # the new file's folder entry must survive a power loss
                 fsync_dir(self.dir)
         except OSError as exc:
@@ -403,62 +396,3 @@ def _parse_json_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CorruptStateError(path, None, "it does not hold a JSON object")
     return data
-
-
-def _read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """The journal's records, each checked (:func:`flowkit.records.parse_line`).
-
-    A damaged last line without a newline is a write cut short by a kill: it is skipped (and cut
-    off by the next :meth:`RunStore.open`). Any other damaged line raises CorruptStateError.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CorruptStateError(path, None, f"it cannot be read ({exc.strerror or exc})") from None
-    lines = data.split(b"\n")
-    last = len(lines) - 1
-    sealed = False
-    for i, line in enumerate(lines):
-        if not line:
-            continue
-        try:
-            rec, has_seal = parse_line(line, sealed)
-        except RecordError as exc:
-            if i == last:  # no newline after it: a kill in the middle of a write
-                return
-            raise CorruptStateError(
-                path, i + 1, f"{exc}; only a torn last line is forgiven"
-            ) from None
-        sealed = sealed or has_seal
-        yield rec
-
-
-def _is_sealed(line: bytes) -> bool:
-    """Whether a complete journal line carries a checksum (judged as load judges it)."""
-    try:
-        return parse_line(line.rstrip(b"\n"), False)[1]
-    except RecordError:
-        return False
-
-
-def _complete(line: bytes, sealed: bool) -> bool:
-    """Whether an unterminated last line is a record load used (not a torn write)."""
-    try:
-        parse_line(line, sealed)
-    except RecordError:
-        return False
-    return True
-
-
-def _last_line_start(f: IO[bytes], size: int, chunk: int = 65536) -> int:
-    """Offset just after the journal's last newline (0 if none), reading backwards by chunks."""
-    end = size
-    while end > 0:
-        begin = max(0, end - chunk)
-        f.seek(begin)
-        block = f.read(end - begin)
-        cut = block.rfind(b"\n")
-        if cut >= 0:
-            return begin + cut + 1
-        end = begin
-    return 0
