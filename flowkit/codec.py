@@ -216,7 +216,10 @@ def check_side_files(record: Mapping[str, Any], outputs: Path) -> str | None:
 
 def write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to the file descriptor ``fd`` (``os.write`` may write less)."""
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):  # the usual case: all at once
+        return
+    view = memoryview(data)[n:]
     while view:
         n = os.write(fd, view)
         if n == 0:  # a write that makes no progress: report it like a full disk
