@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import FlowkitError, StateError, UnknownStepError, UsageError
+from .errors import FlowkitError, StateError, StateWriteError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
 from .keys import safe_name
@@ -471,10 +471,15 @@ def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
         if args.dry_run:
             print(f"would delete {store.dir}")
             continue
-        shutil.rmtree(store.dir)
         prev = store.dir.with_name(store.dir.name + ".previous")
-        if prev.exists():
-            shutil.rmtree(prev)
+        for folder in (store.dir, prev):
+            try:
+                if folder.exists():
+                    shutil.rmtree(folder)
+            except OSError as exc:
+                raise StateWriteError(
+                    folder, exc, "Make the state folder writable first."
+                ) from None
         print(f"deleted {store.dir}")
     return 0
 

@@ -215,11 +215,11 @@ class StateWriteError(StateError):
         self.path, self.cause = path, cause
         reason = cause.strerror or str(cause)
         if hint is None:
-            hint = _write_hint(cause)
-        super().__init__(
-            f"cannot write state to {path}: {reason}. {hint} Finished steps are kept: run "
-            "the same command again to resume once this is fixed."
-        )
+            hint = (
+                f"{_write_hint(cause)} Finished steps are kept: run the same command again to "
+                "resume once this is fixed."
+            )
+        super().__init__(f"cannot write state to {path}: {reason}. {hint}")
 
 
 def _write_hint(cause: OSError) -> str:

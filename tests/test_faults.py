@@ -295,6 +295,9 @@ def test_read_only_commands_work_on_a_read_only_state_folder_and_run_exits_2(
     assert "Traceback" not in result.stderr
     assert str(Path(".flowkit/disk/disk")) in result.stderr, result.stderr
     assert "read-only" in result.stderr.lower() or "permission denied" in result.stderr.lower()
+    cleaned = _read_only(tmp_path, state, "clean", "pipe.py:disk")
+    assert cleaned.returncode == 2 and "Traceback" not in cleaned.stderr, cleaned.stderr
+    assert "writable" in cleaned.stderr
 
 
 def test_status_does_not_create_a_lock_file(tmp_path: Path) -> None:
