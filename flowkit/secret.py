@@ -94,8 +94,18 @@ def _read_or_create(path: Path) -> bytes:
 def _read(path: Path) -> str | None:
     try:
         text = path.read_text(encoding="utf-8").strip()
+        mode = path.stat().st_mode
     except FileNotFoundError:
         return None
     if not text:
         raise OSError(f"{path} is empty: delete it, and a new key is made")
+    if mode & 0o077:
+        log.warning(
+            "the key that signs pickled outputs, %s, can be read by other users (mode %s): "
+            "anyone who reads it can make flowkit unpickle a file of their choosing. "
+            "Run: chmod 600 %s",
+            path,
+            oct(mode & 0o777),
+            path,
+        )
     return text

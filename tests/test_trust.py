@@ -546,3 +546,62 @@ def test_the_journal_of_a_resumed_legacy_run_mixes_unsealed_then_sealed_lines(
     assert sorted(calls[n + 2 :]) == ["d"]  # now signed, and the file mixes both kinds of line
     lines = journal.read_bytes().splitlines()
     assert not parse_line(lines[0], sealed=False)[1] and parse_line(lines[-1], sealed=True)[1]
+
+
+def test_every_kind_of_record_a_run_writes_is_in_the_vocabulary(tmp_path: Path) -> None:
+    flow = Flow("vocab")
+    tries = {"n": 0}
+
+    @flow.step(retries=1, backoff=0)
+    def flaky() -> int:
+        tries["n"] += 1
+        if tries["n"] == 1:
+            raise ConnectionError("once")
+        return 1
+
+    @flow.step(matrix={"k": [1, 2]})
+    def fan(k: int, flaky: int) -> int:
+        return k + flaky
+
+    @flow.step(when=lambda flaky: flaky > 5)
+    def never(flaky: int) -> int:
+        return flaky
+
+    @flow.step(when=lambda flaky: 1 / 0)
+    def bad_condition(flaky: int) -> int:
+        return flaky
+
+    @flow.step(timeout=0.05)
+    def slow() -> None:
+        import time
+
+        time.sleep(1)
+
+    @flow.step()
+    def blocked(slow: None) -> None:
+        return None
+
+    @flow.step()
+    def boom() -> None:
+        raise ValueError("boom")
+
+    flow.run(state_dir=tmp_path, fail_fast=False)
+    flow.run(state_dir=tmp_path, fail_fast=False)
+    lines = (tmp_path / "vocab" / "vocab" / "journal.jsonl").read_bytes().splitlines()
+    records = [parse_line(line, sealed=True)[0] for line in lines]
+    assert {r["ev"] for r in records} == {"run", "start", "done", "retry", "cached", "skip", "end"}
+    statuses = {r["status"] for r in records if r["ev"] == "done"}
+    assert statuses == {"succeeded", "failed", "timed_out", "skipped"}
+    assert any("instances" in r for r in records), "a gathered fan-out record"
+
+
+def test_a_key_file_readable_by_others_is_used_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    key_path().parent.mkdir()
+    key_path().write_text("a" * 64 + "\n")
+    key_path().chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="flowkit"):
+        key = secret_key()
+    assert key == secret_key() and "chmod 600" in caplog.text and "0o644" in caplog.text
