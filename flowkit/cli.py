@@ -392,7 +392,12 @@ def _run_info(store: RunStore) -> dict[str, Any]:
     journal = store.journal_path
     try:
         snap = store.summary()
-        if snap is not None and snap.get("journal_size") == journal.stat().st_size:
+        st = journal.stat()
+        if (
+            snap is not None
+            and snap.get("journal_size") == st.st_size
+            and snap.get("journal_mtime_ns", st.st_mtime_ns) == st.st_mtime_ns
+        ):
             started = snap.get("started")
             return {
                 "params": snap.get("params", {}),

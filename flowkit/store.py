@@ -354,7 +354,13 @@ class RunStore:
     def write_snapshot(self, summary: dict[str, Any]) -> None:
         """Write the end-of-run summary, noting how much of the journal it covers."""
         self.commit()
-        snap = {"format": FORMAT, "journal_size": self.journal_path.stat().st_size, **summary}
+        st = self.journal_path.stat()
+        snap = {
+            "format": FORMAT,
+            "journal_size": st.st_size,
+            "journal_mtime_ns": st.st_mtime_ns,  # with the size: the journal is as summarized
+            **summary,
+        }
         write_atomic(self.dir / SNAPSHOT, orjson.dumps(snap), fsync=self.fsync)
 
     def write_report(self, report: dict[str, Any]) -> None:

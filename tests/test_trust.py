@@ -10,6 +10,7 @@ bits of a real journal and checks that none gives a wrong result or a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import random
 import shutil
@@ -605,3 +606,14 @@ def test_a_key_file_readable_by_others_is_used_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="flowkit"):
         key = secret_key()
     assert key == secret_key() and "chmod 600" in caplog.text and "0o644" in caplog.text
+
+
+def test_runs_does_not_trust_the_snapshot_of_a_journal_edited_in_place(tmp_path: Path) -> None:
+    _write_pipeline(tmp_path)
+    _flowkit(tmp_path, "run", "pipe.py:trust")
+    journal = _run_dir(tmp_path) / "journal.jsonl"
+    data = journal.read_bytes()
+    journal.write_bytes(data.replace(b'"out":24706', b'"out":94706'))  # same size
+    os.utime(journal, ns=(0, journal.stat().st_mtime_ns + 1000))
+    runs = _flowkit(tmp_path, "runs", "pipe.py:trust")
+    assert runs.returncode == 0 and "corrupt" in runs.stdout, runs.stdout
