@@ -55,7 +55,10 @@ __all__ = [
     "duration_of",
 ]
 
-FORMAT = 1
+#: The state format this flowkit writes. 2: journal lines sealed with a checksum, pickled outputs
+#: signed. Format 1 (no seals, no signatures) is still read; a flowkit that reads only format 1
+#: refuses format 2 (asking for an upgrade) instead of appending unsealed lines to it.
+FORMAT = 2
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"

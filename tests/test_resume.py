@@ -482,7 +482,7 @@ def test_journal_from_a_newer_format_stops_with_exit_2_asking_to_upgrade(tmp_pat
     _crash_chain(tmp_path)
     journal = _state_dir(tmp_path, crashflows.chain) / "journal.jsonl"
     data = journal.read_bytes()
-    assert data.count(b'"format":1,') == 1
+    assert data.count(b'"format":2,') == 1
     lines = data.splitlines(keepends=True)
     header = orjson.loads(lines[0])
     del header["crc"]

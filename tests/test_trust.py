@@ -617,3 +617,23 @@ def test_runs_does_not_trust_the_snapshot_of_a_journal_edited_in_place(tmp_path:
     os.utime(journal, ns=(0, journal.stat().st_mtime_ns + 1000))
     runs = _flowkit(tmp_path, "runs", "pipe.py:trust")
     assert runs.returncode == 0 and "corrupt" in runs.stdout, runs.stdout
+
+
+def test_a_resumed_format_1_journal_gets_a_format_2_header_and_stays_readable(
+    tmp_path: Path,
+) -> None:
+    calls: list[str] = []
+    flow = _flip_flow(calls)
+    expected = _outcome(flow, tmp_path)
+    journal = tmp_path / "flips" / "flips" / "journal.jsonl"
+
+    def as_format_1(rec: dict[str, Any]) -> None:
+        rec.pop("mac", None)
+        if rec["ev"] == "run":
+            rec["format"] = 1
+
+    _rewrite(journal, as_format_1, sealed=False)
+    (journal.parent / "snapshot.json").unlink()
+    assert _outcome(flow, tmp_path) == expected
+    headers = [r for r in _records(journal) if r["ev"] == "run"]
+    assert [h["format"] for h in headers] == [1, 2]
