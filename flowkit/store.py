@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import shutil
 import socket
@@ -62,8 +61,6 @@ FORMAT = 2
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"
-
-log = logging.getLogger("flowkit")
 
 
 def default_state_dir(given: str | os.PathLike[str] | None = None) -> Path:
