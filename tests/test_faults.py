@@ -213,6 +213,23 @@ def test_full_disk_mid_run_from_the_cli_exits_2_naming_the_file_with_no_tracebac
     assert _ran(tmp_path) == ["small", "big", "big", "last"]
 
 
+def test_a_step_log_that_cannot_be_written_drops_the_output_but_not_the_step(
+    tmp_path: Path,
+) -> None:
+    _write_pipeline(tmp_path)
+    assert _flowkit(tmp_path, "run", "pipe.py:disk").returncode == 0
+    logs = tmp_path / ".flowkit" / "disk" / "disk" / "logs"
+    shutil.rmtree(logs)
+    logs.write_text("in the way")  # opening logs/small.log fails, as on a full disk
+
+    result = _flowkit(tmp_path, "run", "pipe.py:disk", "--rerun", "small")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cannot write the step log" in result.stderr and "small.log" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _ran(tmp_path) == ["small", "big", "last"] * 2
+
+
 def test_write_atomic_on_a_full_disk_keeps_the_old_file_and_removes_the_temp_file(
     tmp_path: Path, full_disk: Callable[[Callable[[str], bool]], None]
 ) -> None:
