@@ -179,11 +179,12 @@ class Engine:
             backup = self.store.dir.with_name(self.store.dir.name + ".previous")
             log.warning(
                 "run folder %s has %s but its journal is %s: which steps finished is unknown, so "
-                "the run starts over; the old files were moved to %s",
+                "the run starts over; the old files were moved to %s%s",
                 self.store.dir,
                 ", ".join(found),
                 "empty" if self.store.exists() else "missing",
                 backup,
+                " (replacing what --fresh had left there)" if backup.exists() else "",
             )
             self.store.archive()
 
