@@ -129,7 +129,7 @@ def _set_done(step: str, **fields: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
-# --- item 1: a damaged or edited record is corruption, not a different state ---------------------
+# --- a damaged or edited record is corruption, not a different state ---------------------
 
 
 def test_seal_adds_a_crc_field_last_and_parse_line_checks_it() -> None:
@@ -236,7 +236,7 @@ def test_records_written_by_a_run_are_all_sealed_and_valid(tmp_path: Path) -> No
     assert evs >= {"run", "start", "done", "cached", "end"}
 
 
-# --- item 2: inline outputs are checked against their hash ---------------------------------------
+# --- inline outputs are checked against their hash ---------------------------------------
 
 
 @pytest.mark.parametrize("sealed", [True, False], ids=["resealed", "legacy-unsealed"])
@@ -286,7 +286,7 @@ def test_altered_inline_ctx_write_reruns_the_step_that_wrote_it(tmp_path: Path) 
     assert seen == ["abc", "abc"]
 
 
-# --- item 3: pickled outputs are authenticated before they are unpickled -------------------------
+# --- pickled outputs are authenticated before they are unpickled -------------------------
 
 
 class _Payload:
@@ -400,7 +400,7 @@ def test_unwritable_config_dir_falls_back_to_a_process_key_with_a_warning(
     assert "FLOWKIT_SECRET" in caplog.text and str(blocker) in caplog.text
 
 
-# --- item 4: outputs beside an empty or deleted journal -------------------------------------------
+# --- outputs beside an empty or deleted journal -------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["deleted", "emptied"])
