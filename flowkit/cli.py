@@ -7,8 +7,11 @@ state; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +23,7 @@ from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .notify import notifier_from_spec
-from .result import ErrorInfo, fmt_duration
+from .result import ErrorInfo, RunStatus, fmt_duration
 from .resume import Decision
 from .store import LoadedState, RunStore, default_state_dir, duration_of
 from .views import render_graph
@@ -236,7 +239,19 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         close = getattr(listener, "close", None)
         if close is not None:
             close()  # the live view, should the run raise
+    if result.status is RunStatus.INTERRUPTED:
+        _exit_if_abandoned(result.exit_code)
     return result.exit_code
+
+
+def _exit_if_abandoned(code: int) -> None:
+    """Exit now if steps' threads were abandoned: the interpreter would wait for them."""
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def _rich_available() -> bool:

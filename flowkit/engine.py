@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-from . import capture
+from . import capture, stopping
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
 from .dsl import Step
@@ -164,7 +164,12 @@ class Engine:
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
-        self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+        self.executor = make_executor(
+            self.opts.executor,
+            self.opts.workers,
+            self.opts.address,
+            signals_to_parent=self.opts.handle_signals,
+        )
         try:
             self._check_cluster_fit()  # before the journal is touched
         except BaseException:
@@ -184,7 +189,12 @@ class Engine:
         self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
         try:
             with (
-                interruptible(self._interrupted, self._stopping_message, self.opts.handle_signals),
+                interruptible(
+                    self._interrupted,
+                    self._stopping_message,
+                    self.opts.handle_signals,
+                    self.opts.grace,
+                ),
                 capture.session(),
             ):
                 self._loop()
@@ -667,6 +677,8 @@ class Engine:
                     else:
                         fut.cancel()
                         self.abandoned += 1
+                if self.stop is RunStatus.INTERRUPTED and self.opts.handle_signals:
+                    stopping.kill_all(final=False)  # shell steps, process workers
                 self.running.clear()
 
     def _due_retries(self) -> None:

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import inspect
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from . import capture, usage
+from . import capture, stopping, usage
 from .errors import ExecutorUnavailableError, UsageError
 
 __all__ = [
@@ -175,7 +176,9 @@ class InlineExecutor(Executor):
         try:
             return _Finished(fn(*args, **kwargs), None)
         except BaseException as exc:  # the step's failure is data for the engine
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # sys.exit() in a step fails the step, as on every other executor; so does a
+            # KeyboardInterrupt the step raised itself, but not a real Ctrl-C: that stops the run
+            if isinstance(exc, KeyboardInterrupt) and stopping.signal_arrived():
                 raise
             return _Finished(None, exc)
 
@@ -244,8 +247,53 @@ class _DaskExecutor(Executor):
             self.cluster.close()
 
 
-def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
+class _ProcessPool(ProcessPoolExecutor):
+    """The stdlib process pool, whose workers a hard stop of flowkit can kill.
+
+    With ``signals_to_parent``, the workers leave Ctrl-C to the parent (a terminal sends it to
+    every process of the group), which gives running steps their grace period.
+    """
+
+    def __init__(self, workers: int, signals_to_parent: bool) -> None:
+        super().__init__(
+            max_workers=workers, initializer=_pool_worker_init, initargs=(signals_to_parent,)
+        )
+        self._token = stopping.register(self.kill_workers)
+
+    def kill_workers(self) -> None:
+        """SIGTERM every worker: each kills the processes its steps started, then exits."""
+        for pid in list(getattr(self, "_processes", None) or ()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        stopping.forget(self._token)
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _pool_worker_init(signals_to_parent: bool) -> None:
+    signal.signal(signal.SIGTERM, _pool_worker_terminated)
+    signal.signal(
+        signal.SIGINT, _ignore_signal if signals_to_parent else signal.default_int_handler
+    )
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """A handler that does nothing (unlike SIG_IGN, not inherited by programs a step runs)."""
+
+
+def _pool_worker_terminated(signum: int, frame: Any) -> None:
+    stopping.kill_all()
+    os._exit(128 + signum)
+
+
+def make_executor(
+    kind: str, workers: int, address: str | None = None, *, signals_to_parent: bool = False
+) -> Executor:
     """The executor named ``kind`` with ``workers`` workers.
+
+    ``signals_to_parent``: the caller handles SIGINT/SIGTERM for the run (process workers then
+    ignore the Ctrl-C a terminal also sends them).
 
     Raises:
         UsageError: unknown kind or workers < 1.
@@ -258,7 +306,7 @@ def make_executor(kind: str, workers: int, address: str | None = None) -> Execut
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=workers)
+        return _ProcessPool(workers, signals_to_parent)
     if kind == "dask":
         return _DaskExecutor(address, workers)
     raise UsageError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

@@ -12,7 +12,6 @@ step ends ``timed_out``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import usage
+from . import stopping, usage
 
 __all__ = ["ShellCommand", "ShellCommandError", "ShellTimeoutError"]
 
@@ -83,12 +82,13 @@ class ShellCommand:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        token = stopping.register_group(proc.pid)  # a hard stop of flowkit kills it too
         timed_out = threading.Event()
 
         def expire() -> None:
             timed_out.set()
-            _kill_group(proc, signal.SIGTERM)
-            killer = threading.Timer(GRACE_S, _kill_group, (proc, signal.SIGKILL))
+            stopping.kill_group(proc.pid, signal.SIGTERM)
+            killer = threading.Timer(GRACE_S, stopping.kill_group, (proc.pid, signal.SIGKILL))
             killer.daemon = True
             killer.start()
 
@@ -110,11 +110,14 @@ class ShellCommand:
             usage.record_child(ru)
             proc.stdout.close()
         except BaseException:
-            _kill_group(proc, signal.SIGKILL)
+            stopping.kill_group(proc.pid, signal.SIGKILL)
             raise
         finally:
+            stopping.forget(token)
             if timer is not None:
                 timer.cancel()
+        if code < 0:
+            stopping.hold_if_stopping()  # killed because flowkit exits now: not a step failure
         output = b"".join(chunks).decode(errors="replace")
         if timed_out.is_set():
             raise ShellTimeoutError(
@@ -125,8 +128,3 @@ class ShellCommand:
             tail = "\n".join(output.rstrip().splitlines()[-10:])
             raise ShellCommandError(self.text, code, tail)
         return output
-
-
-def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
