@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import pipes
 from .errors import FlowkitError, StateError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
@@ -197,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `flowkit status ... | head`: the reader has all it wanted
+        pipes.discard(sys.stdout)
+        return pipes.EXIT_BROKEN_PIPE
 
 
 def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import pipes
 from .capture import tail
 from .events import (
     Event,
@@ -56,8 +57,7 @@ class ConsoleListener:
         self._run_started: float | None = None
 
     def _print(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        pipes.write(self.stream, line + "\n")
 
     def on_event(self, event: Event) -> None:
         v = self.verbosity
@@ -206,5 +206,4 @@ class JsonLogListener:
         if isinstance(event, RunFinished):
             data["status"] = event.status.value
             data["counts"] = event.result.counts()
-        self.stream.write(orjson.dumps(data, default=str).decode() + "\n")
-        self.stream.flush()
+        pipes.write(self.stream, orjson.dumps(data, default=str).decode() + "\n")

@@ -11,7 +11,18 @@ PACKAGE = Path(flowkit.__file__).parent
 
 #: Bottom to top. A module may import only from layers below its own.
 LAYERS: list[set[str]] = [
-    {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "stopping"},
+    {
+        "errors",
+        "result",
+        "keys",
+        "policy",
+        "context",
+        "capture",
+        "usage",
+        "gcpause",
+        "stopping",
+        "pipes",
+    },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules", "interrupt"},
     {"graph", "store", "limits", "listeners"},
     {"fanout", "views", "otel", "progress", "notify"},

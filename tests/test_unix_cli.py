@@ -1,0 +1,48 @@
+"""The command line behaves like a well-behaved Unix tool: pipes, exit codes, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import flowkit_env
+
+
+def _closed_stdout(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run flowkit with a stdout pipe whose reader has gone (``| head`` after it exited)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", *args],
+        cwd=tmp_path,
+        env=flowkit_env(SIG_LOG=str(tmp_path / "sig.log"), SLOW_SECONDS="0.2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before flowkit writes anything: every write meets a broken pipe
+    err = proc.stderr.read() if proc.stderr is not None else ""
+    return proc.wait(timeout=60), err
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_run_into_a_closed_pipe_finishes_quietly(tmp_path: Path, log_format: str) -> None:
+    code, err = _closed_stdout(tmp_path, "run", "sigflows:long_python", "--log-format", log_format)
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err
+    assert code == 0
+    assert (tmp_path / "sig.log").read_text().split() == ["quick", "long-start", "long-end"]
+
+
+def test_inspection_command_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flowkit", "run", "sigflows:long_python"],
+        cwd=tmp_path,
+        env=flowkit_env(SIG_LOG=str(tmp_path / "sig.log"), SLOW_SECONDS="0"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    code, err = _closed_stdout(tmp_path, "status", "sigflows:long_python")
+    assert err == ""
+    assert code == 141
