@@ -48,7 +48,7 @@ from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
 from .ledger import Ledger
 from .limits import Limits
-from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
+from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult, json_params
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
 from .rules import trigger_blocks
 from .shell import ShellTimeoutError
@@ -210,7 +210,7 @@ class Engine:
             {
                 "flow": self.flow,
                 "run_id": self.run_id,
-                "params": self.params,
+                "params": json_params(self.params),
                 "status": result.status.value,
                 "started": started,
                 "duration_s": result.duration_s,

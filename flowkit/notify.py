@@ -74,7 +74,13 @@ class Notifier(ABC):
     """Base for notifiers: decides when to speak; subclasses say how (:meth:`send`)."""
 
     def __init__(self, on: Iterable[RunStatus | str] | None = None) -> None:
-        self.on = frozenset(RunStatus(x) for x in on) if on is not None else PROBLEMS
+        """``on``: the run outcomes that alert (``"failed"``, ``RunStatus.SUCCEEDED``, ...,
+        or ``"always"``); default failed, timed_out and interrupted.
+
+        Raises:
+            UsageError: ``on`` names something that is not a run outcome.
+        """
+        self.on = _outcomes(on, type(self).__name__) if on is not None else PROBLEMS
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, RunFinished) and event.status in self.on:
@@ -86,6 +92,29 @@ class Notifier(ABC):
     @abstractmethod
     def send(self, summary: dict[str, Any]) -> None:
         """Deliver one run's summary."""
+
+
+#: Every way a run can end: what ``on="always"`` means.
+ENDINGS = frozenset(s for s in RunStatus if s is not RunStatus.RUNNING)
+
+
+def _outcomes(on: Iterable[RunStatus | str] | str, who: str) -> frozenset[RunStatus]:
+    chosen: set[RunStatus] = set()
+    for item in [on] if isinstance(on, str) else on:
+        if item == "always":
+            chosen |= ENDINGS
+            continue
+        try:
+            status = RunStatus(item)
+        except ValueError:
+            status = RunStatus.RUNNING
+        if status is RunStatus.RUNNING:
+            valid = ", ".join(repr(s.value) for s in RunStatus if s in ENDINGS)
+            raise UsageError(
+                f"{who}(on=...): {item!r} is not a way a run ends; use {valid} or 'always'"
+            )
+        chosen.add(status)
+    return frozenset(chosen)
 
 
 def _post_json(url: str, payload: dict[str, Any], timeout: float) -> None:
@@ -176,8 +205,6 @@ def notifier_from_spec(spec: str, on: Iterable[str] | None = None) -> Notifier:
     Raises:
         UsageError: an unknown kind, or a missing target.
     """
-    if on is not None and "always" in on:
-        on = [s.value for s in RunStatus if s is not RunStatus.RUNNING]
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise UsageError(f"--notify {spec!r}: use webhook:URL, slack:URL or email:ADDRESS")
@@ -188,7 +215,7 @@ def notifier_from_spec(spec: str, on: Iterable[str] | None = None) -> Notifier:
             return Slack(target, on)
         if kind == "email":
             return Email([a.strip() for a in target.split(",") if a.strip()], on=on)
-    except ValueError as exc:  # a bad status in `on`
-        valid = ", ".join(s.value for s in RunStatus if s is not RunStatus.RUNNING)
-        raise UsageError(f"--notify-on: {exc}; use {valid} or always") from None
+    except UsageError as exc:  # a bad status in `on`
+        detail = str(exc).split(": ", 1)[-1]
+        raise UsageError(f"--notify-on: {detail}") from None
     raise UsageError(f"--notify {spec!r}: unknown kind {kind!r}; use webhook, slack or email")

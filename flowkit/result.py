@@ -7,9 +7,10 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import PurePath
 from typing import Any
 
-__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult"]
+__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult", "json_params"]
 
 
 class Status(str, Enum):
@@ -118,6 +119,12 @@ class StepResult:
         return out
 
 
+def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run parameters as the journal and reports store them: a path as its text (dates, enums,
+    lists and dicts are JSON already)."""
+    return {k: str(v) if isinstance(v, PurePath) else v for k, v in params.items()}
+
+
 @dataclass(slots=True)
 class RunResult:
     """The result of ``Flow.run``: per-step results (in topological order) and the run status."""
@@ -184,7 +191,7 @@ class RunResult:
         return {
             "flow": self.flow,
             "run_id": self.run_id,
-            "params": self.params,
+            "params": json_params(self.params),
             "status": self.status.value,
             "started": self.started,
             "duration_s": round(self.duration_s, 6),

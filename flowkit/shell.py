@@ -28,13 +28,19 @@ GRACE_S = 2.0
 
 
 class ShellCommandError(RuntimeError):
-    """A shell step's command exited with a non-zero status."""
+    """A shell step's command exited with a non-zero status.
 
-    def __init__(self, command: str, code: int, tail: str) -> None:
-        self.command, self.code = command, code
+    The message is one line; the command's output is in the step's log (``flowkit logs STEP``,
+    and under the failure on the console), and its last lines in :attr:`tail`.
+    """
+
+    def __init__(self, command: str, code: int, tail: str = "") -> None:
+        self.command, self.code, self.tail = command, code, tail
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        detail = f"\n{tail}" if tail else ""
-        super().__init__(f"command {command!r} {how}{detail}")
+        super().__init__(f"command {command!r} {how}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # process and Dask workers send it back pickled
+        return (type(self), (self.command, self.code, self.tail))
 
 
 class ShellTimeoutError(TimeoutError):

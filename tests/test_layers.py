@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
         "gcpause",
         "stopping",
         "pipes",
+        "params",
     },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules", "interrupt"},
     {"graph", "store", "limits", "listeners"},

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import flowkit_env
 
-from flowkit import Flow, UsageError
+from flowkit import Flow, RunStatus, UsageError
 from flowkit.notify import Email, Slack, Webhook, notifier_from_spec
 
 
@@ -167,3 +167,16 @@ def test_bad_notify_specs_are_usage_errors() -> None:
         notifier_from_spec("slack")
     with pytest.raises(UsageError, match="--notify-on"):
         notifier_from_spec("slack:http://x", on=["sometimes"])
+
+
+def test_python_notifiers_accept_always_and_reject_unknown_outcomes_by_name() -> None:
+    every = {s for s in RunStatus if s is not RunStatus.RUNNING}
+    assert Webhook("http://127.0.0.1:9/", on=["always"]).on == every
+    assert Webhook("http://127.0.0.1:9/", on=["succeeded", RunStatus.FAILED]).on == {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+    }
+    with pytest.raises(UsageError, match=r"Email\(on=...\): 'sometimes' is not a way a run ends"):
+        Email("ops@example.com", on=["sometimes"])
+    with pytest.raises(UsageError, match=r"'running' is not a way a run ends.*'always'"):
+        Webhook("http://127.0.0.1:9/", on=["running"])

@@ -46,3 +46,25 @@ def test_inspection_command_into_a_closed_pipe_exits_141_quietly(tmp_path: Path)
     code, err = _closed_stdout(tmp_path, "status", "sigflows:long_python")
     assert err == ""
     assert code == 141
+
+
+def test_a_failed_shell_steps_output_is_printed_once(tmp_path: Path) -> None:
+    (tmp_path / "shfail.py").write_text(
+        "from flowkit import Flow\n"
+        "flow = Flow('shfail')\n"
+        "flow.shell('bad', 'echo $((40+2))-first; echo $((50+5))-second >&2; exit 3')\n"
+    )
+    for executor in ("inline", "process"):
+        cmd = [sys.executable, "-m", "flowkit", "run", "shfail.py", "--fresh", "-w", "2"]
+        r = subprocess.run(
+            [*cmd, "--executor", executor],
+            cwd=tmp_path,
+            env=flowkit_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 1, r.stderr
+        assert r.stdout.count("42-first") == 1, r.stdout
+        assert r.stdout.count("55-second") == 1, r.stdout
+        assert "exited with status 3" in r.stdout
