@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import pipes
@@ -30,6 +31,16 @@ from .store import LoadedState, RunStore, default_state_dir, duration_of
 from .views import render_graph
 
 __all__ = ["main"]
+
+
+class NoSuchRunError(UsageError):
+    """An inspection command was pointed at a run that has no state."""
+
+    def __init__(self, flow: str, folder: Path) -> None:
+        super().__init__(
+            f"run {folder.name} of flow {flow} has no state (looked in {folder}); run it "
+            "first, or pass the --run-id/--param/--state-dir it used"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -318,8 +329,7 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
-        print(f"run {store.dir.name} of flow {flow.name} has no state yet (in {store.dir})")
-        return 0
+        raise NoSuchRunError(flow.name, store.dir)
     state = store.load()
     holder = store.holder()
     status = (
@@ -506,18 +516,11 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
 
 
 def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .report import collect, render_report_html, render_text
 
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
-        print(
-            f"flowkit: error: run {store.dir.name} of flow {flow.name} has no state (looked in "
-            f"{store.dir}); run it first, or pass the --run-id/--param/--state-dir it used",
-            file=sys.stderr,
-        )
-        return 2
+        raise NoSuchRunError(flow.name, store.dir)
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
     report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
     if not args.html:

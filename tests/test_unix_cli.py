@@ -68,3 +68,46 @@ def test_a_failed_shell_steps_output_is_printed_once(tmp_path: Path) -> None:
         assert r.stdout.count("42-first") == 1, r.stdout
         assert r.stdout.count("55-second") == 1, r.stdout
         assert "exited with status 3" in r.stdout
+
+
+PIPELINE = (
+    "from flowkit import Flow\n"
+    "flow = Flow('stdname')\n"
+    "@flow.step()\n"
+    "def a() -> int:\n"
+    "    return 1\n"
+)
+
+
+@pytest.mark.parametrize("target", ["sub/types.py", "sub/json.py:flow"])
+def test_pipeline_file_named_like_a_stdlib_module_exits_2_asking_to_rename_it(
+    tmp_path: Path, target: str
+) -> None:
+    (tmp_path / "sub").mkdir()
+    stem = Path(target.partition(":")[0]).stem
+    (tmp_path / "sub" / f"{stem}.py").write_text(PIPELINE)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowkit", "run", target],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert f"the Python standard library module {stem!r}" in r.stderr
+    assert f"Rename the file, e.g. to {stem}_flow.py" in r.stderr
+
+
+def test_status_of_a_run_that_does_not_exist_exits_2(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "flowkit", "status", "sigflows:long_python", "--run-id", "nope"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert "run nope of flow long_python has no state" in r.stderr
