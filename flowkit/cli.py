@@ -175,8 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
     sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
     _execution_options(sc)
-    target_cmd("status", "Show each step's state in a run.")
-    target_cmd("show", "Show each step's state in a run (same as status).")
+    for name in ("status", "show"):
+        st = target_cmd(
+            name,
+            "Show each step's state in a run" + (" (same as status)." if name == "show" else "."),
+        )
+        st.add_argument(
+            "--step",
+            metavar="STEP",
+            help="one step in detail: its error with the traceback, attempts, log",
+        )
     e = target_cmd("explain", "Say why a step is cached or would run.")
     e.add_argument("step")
     target_cmd("runs", "List the runs of a flow.")
@@ -332,6 +340,8 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         raise NoSuchRunError(flow.name, store.dir)
     state = store.load()
     holder = store.holder()
+    if args.step is not None:
+        return _status_of_step(flow, store, state, args.step, holder)
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
@@ -348,7 +358,47 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     return 0
 
 
+def _status_of_step(
+    flow: Flow, store: RunStore, state: LoadedState, name: str, holder: str | None
+) -> int:
+    known = {*flow.steps, *state.steps, *state.session}
+    if name not in known:
+        raise UnknownStepError(name, known)
+    st = _step_state(name, state, holder)[0]
+    print(f"Step {name} of flow {flow.name}, run {store.dir.name}: {st}")
+    done = state.steps.get(name)
+    if done is not None:
+        took = duration_of(done)
+        print(f"  attempts: {done.get('attempts', '')}")
+        if took is not None:
+            print(f"  duration: {fmt_duration(took)}")
+        if done.get("reason"):
+            print(f"  reason:   {done['reason']}")
+    tries = state.retries.get(name) or []
+    for rec in tries:
+        print(
+            f"  attempt {rec.get('attempt')} failed: {ErrorInfo.from_json(rec.get('error') or {})}"
+        )
+    err = ErrorInfo.from_json(done["error"]) if done is not None and done.get("error") else None
+    if err is not None:
+        print(f"  error:    {err}")
+        for line in (err.traceback or "").rstrip("\n").split("\n"):
+            if line:
+                print(f"    {line}")
+    log = store.logs / f"{safe_name(name)}.log"
+    if log.is_file():
+        print(f"  log:      {log}")
+    return 0
+
+
 def _status_row(name: str, state: LoadedState, holder: str | None, indent: str = "") -> str:
+    st, attempts, dur, detail = _step_state(name, state, holder)
+    label = indent + name
+    return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
+
+
+def _step_state(name: str, state: LoadedState, holder: str | None) -> tuple[str, str, str, str]:
+    """State, attempts, duration and detail of one step, as ``status`` shows them."""
     done = state.steps.get(name)
     sess = state.session.get(name)
     st, attempts, dur, detail = "pending", "", "", ""
@@ -374,8 +424,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     tries = state.retries.get(name)
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
-    label = indent + name
-    return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
+    return st, attempts, dur, detail
 
 
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -392,6 +441,14 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
         print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
     else:
         print(f"{args.step}: would run — {s.reason}.")
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    done = store.load().steps.get(args.step) if store.exists() else None
+    if done is not None and done.get("error"):
+        err = ErrorInfo.from_json(done["error"])
+        print(f"Its last attempt failed: {err}")
+        for line in (err.traceback or "").rstrip("\n").split("\n"):
+            if line:
+                print(f"  {line}")
     return 0
 
 

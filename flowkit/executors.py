@@ -20,6 +20,7 @@ from typing import Any
 
 from . import capture, stopping, usage
 from .errors import ExecutorUnavailableError, UsageError
+from .result import user_traceback
 
 __all__ = [
     "EXECUTORS",
@@ -62,13 +63,17 @@ class _Attempt:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        text = ""
         if exc is not None:
-            # where the failed attempt ran travels with the exception (pickled with it too)
+            # where the failed attempt ran, and the step's frames, travel with the exception
+            # (pickled with it too: a process or Dask worker's traceback is not)
+            text = user_traceback(exc)
             with contextlib.suppress(Exception):
                 exc.flowkit_worker = _worker_id()  # type: ignore[attr-defined]
+                exc.flowkit_traceback = text  # type: ignore[attr-defined]
         if self.sink is not None:
             if exc is not None:
-                capture.failed(self.sink, exc)
+                capture.failed(self.sink, exc, text)
             capture.end(self.sink, self.tokens[1])
         usage.end(self.tokens[0])
 

@@ -36,7 +36,8 @@ def _attempts(n: int) -> str:
 class ConsoleListener:
     """Prints one plain line per finished step and the run's summary (no control characters).
 
-    ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts too.
+    ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts and
+    the traceback of each failure too (the step's own frames).
     A failed step's line is followed by the last ``tail_lines`` lines of its captured log: the
     file named by the event's ``log_path``, else ``<logs_dir>/<step>.log`` when ``logs_dir`` is
     given (``RunStore.logs``).
@@ -94,6 +95,9 @@ class ConsoleListener:
                 f"{label} {event.step} ({_attempts(event.attempts)}, "
                 f"{fmt_duration(event.duration_s)}): {event.error}"
             )
+            if v >= 2 and event.error is not None and event.error.traceback:
+                for line in event.error.traceback.rstrip("\n").split("\n"):
+                    self._print(f"            ! {line}".rstrip())
             self._print_tail(event)
         elif isinstance(event, StepSkipped):
             if v >= 1:
