@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="bind each firing's scheduled date (YYYY-MM-DD) to this run parameter",
     )
+    sc.add_argument(
+        "--run-per",
+        choices=("firing", "day"),
+        default="firing",
+        help="firing: each firing is its own run (default); day: the firings of a day share one "
+        "run (later ones resume it, and run only what failed or changed)",
+    )
     sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
     sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
     _execution_options(sc)
@@ -329,9 +337,31 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         fail_fast=not args.continue_on_error,
         listeners=listeners,
         handle_signals=True,
+        run_per=args.run_per,
     )
-    print(f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); Ctrl-C to stop")
-    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now)
+    per = "each firing is its own run" if args.run_per == "firing" else "one run per day"
+    first = "firing now" if args.run_now else "waiting for the first firing"
+    print(
+        f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); {per}; {first}. "
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+
+    def announce(due: datetime, seconds: float) -> None:
+        print(f"Next firing at {due:%Y-%m-%d %H:%M %Z} (in {_wait_text(seconds)})", flush=True)
+
+    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now, on_wait=announce)
+
+
+def _wait_text(seconds: float) -> str:
+    """``2d 3h``, ``3h 2m``, ``4m 5s``, ``12s``: how long until a firing."""
+    s = max(0, round(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s % 60}s" if m else f"{s}s"
 
 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
