@@ -704,8 +704,8 @@ class Engine:
 
     def _stopping_message(self) -> str:
         return (
-            f"no new steps start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
-            "running step(s). Press Ctrl-C again to stop at once."
+            f"no new steps start; running steps get {self.opts.grace:g}s to finish, then they "
+            "are stopped. Press Ctrl-C again to stop at once."
         )
 
     # --- the result -----------------------------------------------------------------------------
