@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -350,7 +351,14 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
     def announce(due: datetime, seconds: float) -> None:
         print(f"Next firing at {due:%Y-%m-%d %H:%M %Z} (in {_wait_text(seconds)})", flush=True)
 
+    # between firings SIGTERM stops the scheduler as Ctrl-C does (exit 130); during a firing,
+    # the run's own handling applies (grace period, then stop)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     return schedule.loop(max_runs=args.max_runs, run_now=args.run_now, on_wait=announce)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_text(seconds: float) -> str:

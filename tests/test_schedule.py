@@ -164,7 +164,10 @@ def test_run_per_day_without_a_date_param_names_the_run_after_the_day(tmp_path: 
         Schedule(_flow([]), "0 2 * * *", run_per="week")
 
 
-def test_cli_schedule_says_when_the_next_firing_is_at_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_schedule_says_when_the_next_firing_is_at_start_and_stops_on_a_signal(
+    tmp_path: Path, sig: int
+) -> None:
     (tmp_path / "p.py").write_text(
         "from flowkit import Flow\nflow = Flow('sched')\n"
         "@flow.step()\ndef hello(day: str = 'x') -> str:\n    return day\n"
@@ -182,9 +185,10 @@ def test_cli_schedule_says_when_the_next_firing_is_at_start(tmp_path: Path) -> N
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout.readline() for _ in "ab"))
     reader.start()
     reader.join(timeout=20)  # the schedule waits for its firing: it says so, then sleeps
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=30)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
     reader.join()
+    assert "Traceback" not in err
     header, nxt = lines
     assert proc.returncode == 130
     assert header.startswith("Flow sched: scheduled at '0 2 * * *' (UTC); each firing is its own")
