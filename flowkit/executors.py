@@ -277,7 +277,7 @@ class _ProcessPool(ProcessPoolExecutor):
 
 
 def _pool_worker_init(signals_to_parent: bool) -> None:
-    signal.signal(signal.SIGTERM, _pool_worker_terminated)
+    stopping.die_with_children_on_sigterm()
     signal.signal(
         signal.SIGINT, _ignore_signal if signals_to_parent else signal.default_int_handler
     )
@@ -285,11 +285,6 @@ def _pool_worker_init(signals_to_parent: bool) -> None:
 
 def _ignore_signal(signum: int, frame: Any) -> None:
     """A handler that does nothing (unlike SIG_IGN, not inherited by programs a step runs)."""
-
-
-def _pool_worker_terminated(signum: int, frame: Any) -> None:
-    stopping.kill_all()
-    os._exit(128 + signum)
 
 
 def make_executor(

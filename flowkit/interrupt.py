@@ -30,6 +30,8 @@ EXIT_MARGIN_S = 1.0
 def exit_now(why: str) -> None:
     """Kill every process a step started, say ``why`` on stderr, and exit with status 130."""
     stopping.kill_all()
+    if os.isatty(1):
+        os.write(1, b"\x1b[?25h")  # the live progress view hides the cursor
     os.write(
         2,
         f"\nflowkit: {why}: stopping now; finished steps are saved. Run the same command "

@@ -49,8 +49,9 @@ class KillableFuture(Future[Any]):
 def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
     os.setsid()  # a group of its own: a kill reaches everything the step starts
     # the parent's handlers (the run's clean stop) are not the step's: a SIGTERM from a kill
-    # must end the child, and Ctrl-C mean what it means in any Python program
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # must end the child (and the shell commands it started, in sessions of their own), and
+    # Ctrl-C mean what it means in any Python program
+    stopping.die_with_children_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         value = fn(*args, **kwargs)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 
 __all__ = [
+    "die_with_children_on_sigterm",
     "forget",
     "hard_stopping",
     "hold_if_stopping",
@@ -89,6 +90,18 @@ def hold_if_stopping() -> None:
     journaled as one)."""
     if _stopping:
         threading.Event().wait()  # pragma: no cover - the process exits while we wait
+
+
+def die_with_children_on_sigterm() -> None:
+    """In a worker or isolated child: on SIGTERM, kill the process groups its steps started
+    (shell commands run in sessions of their own, out of reach of a kill of the worker's
+    group), then exit."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    kill_all()
+    os._exit(128 + signum)
 
 
 def mark_signal(arrived: bool = True) -> None:

@@ -13,6 +13,7 @@ import pytest
 from conftest import flowkit_env
 
 from flowkit import Flow, Status
+from flowkit.shell import ShellCommand
 
 #: (flow, extra arguments): a Python step and a shell step, inline, on threads, in processes
 LONG_STEPS = [
@@ -196,3 +197,31 @@ def test_a_real_ctrl_c_during_an_inline_step_still_stops_an_api_run(tmp_path: Pa
     with pytest.raises(KeyboardInterrupt):
         flow.run(state_dir=tmp_path)
     assert time.monotonic() - started < 4
+
+
+def test_killing_an_isolated_step_kills_the_shell_commands_it_started(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    flow = Flow("isolated_shell")
+
+    @flow.step(isolate=True, timeout=0.5)
+    def runs_a_command() -> str:
+        # a shell command runs in a session of its own: a kill of the step's process group
+        # does not reach it; the step's process must kill it when it is killed
+        return ShellCommand(f"sleep 60 & echo $! > {pid_file}; echo $$ >> {pid_file}; sleep 60")()
+
+    result = flow.run(state_dir=tmp_path)
+    assert result["runs_a_command"].status is Status.TIMED_OUT
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
