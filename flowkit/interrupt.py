@@ -24,7 +24,7 @@ __all__ = ["EXIT_MARGIN_S", "exit_now", "interruptible"]
 
 #: Seconds after the grace period before the process exits by itself: the run's own stop (which
 #: writes the end of the journal and the summary) normally comes first.
-EXIT_MARGIN_S = 1.0
+EXIT_MARGIN_S = 0.5
 
 
 def exit_now(why: str) -> None:
