@@ -265,11 +265,19 @@ class _ProcessPool(ProcessPoolExecutor):
         )
         self._token = stopping.register(self.kill_workers)
 
-    def kill_workers(self) -> None:
-        """SIGTERM every worker: each kills the processes its steps started, then exits."""
-        for pid in list(getattr(self, "_processes", None) or ()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGTERM)
+    def kill_workers(self, wait: float = 1.0) -> None:
+        """SIGTERM every worker: each kills the processes its steps started, then exits. Those
+        still alive after ``wait`` seconds (a step stuck in C code) get SIGKILL."""
+        procs = list((getattr(self, "_processes", None) or {}).values())
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         stopping.forget(self._token)
