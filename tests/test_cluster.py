@@ -380,6 +380,13 @@ def test_the_worker_of_every_attempt_is_recorded(
         check=0,
     )
     assert "attempt failed: ConnectionError: first attempt fails" in text.stdout
+    again = flowkit(  # the journal, retry records with workers included, reads back
+        project,
+        *["run", "pipe:flaky", "--executor", "dask", "--address", cluster.address],
+        *["--state-dir", str(state), "--param", f"marker={tmp_path / 'm'}"],
+        check=0,
+    )
+    assert "1 cached" in again.stdout
 
 
 def test_scheduler_lost_mid_run_interrupts_then_waits_for_workers_then_resumes(
