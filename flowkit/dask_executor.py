@@ -37,7 +37,7 @@ from distributed import Client, LocalCluster, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ExecutorUnavailableError, RunStoppingError
-from .ship import Bundle, code_bundle, folder_bundles, unpack
+from .ship import Bundle, code_bundle, folder_bundles, in_place, unpack
 
 __all__ = ["ClusterLostError", "ClusterUnavailableError", "DaskExecutor"]
 
@@ -62,9 +62,16 @@ class ClusterLostError(RunStoppingError):
         )
 
 
+#: On a worker: where each installed bundle is used from (its copy, or the client's own folder
+#: when this worker sees the same files there).
+_WHERE: dict[str, str] = {}
+
+
 class _Install(WorkerPlugin):
-    """Unpacks shipped bundles into the worker's folder; code goes first on ``sys.path``, and the
-    modules it holds are imported afresh (a long-lived worker may hold an older version)."""
+    """Installs shipped bundles on a worker: in place when it sees the same files at the same
+    paths as the client, else unpacked into the worker's folder. Code goes first on
+    ``sys.path``, and the modules it holds are imported afresh (a long-lived worker may hold an
+    older version)."""
 
     def __init__(self, bundles: list[Bundle]) -> None:
         self.bundles = bundles
@@ -72,12 +79,15 @@ class _Install(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         into = os.path.join(worker.local_directory, "flowkit-ship")
         for b in self.bundles:
-            path = unpack(b, into)
+            here = in_place(b)
+            path = (b.source or "") if here else unpack(b, into)
+            _WHERE[b.name] = path
             if not b.modules:
                 continue
-            if path in sys.path:
-                sys.path.remove(path)
-            sys.path.insert(0, path)
+            for entry in reversed(b.bases() if here else [path]):
+                if entry in sys.path:
+                    sys.path.remove(entry)
+                sys.path.insert(0, entry)
             for name in list(sys.modules):
                 if name.partition(".")[0] in b.modules:
                     del sys.modules[name]
@@ -95,14 +105,14 @@ def _shipped_folder(fn: Any) -> str | None:
 
 
 def _relocate(fn: Any, folders: dict[str, str], worker: Any) -> Any:
-    """A workflow task, moved to the worker's copy of its folder."""
+    """A workflow task, moved to the worker's copy of its folder (unless used in place)."""
     folder = _shipped_folder(fn) if folders else None
     if folder is None:
         return fn
     for source, name in folders.items():
         if folder == source or folder.startswith(source + os.sep):
-            here = os.path.join(worker.local_directory, "flowkit-ship", name)
-            return fn.relocated(here + folder[len(source) :])
+            here = _WHERE.get(name) or os.path.join(worker.local_directory, "flowkit-ship", name)
+            return fn if here == source else fn.relocated(here + folder[len(source) :])
     return fn
 
 

@@ -9,7 +9,11 @@ flowkit packs
 * the **folders** of workflow tasks (a YAML workflow's folder: its scripts and small files),
 
 each into a zip whose name is the digest of its content. The Dask executor installs them on every
-worker, now and on workers that join later, (see :mod:`flowkit.dask_executor`). Installed
+worker, now and on workers that join later (see :mod:`flowkit.dask_executor`). A worker that
+already sees the very same files at the same paths (the same machine, or a shared file system)
+uses them in place, so that data files next to the code and files one task writes for another
+are where the steps expect them; any other worker uses its own copy (always, with
+``FLOWKIT_SHIP_COPY=1`` in the worker's environment). Installed
 packages (``site-packages``), the standard library and flowkit itself are not shipped: the
 workers need them installed. Steps defined in ``__main__`` or made by factory functions are sent
 by value with cloudpickle instead.
@@ -30,7 +34,15 @@ from typing import Any
 
 from .errors import FlowkitError
 
-__all__ = ["MAX_BYTES", "Bundle", "ShippingError", "code_bundle", "folder_bundles", "unpack"]
+__all__ = [
+    "MAX_BYTES",
+    "Bundle",
+    "ShippingError",
+    "code_bundle",
+    "folder_bundles",
+    "in_place",
+    "unpack",
+]
 
 #: The most a bundle may hold: a workflow folder is shipped to every worker at each run.
 MAX_BYTES = 100 * 2**20
@@ -70,12 +82,23 @@ class Bundle:
         data: the zip file's bytes.
         modules: top-level modules to import afresh from it (empty for a folder of scripts).
         source: the folder on the client it stands for (a folder bundle), or ``""``.
+        files: each file's name in the zip and its path on the client.
     """
 
     name: str
     data: bytes
     modules: tuple[str, ...] = ()
     source: str = ""
+    files: tuple[tuple[str, str], ...] = ()
+
+    def bases(self) -> list[str]:
+        """The folders on the client the files' names are relative to (``sys.path`` entries)."""
+        out: list[str] = []
+        for arcname, path in self.files:
+            base = path[: len(path) - len(arcname)].rstrip("/") or "/"
+            if base not in out:
+                out.append(base)
+        return out
 
 
 def _installed(path: Path) -> bool:
@@ -101,7 +124,7 @@ def _files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / f
 
 
-def _zip(entries: Iterable[tuple[Path, str]], what: str) -> bytes:
+def _zip(entries: list[tuple[Path, str]], what: str) -> bytes:
     buf = io.BytesIO()
     total = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -173,7 +196,8 @@ def code_bundle(functions: Iterable[Any]) -> Bundle | None:
     ]
     what = "the flow's code (" + ", ".join(sorted(roots)) + ")"
     data = _zip(entries, what)
-    return Bundle(_name("code", data), data, tuple(sorted(roots)))
+    files = tuple(sorted((a, str(f)) for f, a in entries))
+    return Bundle(_name("code", data), data, tuple(sorted(roots)), "", files)
 
 
 def folder_bundles(folders: Iterable[str]) -> list[Bundle]:
@@ -191,9 +215,27 @@ def folder_bundles(folders: Iterable[str]) -> list[Bundle]:
                 f"cannot ship the folder {root} to the cluster: it does not exist "
                 "(a workflow's folder)"
             )
-        data = _zip(((f, f.relative_to(root).as_posix()) for f in _files(root)), f"{root}")
-        out.append(Bundle(_name("folder", data), data, (), str(root)))
+        entries = [(f, f.relative_to(root).as_posix()) for f in _files(root)]
+        data = _zip(entries, f"{root}")
+        files = tuple(sorted((a, str(f)) for f, a in entries))
+        out.append(Bundle(_name("folder", data), data, (), str(root), files))
     return out
+
+
+def in_place(bundle: Bundle) -> bool:
+    """Whether this machine sees every file of ``bundle`` at its client path, with the same
+    content (the same machine, or a shared file system), and copies are not asked for."""
+    if os.environ.get("FLOWKIT_SHIP_COPY", "") not in ("", "0") or not bundle.files:
+        return False
+    with zipfile.ZipFile(io.BytesIO(bundle.data)) as zf:
+        for arcname, path in bundle.files:
+            try:
+                with open(path, "rb") as f:
+                    if f.read() != zf.read(arcname):
+                        return False
+            except OSError:
+                return False
+    return True
 
 
 def unpack(bundle: Bundle, into: str) -> str:

@@ -33,13 +33,15 @@ def clean_env() -> dict[str, str]:
 class Proc:
     """A process in a session of its own (its children die with it), output kept in a file."""
 
-    def __init__(self, args: list[str], cwd: Path, log: Path) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.log = log
         self._out = log.open("ab")
         self.popen = subprocess.Popen(
             args,
             cwd=cwd,
-            env=clean_env(),
+            env={**clean_env(), **(env or {})},
             stdout=self._out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -54,10 +56,15 @@ class Proc:
 
 
 class Cluster:
-    """One scheduler and some workers; :meth:`stop` always ends all of them."""
+    """One scheduler and some workers; :meth:`stop` always ends all of them.
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    ``copies``: the workers use their own copies of what flowkit ships even though they share
+    this machine's files (as workers on other machines must).
+    """
+
+    def __init__(self, home: Path, port: int | None = None, copies: bool = True) -> None:
         self.home = home
+        self.copies = copies
         self.port = port or free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.scheduler: Proc | None = None
@@ -109,6 +116,7 @@ class Cluster:
                 ],
                 local,
                 self.home / f"worker-{name}.log",
+                {"FLOWKIT_SHIP_COPY": "1"} if self.copies else None,
             )
         )
 

@@ -389,6 +389,58 @@ def test_the_worker_of_every_attempt_is_recorded(
     assert "1 cached" in again.stdout
 
 
+SHARED_WORKFLOW = """
+name: shared
+tasks:
+  write:
+    command: ["sh", "-c", "mkdir -p out && echo written-by-write > out/a.txt"]
+  read:
+    command: ["cat", "out/a.txt"]
+    depends_on: [write]
+"""
+
+SHARED_PIPE = """
+from pathlib import Path
+
+from flowkit import Flow
+
+flow = Flow("beside")
+
+
+@flow.step()
+def read_beside() -> str:
+    print("module file:", __file__)
+    return (Path(__file__).parent / "data.csv").read_text()
+"""
+
+
+def test_workers_that_see_the_project_use_it_in_place(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "wf").mkdir(parents=True)
+    (proj / "wf" / "flow.yaml").write_text(SHARED_WORKFLOW)
+    (proj / "beside.py").write_text(SHARED_PIPE)
+    (proj / "data.csv").write_text("a,b\n1,2\n")
+    c = Cluster(tmp_path / "shared-cluster", copies=False)
+    try:
+        c.start_scheduler()
+        c.start_worker("x")
+        c.start_worker("y")
+        c.wait_for_workers(2)
+        on = ["--executor", "dask", "--address", c.address, "--state-dir", str(tmp_path / "s")]
+        flowkit(proj, "run", "wf/flow.yaml", *on, check=0)
+        # the file one task wrote is where the next one reads it, on whichever worker
+        assert (proj / "wf" / "out" / "a.txt").read_text() == "written-by-write\n"
+        read = flowkit(proj, "logs", "wf/flow.yaml", "read", "--state-dir", str(tmp_path / "s"))
+        assert "written-by-write" in read.stdout
+        flowkit(proj, "run", "beside:flow", *on, check=0)
+        logs = flowkit(
+            proj, "logs", "beside:flow", "read_beside", "--state-dir", str(tmp_path / "s")
+        )
+        assert f"module file: {proj / 'beside.py'}" in logs.stdout  # the project's own file
+    finally:
+        c.stop()
+
+
 def test_scheduler_lost_mid_run_interrupts_then_waits_for_workers_then_resumes(
     project: Path, tmp_path: Path
 ) -> None:
