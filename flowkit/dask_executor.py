@@ -291,7 +291,9 @@ class DaskExecutor(Executor):
             ClusterUnavailableError: the scheduler went away meanwhile.
         """
         fns = list(functions)
-        bundles = folder_bundles(d for f in fns if (d := _shipped_folder(f)) is not None)
+        # a local cluster's workers run on this machine: its folders are there already
+        local = self.cluster is not None
+        bundles = [] if local else folder_bundles(filter(None, map(_shipped_folder, fns)))
         code = code_bundle(fns)
         if code is not None:
             bundles.append(code)

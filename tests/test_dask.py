@@ -122,3 +122,22 @@ def test_hints_are_ignored_with_a_warning_on_workers_without_resources(
     )
     assert result.ok
     assert "declare no CPU/MEMORY resources" in caplog.text
+
+
+def test_a_workflow_on_a_local_cluster_runs_in_its_own_folder(tmp_path: Path) -> None:
+    from flowkit.loader import load_flow
+
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "flow.yaml").write_text(
+        "name: local_wf\ntasks:\n"
+        "  write:\n    command: ['sh', '-c', 'pwd > where.txt']\n"
+        "  read:\n    command: ['cat', 'where.txt']\n    depends_on: [write]\n"
+    )
+    result = load_flow(str(wf / "flow.yaml")).run(
+        state_dir=tmp_path / "state", executor="dask", workers=2
+    )
+    assert result.ok, result.summary()
+    # nothing was copied: a local cluster's workers share this machine's folders
+    assert (wf / "where.txt").read_text().strip() == str(wf)
+    assert str(wf) in str(result["read"].output)
