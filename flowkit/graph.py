@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -25,7 +25,7 @@ from .errors import (
 )
 from .gcpause import gc_paused
 
-__all__ = ["FlowGraph", "Node"]
+__all__ = ["FlowGraph", "GraphShape", "Node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,56 @@ class Node:
     @property
     def upstream(self) -> tuple[str, ...]:
         return self.data_deps + self.order_deps
+
+
+@dataclass(frozen=True, slots=True)
+class GraphShape:
+    """What a report or a dashboard needs of a graph: its steps by tier and their dependencies.
+
+    It is saved with each run (``graph.json``), so the run can be shown without the flow's code.
+    """
+
+    flow: str
+    tiers: tuple[tuple[str, ...], ...]
+    deps: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]  # step -> (data deps, order deps)
+    tier: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tier = {n: i for i, names in enumerate(self.tiers) for n in names}
+        object.__setattr__(self, "tier", tier)
+
+    def tier_of(self, name: str) -> int:
+        """The tier of a step (0: no dependencies). Raises KeyError for an unknown step."""
+        return self.tier[name]
+
+    @property
+    def order(self) -> list[str]:
+        """Every step, tier by tier."""
+        return [n for tier in self.tiers for n in tier]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON: ``{"flow": name, "tiers": [[[step, data deps, order deps], ...], ...]}``."""
+        return {
+            "flow": self.flow,
+            "tiers": [[[n, *self.deps[n]] for n in tier] for tier in self.tiers],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> GraphShape:
+        """Read what :meth:`to_json` wrote. Raises ValueError when the data has another shape."""
+        try:
+            flow = data["flow"]
+            tiers: list[tuple[str, ...]] = []
+            deps: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+            for tier in data["tiers"]:
+                names = []
+                for name, data_deps, order_deps in tier:
+                    names.append(str(name))
+                    deps[str(name)] = (tuple(map(str, data_deps)), tuple(map(str, order_deps)))
+                tiers.append(tuple(names))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a graph shape ({exc!r})") from None
+        return cls(str(flow), tuple(tiers), deps)
 
 
 class FlowGraph:
@@ -126,6 +176,12 @@ class FlowGraph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def shape(self) -> GraphShape:
+        """The steps by tier and their dependencies, without the code (see :class:`GraphShape`)."""
+        nodes = self.nodes
+        deps = {n: (nodes[n].data_deps, nodes[n].order_deps) for n in self.order}
+        return GraphShape(self.flow, tuple(tuple(t) for t in self.tiers), deps)
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise if a given parameter is taken by no step, or a step's parameter has no value."""

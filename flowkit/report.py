@@ -23,12 +23,22 @@ from html import escape
 from typing import Any
 
 from .flow import Flow
-from .graph import FlowGraph
+from .graph import GraphShape
 from .result import ErrorInfo, fmt_duration
 from .store import LoadedState, duration_of
 from .views import STATUS_COLOURS
 
-__all__ = ["STATUSES", "RunReport", "StepRow", "collect", "render_html", "render_text"]
+__all__ = [
+    "STATUSES",
+    "RunReport",
+    "StepRow",
+    "collect",
+    "graph_svg",
+    "instances_of",
+    "render_html",
+    "render_text",
+    "step_rows",
+]
 
 #: Every status a report row can have, in display order, with its colour.
 STATUSES = STATUS_COLOURS
@@ -116,7 +126,11 @@ class RunReport:
 
 
 def collect(
-    flow: Flow, state: LoadedState, *, run_id: str | None = None, running: bool = False
+    flow: Flow | GraphShape,
+    state: LoadedState,
+    *,
+    run_id: str | None = None,
+    running: bool = False,
 ) -> RunReport:
     """Derive the report of a run from its loaded journal.
 
@@ -124,29 +138,19 @@ def collect(
     right after their step's row, and bars on the timeline; the graph shows only their step.
 
     Args:
-        flow: the flow (its graph gives the steps, their tiers and dependencies).
+        flow: the flow, or its :class:`~flowkit.graph.GraphShape` (the steps, their tiers and
+            dependencies, as saved with the run).
         state: what ``flow.load_state(...)`` returned for the run.
         run_id: the run's id (default: the one in the journal's latest header).
         running: a process holds the run right now (steps started but not finished are
             ``running``, not ``interrupted``).
     """
-    graph = flow.graph()
+    shape = flow if isinstance(flow, GraphShape) else flow.graph().shape()
     header = state.headers[-1] if state.headers else {}
-    started = _num(header.get("time"))
-    tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
-    finished = state.end is not None
-    fanned = _instances(graph, state)
+    fanned = instances_of(shape, state)
     rows: list[StepRow] = []
-    for name in graph.order:
-        node, tier = graph.nodes[name], tier_of[name]
-        row = _row(name, tier, state, started, running, finished, node.data_deps, node.order_deps)
-        subs = [
-            _row(i, tier, state, started, running, finished, parent=name)
-            for i in fanned.get(name, ())
-        ]
-        statuses = {s.status for s in subs}
-        if row.status == "succeeded" and "cached" in statuses and statuses <= {"cached", "skipped"}:
-            row = replace(row, status="cached")  # gathered from restored instances only
+    for name in shape.order:
+        row, subs = step_rows(shape, state, name, fanned.get(name, ()), running=running)
         rows.append(row)
         rows.extend(subs)
     if running:
@@ -156,26 +160,52 @@ def collect(
     else:
         status = "interrupted" if state.headers else "no state"
     return RunReport(
-        flow=flow.name,
+        flow=shape.flow,
         run_id=run_id or str(header.get("run_id", "")),
         status=status,
         params=dict(header.get("params") or {}),
-        started=started,
+        started=_num(header.get("time")),
         ended=None if state.end is None or running else _num(state.end.get("time")),
         sessions=len(state.headers),
         steps=rows,
     )
 
 
-def _instances(graph: FlowGraph, state: LoadedState) -> dict[str, list[str]]:
+def step_rows(
+    shape: GraphShape,
+    state: LoadedState,
+    name: str,
+    instances: Iterable[str] = (),
+    *,
+    running: bool = False,
+) -> tuple[StepRow, list[StepRow]]:
+    """The row of one step of ``shape`` and the rows of its fan-out ``instances``.
+
+    The step's status is ``cached`` when it only gathered restored instances. Arguments are
+    as for :func:`collect`; :func:`instances_of` finds the instances.
+    """
+    tier = shape.tier_of(name)
+    header = state.headers[-1] if state.headers else {}
+    started = _num(header.get("time"))
+    finished = state.end is not None
+    data_deps, order_deps = shape.deps[name]
+    row = _row(name, tier, state, started, running, finished, data_deps, order_deps)
+    subs = [_row(i, tier, state, started, running, finished, parent=name) for i in instances]
+    statuses = {s.status for s in subs}
+    if row.status == "succeeded" and "cached" in statuses and statuses <= {"cached", "skipped"}:
+        row = replace(row, status="cached")  # gathered from restored instances only
+    return row, subs
+
+
+def instances_of(shape: GraphShape, state: LoadedState) -> dict[str, list[str]]:
     """The fan-out instances in the journal, by step, in journal order."""
     out: dict[str, list[str]] = {}
     seen: set[str] = set()
     for name in (*state.steps, *state.session):
-        if name in graph.nodes or name in seen:
+        if name in shape.deps or name in seen:
             continue
         base = name.split("[", 1)[0]
-        if base != name and base in graph.nodes:
+        if base != name and base in shape.deps:
             out.setdefault(base, []).append(name)
             seen.add(name)
     return out
@@ -474,6 +504,12 @@ def _dag_layout(rows: list[StepRow]) -> tuple[dict[str, tuple[float, float]], fl
             x += NODE_W + (SUB_GAP if c < cols - 1 else TIER_GAP)
     width = x - TIER_GAP + MARGIN if ordered else 2 * MARGIN
     return pos, width, float(height)
+
+
+def graph_svg(rows: Sequence[StepRow]) -> str:
+    """The graph as an inline SVG: one ``g.node`` per step (``data-step``, ``data-status``, class
+    ``st-<status>``) linking to ``#row-<i>``, its row's position in ``rows``."""
+    return _dag_svg(rows, {r.name: i for i, r in enumerate(rows)})
 
 
 def _dag_svg(all_rows: Sequence[StepRow], index: Mapping[str, int]) -> str:
