@@ -38,6 +38,7 @@ __all__ = [
     "render_html",
     "render_text",
     "step_rows",
+    "stylesheet",
 ]
 
 #: Every status a report row can have, in display order, with its colour.
@@ -383,6 +384,11 @@ def render_report_html(report: RunReport) -> str:
 
 def _esc(value: object) -> str:
     return escape(str(value), quote=True)
+
+
+def stylesheet() -> str:
+    """The report's CSS (status colours ``.st-<status>``, graph nodes, bars, tables)."""
+    return _css()
 
 
 def _css() -> str:
