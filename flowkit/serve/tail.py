@@ -61,12 +61,13 @@ class RunTail:
         self.damaged: list[str] = []  # lines that could not be read (shown, never fatal)
         self.running = False
         self._lines = 0
+        self._identity = (0, 0)
 
     # --- reading --------------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read the whole journal (again): the starting point of a page."""
-        self.offset, self._partial, self._lines = 0, b"", 0
+        self.offset, self._partial, self._lines, self._identity = 0, b"", 0, (0, 0)
         self.state, self.attempts, self.damaged = LoadedState(), {}, []
         for rec in self._read():
             self._apply(rec, None)
@@ -95,13 +96,15 @@ class RunTail:
 
     def _read(self) -> list[dict[str, Any]]:
         try:
-            size = os.stat(self.path).st_size
+            st = os.stat(self.path)
         except FileNotFoundError:
             if self.offset:
                 raise JournalReset from None
             return []
-        if size < self.offset:
-            raise JournalReset
+        size, identity = st.st_size, (st.st_dev, st.st_ino)
+        if (self.offset and identity != self._identity) or size < self.offset:
+            raise JournalReset  # moved aside by --fresh and started again, or cut short
+        self._identity = identity
         if size == self.offset:
             return []
         with open(self.path, "rb") as f:
