@@ -12,6 +12,7 @@ Skipped only when there is no Chromium (set ``FLOWKIT_CHROMIUM`` to use another 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,13 +22,13 @@ from pathlib import Path
 import orjson
 import pytest
 import serveflows
-from conftest import PYTHON, TESTS, flowkit_env
+from conftest import PYTHON, ROOT, TESTS, flowkit_env
 
 from flowkit import Flow
 
-CHROMIUM = os.environ.get("FLOWKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("FLOWKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"
+    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
 )
 
 if Path(CHROMIUM).exists():
@@ -88,8 +89,8 @@ def page(browser: Browser, served: Served) -> Iterator[Page]:
 def screenshot(pg: Page, name: str, tmp_path: Path) -> None:
     pg.screenshot(path=str(tmp_path / name), full_page=False)
     target = os.environ.get("FLOWKIT_SCREENSHOTS")
-    if target:
-        pg.screenshot(path=str(Path(target) / name), full_page=False)
+    if target:  # relative to the repository (tests run in their own working directory)
+        pg.screenshot(path=str(ROOT / target / name), full_page=False)
 
 
 def ready(pg: Page) -> None:
@@ -159,7 +160,6 @@ def test_runs_list_shows_runs_newest_first_filters_and_follows_new_runs(
     ready(page)
     f.run({"day": "wed"}, state_dir=served.state)  # the open list refreshes itself
     page.wait_for_selector("#runs td.params:text-is(\"day='wed'\")", timeout=5_000)
-    screenshot(page, "runs.png", tmp_path)
 
 
 # --- a run, live --------------------------------------------------------------------------------
@@ -277,7 +277,9 @@ def test_pages_need_the_token_and_the_token_link_lets_the_browser_in(
 # --- a large run --------------------------------------------------------------------------------
 
 
-def test_a_10000_step_run_page_loads_in_a_few_seconds(page: Page, served: Served) -> None:
+def test_a_10000_step_run_page_loads_in_a_few_seconds(
+    page: Page, served: Served, tmp_path: Path
+) -> None:
     flow = serveflows.wide(10_000)
     flow.run(state_dir=served.state)
     t = time.perf_counter()
@@ -295,3 +297,6 @@ def test_a_10000_step_run_page_loads_in_a_few_seconds(page: Page, served: Served
     page.fill("#filter", "s9999")
     page.wait_for_selector("#step-table tbody tr[data-step='s9999']")
     assert page.locator("#step-table tbody tr").count() == 1
+    page.goto(f"{served.url}/")  # by now the folder holds runs of every kind
+    ready(page)
+    screenshot(page, "runs.png", tmp_path)

@@ -77,7 +77,8 @@ def runs_page(
 ) -> str:
     """Every run in the folder (one page of them), newest first, with the filter form."""
     status_opts = "".join(
-        f'<option value="{_e(s)}"{" selected" if s == status else ""}>{_e(s)}</option>'
+        f'<option value="{_e(s)}"{" selected" if s == status else ""}>{_e(s or "any status")}'
+        "</option>"
         for s in ("", *STATUSES)
     )
     flow_opts = "".join(

@@ -62,13 +62,14 @@ class RunTail:
         self.running = False
         self._lines = 0
         self._identity = (0, 0)
+        self._seen: dict[str, int] = {}  # step -> order of its first record (instances' order)
 
     # --- reading --------------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read the whole journal (again): the starting point of a page."""
         self.offset, self._partial, self._lines, self._identity = 0, b"", 0, (0, 0)
-        self.state, self.attempts, self.damaged = LoadedState(), {}, []
+        self.state, self.attempts, self.damaged, self._seen = LoadedState(), {}, [], {}
         for rec in self._read():
             self._apply(rec, None)
         self.shape = shape_of(self.dir, self.state)
@@ -146,6 +147,7 @@ class RunTail:
                 up.run = True
             return
         assert isinstance(name, str)
+        self._seen.setdefault(name, len(self._seen))
         self._attempt(ev, name, rec)
         if up is not None:
             up.steps.add(name)
@@ -207,7 +209,8 @@ class RunTail:
             if base in self.shape.deps:
                 _, subs = step_rows(self.shape, self.state, base, [name], running=self.running)
                 out.extend(subs)
-        out.sort(key=lambda r: (r.tier, r.parent or r.name, r.parent is not None))
+        seen = self._seen
+        out.sort(key=lambda r: (r.tier, r.parent or r.name, r.parent is not None, seen.get(r.name)))
         return [self.row_json(r) for r in out]
 
     def row_json(self, row: StepRow) -> dict[str, Any]:

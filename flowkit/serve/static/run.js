@@ -262,6 +262,7 @@
       $('panel-log').dataset.empty = 'yes';
     }
     $('panel').hidden = false;
+    document.body.classList.add('panel-open');
     renderPanel();
     renderTable();
     if (location.hash !== '#step=' + encodeURIComponent(name)) {
@@ -272,6 +273,7 @@
     selected = null;
     if (logSource) { logSource.close(); logSource = null; }
     $('panel').hidden = true;
+    document.body.classList.remove('panel-open');
     history.replaceState(null, '', location.pathname + location.search);
     renderTable();
   }
@@ -297,8 +299,9 @@
     ol.textContent = '';
     (r.bars || []).forEach(function (b) {
       var li = document.createElement('li');
-      var took = b.end != null ? dur(Math.max(0, b.end - b.start)) : 'running';
-      li.textContent = '#' + b.n + ' ' + b.status + ', ' + took +
+      var took = b.end != null ? ', ' + dur(Math.max(0, b.end - b.start)) : ' for ' +
+                 dur(Math.max(0, now() - b.start));
+      li.textContent = '#' + b.n + ' ' + b.status + took +
         (b.error ? ' — ' + b.error : '') + (b.delay ? '; then waited ' + dur(b.delay) : '');
       li.dataset.attempt = b.n;
       ol.appendChild(li);
