@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"flow"},
     {"report", "workflow", "schedule"},
     {"loader"},
+    {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
 ]
@@ -39,7 +40,9 @@ def _imports(path: Path) -> set[str]:
 
 def test_every_module_has_a_layer() -> None:
     placed = set().union(*LAYERS)
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    modules = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.parent.name for p in PACKAGE.glob("*/__init__.py")
+    }
     assert modules - placed == set(), "place new modules in LAYERS"
     assert placed - modules == set(), "LAYERS names modules that do not exist"
 
@@ -53,3 +56,14 @@ def test_modules_import_only_from_lower_layers() -> None:
         if rank[dep] >= rank[path.stem]
     ]
     assert wrong == []
+
+
+def test_the_dashboard_package_imports_only_from_lower_layers() -> None:
+    rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    found: set[str] = set()
+    for path in (PACKAGE / "serve").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                found.add(node.module.split(".")[0])
+    assert found, "the dashboard reuses flowkit's modules"
+    assert [m for m in found if rank[m] >= rank["serve"]] == []

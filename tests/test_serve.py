@@ -494,3 +494,29 @@ def test_the_token_can_come_from_the_environment(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_a_killed_run_shows_as_interrupted_with_its_step_interrupted(tmp_path: Path) -> None:
+    state, gate = tmp_path / "st", tmp_path / "gate"
+    gate.mkdir()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "flowkit", "run", LIVE, "--state-dir", str(state), "-p", f"gate={gate}"],
+        env=flowkit_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    journal = _journal(state)
+    journal_has(journal, b'"start"')
+    catalog = Catalog(state)
+    assert [r.status for r in catalog.runs()] == ["running"]
+    tail = RunTail(journal.parent)
+    tail.load()
+    assert tail.run_json()["status"] == "running"
+    proc.kill()
+    proc.wait(timeout=30)
+    up = tail.poll()  # nothing was appended, but its process went away
+    assert up.run and "first" in up.steps
+    assert tail.run_json()["status"] == "interrupted"
+    first = tail.rows(["first"])[0]
+    assert first["status"] == "interrupted" and first["bars"][0]["status"] == "interrupted"
+    assert [r.status for r in catalog.runs()] == ["interrupted"]

@@ -62,6 +62,7 @@ class Catalog:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._cache: dict[Path, tuple[tuple[int, ...], RunSummary]] = {}
+        self._tails: dict[Path, RunTail] = {}  # runs without an up-to-date snapshot, followed
 
     def run_dir(self, flow_dir: str, run_dir: str) -> Path:
         """The folder of a run named in a URL, confined to the state folder.
@@ -97,6 +98,7 @@ class Catalog:
                     out.append(summary)
         for gone in set(self._cache) - seen:
             del self._cache[gone]
+            self._tails.pop(gone, None)
         out.sort(key=lambda s: (s.started or 0.0, s.run_dir), reverse=True)
         return out
 
@@ -137,6 +139,8 @@ class Catalog:
         summary = self._from_snapshot(path, js.st_size) if snap_key else None
         if summary is None:
             summary = self._from_journal(path)
+        else:
+            self._tails.pop(path, None)
         self._cache[path] = (key, summary)
         return summary
 
@@ -164,8 +168,12 @@ class Catalog:
         )
 
     def _from_journal(self, path: Path) -> RunSummary:
-        tail = RunTail(path)
-        tail.load()
+        tail = self._tails.get(path)
+        if tail is None:
+            tail = self._tails[path] = RunTail(path)
+            tail.load()
+        else:
+            tail.poll()  # a running run: read only what it appended since the last listing
         report = tail.report()
         run = tail.run_json(report)
         return RunSummary(
