@@ -174,7 +174,7 @@ class Engine:
         self.ledger = Ledger(self.store, self.state)
         self.ledger.run_started(self.flow, self.run_id, self.params, started)
         self.store.commit()
-        self.store.write_graph(self.graph.shape().to_json())
+        self.store.write_graph(self.graph.shape_json())
         emit(
             self.callbacks,
             RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),

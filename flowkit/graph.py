@@ -86,28 +86,33 @@ class GraphShape:
         return [n for tier in self.tiers for n in tier]
 
     def to_json(self) -> dict[str, Any]:
-        """JSON: ``{"flow": name, "tiers": [[[step, data deps, order deps], ...], ...]}``."""
+        """JSON: ``{"flow": name, "tiers": [[step, ...], ...], "data": {step: [dep, ...]},
+        "order": {step: [dep, ...]}}`` (steps without dependencies left out of the last two)."""
         return {
             "flow": self.flow,
-            "tiers": [[[n, *self.deps[n]] for n in tier] for tier in self.tiers],
+            "tiers": self.tiers,
+            "data": {n: d for n, (d, _) in self.deps.items() if d},
+            "order": {n: o for n, (_, o) in self.deps.items() if o},
         }
 
     @classmethod
     def from_json(cls, data: Any) -> GraphShape:
         """Read what :meth:`to_json` wrote. Raises ValueError when the data has another shape."""
         try:
-            flow = data["flow"]
-            tiers: list[tuple[str, ...]] = []
-            deps: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-            for tier in data["tiers"]:
-                names = []
-                for name, data_deps, order_deps in tier:
-                    names.append(str(name))
-                    deps[str(name)] = (tuple(map(str, data_deps)), tuple(map(str, order_deps)))
-                tiers.append(tuple(names))
-        except (KeyError, TypeError, ValueError) as exc:
+            flow = str(data["flow"])
+            tiers = tuple(tuple(str(n) for n in tier) for tier in data["tiers"])
+            data_deps, order_deps = data.get("data") or {}, data.get("order") or {}
+            deps = {
+                n: (
+                    tuple(map(str, data_deps.get(n, ()))),
+                    tuple(map(str, order_deps.get(n, ()))),
+                )
+                for tier in tiers
+                for n in tier
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a graph shape ({exc!r})") from None
-        return cls(str(flow), tuple(tiers), deps)
+        return cls(flow, tiers, deps)
 
 
 class FlowGraph:
@@ -182,6 +187,16 @@ class FlowGraph:
         nodes = self.nodes
         deps = {n: (nodes[n].data_deps, nodes[n].order_deps) for n in self.order}
         return GraphShape(self.flow, tuple(tuple(t) for t in self.tiers), deps)
+
+    def shape_json(self) -> dict[str, Any]:
+        """``self.shape().to_json()``, built directly (once per run: it must stay cheap)."""
+        nodes = self.nodes
+        return {
+            "flow": self.flow,
+            "tiers": self.tiers,
+            "data": {n: v.data_deps for n, v in nodes.items() if v.data_deps},
+            "order": {n: v.order_deps for n, v in nodes.items() if v.order_deps},
+        }
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise if a given parameter is taken by no step, or a step's parameter has no value."""

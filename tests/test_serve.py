@@ -24,6 +24,7 @@ from conftest import PYTHON, TESTS, flowkit_env
 from starlette.testclient import TestClient
 
 from flowkit import Flow
+from flowkit.graph import GraphShape
 from flowkit.serve import create_app
 from flowkit.serve.actions import CancelError, cancel_run
 from flowkit.serve.catalog import Catalog, UnknownRunError
@@ -520,3 +521,24 @@ def test_a_killed_run_shows_as_interrupted_with_its_step_interrupted(tmp_path: P
     first = tail.rows(["first"])[0]
     assert first["status"] == "interrupted" and first["bars"][0]["status"] == "interrupted"
     assert [r.status for r in catalog.runs()] == ["interrupted"]
+
+
+def test_the_saved_graph_shape_reads_back_as_the_flow_graph(tmp_path: Path) -> None:
+    graph = serveflows.live.graph()
+    saved = orjson.loads(orjson.dumps(graph.shape_json()))
+    assert saved == orjson.loads(orjson.dumps(graph.shape().to_json()))
+    shape = GraphShape.from_json(saved)
+    assert shape == graph.shape()
+    assert shape.deps["flaky"] == (("first",), ())
+    assert shape.tier_of("spread") == 1
+    for bad in ({}, {"flow": "x", "tiers": 3}, [1, 2]):
+        with pytest.raises(ValueError, match="not a graph shape"):
+            GraphShape.from_json(bad)
+
+
+def test_a_run_without_a_saved_graph_is_shown_as_one_tier(tmp_path: Path) -> None:
+    state = tmp_path / "st"
+    serveflows.failing.run(state_dir=state)
+    (run_dir(state, "failing") / "graph.json").unlink()
+    html = client(state).get("/runs/failing/failing").text
+    assert 'data-step="boom"' in html and 'data-status="failed"' in html
