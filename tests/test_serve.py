@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -542,3 +543,23 @@ def test_a_run_without_a_saved_graph_is_shown_as_one_tier(tmp_path: Path) -> Non
     (run_dir(state, "failing") / "graph.json").unlink()
     html = client(state).get("/runs/failing/failing").text
     assert 'data-step="boom"' in html and 'data-status="failed"' in html
+
+
+def test_ctrl_c_stops_the_server_at_once_with_event_streams_open(tmp_path: Path) -> None:
+    state = tmp_path / "st"
+    serveflows.failing.run(state_dir=state)
+    server, url = start_server(state)
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    streams = []
+    for path in ("/events", "/runs/failing/failing/events"):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert b"text/event-stream" in s.recv(4096)
+        streams.append(s)
+    t = time.monotonic()
+    server.send_signal(signal.SIGINT)
+    _, err = server.communicate(timeout=10)
+    assert time.monotonic() - t < 3.0
+    assert server.returncode == 0 and "Traceback" not in err, err
+    for s in streams:
+        s.close()

@@ -16,6 +16,7 @@ check), :mod:`.actions` (cancel). Only this command imports them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -72,7 +73,7 @@ def serve(
     open_browser: bool = False,
     announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the dashboard until interrupted (Ctrl-C or SIGTERM).
+    """Serve the dashboard until interrupted (Ctrl-C or SIGTERM), then return.
 
     Args:
         state_dir: the state folder to show; it must exist.
@@ -114,7 +115,10 @@ def serve(
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, access_log=False
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    app.state.stopping = lambda: server.should_exit  # open event streams end on Ctrl-C
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises it once it has stopped
+        server.run(sockets=[sock])
 
 
 def _print(line: str) -> None:

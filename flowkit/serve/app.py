@@ -112,8 +112,11 @@ def create_app(options: ServeOptions) -> Starlette:
         async def stream() -> AsyncIterator[bytes]:
             last = await run_in_threadpool(catalog.signature)
             quiet = 0.0
-            while not await request.is_disconnected():
-                await asyncio.sleep(1.0)
+            while await open_(request):
+                for _ in range(5):  # look once a second, but notice a shutdown sooner
+                    await asyncio.sleep(TICK)
+                    if stopping():
+                        return
                 sig = await run_in_threadpool(catalog.signature)
                 if sig != last:
                     last, quiet = sig, 0.0
@@ -125,6 +128,13 @@ def create_app(options: ServeOptions) -> Starlette:
                         yield b": keep-alive\n\n"
 
         return _sse(stream())
+
+    def stopping() -> bool:
+        return bool(app.state.stopping())
+
+    async def open_(request: Request) -> bool:
+        """The client is still there and the server is not shutting down (streams end then)."""
+        return not stopping() and not await request.is_disconnected()
 
     def run_dir_of(request: Request) -> Path:
         return catalog.run_dir(request.path_params["flow"], request.path_params["run"])
@@ -150,7 +160,7 @@ def create_app(options: ServeOptions) -> Starlette:
             tail = RunTail(run_dir)
             yield await run_in_threadpool(_snapshot, tail)
             quiet = 0.0
-            while not await request.is_disconnected():
+            while await open_(request):
                 await asyncio.sleep(TICK)
                 up = await run_in_threadpool(tail.poll)
                 if up.reset:
@@ -202,7 +212,7 @@ def create_app(options: ServeOptions) -> Starlette:
         async def stream() -> AsyncIterator[bytes]:
             quiet = 0.0
             yield _event("log", {"text": await run_in_threadpool(tail.read), "first": True})
-            while not await request.is_disconnected():
+            while await open_(request):
                 await asyncio.sleep(TICK)
                 text = await run_in_threadpool(tail.read)
                 if text:
@@ -261,6 +271,7 @@ def create_app(options: ServeOptions) -> Starlette:
         routes=routes, middleware=middleware, exception_handlers={UnknownRunError: unknown_run}
     )
     app.state.catalog = catalog
+    app.state.stopping = lambda: False  # serve() points it at the server's shutdown flag
     return app
 
 
