@@ -69,11 +69,13 @@
   }
 
   // --- rendering --------------------------------------------------------------------------------
+  var BIG = 2000, drawn = 0, timelineDirty = false;
   function render() {
     dirty = false;
     renderHeader();
     renderTable();
-    renderTimeline();
+    // a large run's timeline is redrawn at most once a second (the 1 s timer catches up)
+    if (rows.length < BIG || now() - drawn >= 1) { renderTimeline(); } else { timelineDirty = true; }
     if (selected) { renderPanel(); }
     document.body.dataset.ready = '1';
   }
@@ -169,6 +171,8 @@
     return m * mag;
   }
   function renderTimeline() {
+    drawn = now();
+    timelineDirty = false;
     var box = $('timeline-box');
     var t = now();
     var spans = [];
@@ -383,6 +387,6 @@
   };
   setInterval(function () { if (dirty) { render(); } }, 150);
   setInterval(function () {
-    if (run && run.running && !dirty) { renderHeader(); renderTimeline(); }
+    if (run && (run.running || timelineDirty) && !dirty) { renderHeader(); renderTimeline(); }
   }, 1000);
 })();
