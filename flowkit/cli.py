@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FlowkitError, StateError, UnknownStepError, UsageError
 from .executors import EXECUTORS
@@ -19,11 +19,13 @@ from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
-from .notify import notifier_from_spec
 from .result import ErrorInfo, fmt_duration
-from .resume import Decision
-from .store import LoadedState, RunStore, default_state_dir, duration_of
+from .resume import CONDITION_FALSE, Decision
+from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
+
+if TYPE_CHECKING:
+    from .notify import Notifier
 
 __all__ = ["main"]
 
@@ -67,7 +69,8 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KIND:TARGET",
-        help="alert when the run ends: webhook:URL, slack:URL, email:ADDRESS (repeatable)",
+        help="alert when the run ends: slack:URL, email:ADDRESS, pagerduty:KEY, webhook:URL "
+        "(repeatable)",
     )
     c.add_argument(
         "--notify-on",
@@ -75,6 +78,13 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
         metavar="STATUS",
         help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
         "always (repeatable; default: the first three)",
+    )
+    c.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of each alert's delivery, retries included (default 10)",
     )
 
 
@@ -232,7 +242,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         from .progress import LiveListener
 
         listener = LiveListener(logs_dir=logs_dir)
-    notifiers = [notifier_from_spec(spec, args.notify_on) for spec in args.notify]
+    notifiers = _notifiers(args)
     try:
         result = flow.run(
             params,
@@ -259,6 +269,15 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
     return result.exit_code
 
 
+def _notifiers(args: argparse.Namespace) -> list[Notifier]:
+    """The --notify notifiers (flowkit.notify is imported only when there are some)."""
+    if not args.notify:
+        return []
+    from .notify import notifier_from_spec
+
+    return [notifier_from_spec(s, args.notify_on, timeout=args.notify_timeout) for s in args.notify]
+
+
 def _rich_available() -> bool:
     from .progress import rich_available
 
@@ -280,11 +299,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         print(f"tier {i}:")
         for name in tier:
             s = p.steps[name]
-            verdict = (
-                "cached"
-                if s.decision is Decision.CACHED
-                else ("skip" if s.decision is Decision.SKIP else "run")
-            )
+            verdict = "run" if s.decision is Decision.RUN else s.decision.value
             print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
@@ -296,7 +311,7 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
 
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be >= 1, got {args.max_runs}")
-    listeners = [ConsoleListener(), *(notifier_from_spec(s, args.notify_on) for s in args.notify)]
+    listeners = [ConsoleListener(), *_notifiers(args)]
     schedule = Schedule(
         flow,
         args.cron,
@@ -327,7 +342,7 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
     print(f"Flow {flow.name}, run {store.dir.name}: {status}")
-    print(f"{'STEP':<28} {'STATE':<11} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
+    print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
         if "[" in key and key.endswith("]"):
@@ -336,6 +351,11 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         print(_status_row(name, state, holder))
         for inst in instances.get(name, ()):
             print(_status_row(inst, state, holder, indent="  "))
+    if state.notifications:
+        from .report import alert_line
+
+        for rec in state.notifications:
+            print(f"alert {alert_line(rec)}")
     return 0
 
 
@@ -349,7 +369,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     elif sess is not None and sess["ev"] == "cached":
         st = "cached"
     elif sess is not None and sess["ev"] == "skip":
-        st, detail = "skipped", sess.get("reason", "")
+        st, detail = skip_status(sess), sess.get("reason", "")
     if done is not None and st in ("pending", "cached"):
         if st == "pending":
             st = done["status"]
@@ -366,7 +386,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
     label = indent + name
-    return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
+    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -379,8 +399,12 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
             f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
             "finished."
         )
-    elif s.decision is Decision.SKIP:
+    elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
         print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
+    elif s.decision is Decision.SKIP:
+        print(f"{args.step}: would be skipped — {s.reason}.")
+    elif s.decision is Decision.UPSTREAM_FAILED:
+        print(f"{args.step}: would not run (upstream_failed) — {s.reason}.")
     else:
         print(f"{args.step}: would run — {s.reason}.")
     return 0

@@ -277,16 +277,16 @@ class Engine:
         if self.opts.needed is not None and name not in self.opts.needed:
             return self._skip(name, "not selected (--only)", journal=False)
         blocked = trigger_blocks(spec.trigger, node.upstream, self.results)
-        # under fail-fast, a direct dependent of a failure says so; any other step names the
-        # failure that stopped the run
+        # under fail-fast, a step below a failure is upstream_failed like any other; the rest
+        # name the failure that stopped the run
         if (
             self.halted_by is not None
             and not spec.trigger.runs_after_failure
-            and (blocked is None or not any(self.results[u].status.failed for u in node.upstream))
+            and (blocked is None or blocked.status is not Status.UPSTREAM_FAILED)
         ):
             return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
         if blocked is not None:
-            return self._skip(name, blocked)
+            return self._skip(name, blocked.reason, status=blocked.status)
         if node.fans_out:
             return self._expand(node)
         inputs = self.keys.inputs(node, self.hashes, self.step_keys)
@@ -343,8 +343,12 @@ class Engine:
             return
         for n in names:
             r = results[n]
-            if r.status is Status.SKIPPED and r.reason != CONDITION_FALSE:
-                return self._skip(name, f"instance {n!r} skipped: {r.reason}")
+            if r.status is Status.UPSTREAM_FAILED or (
+                r.status is Status.SKIPPED and r.reason != CONDITION_FALSE
+            ):
+                return self._skip(
+                    name, f"instance {n!r} {r.status.value}: {r.reason}", status=r.status
+                )
         done = [n for n in names if results[n].status.ok]  # `when=`-skipped ones are left out
         r = results[name]
         r.output = [self.outputs[n] for n in done]
@@ -390,14 +394,23 @@ class Engine:
         else:
             self.ctx_store.update(writes)
 
-    def _skip(self, name: str, reason: str, *, journal: bool = True, record: bool = False) -> None:
+    def _skip(
+        self,
+        name: str,
+        reason: str,
+        *,
+        journal: bool = True,
+        record: bool = False,
+        status: Status = Status.SKIPPED,
+    ) -> None:
+        """Not run: ``skipped``, or ``upstream_failed`` when a failure upstream is the cause."""
         r = self.results[name]
-        r.status, r.reason = Status.SKIPPED, reason
+        r.status, r.reason = status, reason
         if record:  # a `when=` decision: remembered, so a resume decides the same way
             self.ledger.condition_false(name, reason, self.inputs_of[name])
         elif journal:
-            self.ledger.skipped(name, reason)
-        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason))
+            self.ledger.skipped(name, reason, status)
+        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason, status))
         self._release(name)
 
     def _release(self, name: str) -> None:

@@ -25,13 +25,14 @@ from typing import Any
 from .flow import Flow
 from .graph import GraphShape
 from .result import ErrorInfo, fmt_duration
-from .store import LoadedState, duration_of
+from .store import LoadedState, duration_of, skip_status
 from .views import STATUS_COLOURS
 
 __all__ = [
     "STATUSES",
     "RunReport",
     "StepRow",
+    "alert_line",
     "collect",
     "graph_svg",
     "instances_of",
@@ -100,6 +101,7 @@ class RunReport:
     ended: float | None = None
     sessions: int = 0
     steps: list[StepRow] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # the latest session's deliveries
 
     @property
     def duration(self) -> float | None:
@@ -169,6 +171,7 @@ def collect(
         ended=None if state.end is None or running else _num(state.end.get("time")),
         sessions=len(state.headers),
         steps=rows,
+        alerts=list(state.notifications),
     )
 
 
@@ -246,7 +249,7 @@ def _row(
             **base,
         )
     if sess is not None and ev == "skip":
-        return StepRow(status="skipped", reason=str(sess.get("reason", "")), **base)
+        return StepRow(status=skip_status(sess), reason=str(sess.get("reason", "")), **base)
     if done is None:
         return StepRow(status="pending", reason="not reached" if finished else "", **base)
     err = done.get("error") or {}
@@ -308,8 +311,8 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
         what = f"{r.error_type}: {r.error_message}" if r.error_type else r.reason
         lines.append(f"  {r.status.upper()} {r.name}: {_one_line(what)}")
     for r in report.steps:
-        if r.status == "skipped":
-            lines.append(f"  skipped {r.name}: {_one_line(r.reason)}")
+        if r.status in ("upstream_failed", "skipped"):
+            lines.append(f"  {r.status} {r.name}: {_one_line(r.reason)}")
     ran = sorted(
         (r for r in report.steps if r.on_timeline and r.duration is not None),
         key=lambda r: -(r.duration or 0.0),
@@ -318,7 +321,17 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
         lines.append(
             "  slowest: " + ", ".join(f"{r.name} ({fmt_duration(r.duration or 0.0)})" for r in ran)
         )
+    lines += [f"  alert {alert_line(a)}" for a in report.alerts]
     return "\n".join(lines)
+
+
+def alert_line(a: Mapping[str, Any]) -> str:
+    """``slack (message) to https://hooks.slack.com/…: delivered`` (or why not)."""
+    what = f"{a.get('notifier', '?')} ({a.get('event', '?')}) to {a.get('target', '?')}"
+    if a.get("ok"):
+        return f"{what}: delivered"
+    n = _int(a.get("attempts")) or 0
+    return f"{what}: NOT delivered after {n} attempt(s): {_one_line(str(a.get('error', '')))}"
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -450,6 +463,9 @@ def _summary_html(report: RunReport) -> str:
         ("Sessions", f"{report.sessions} (this report shows the latest)"),
         ("Steps", str(len(report.steps))),
     ]
+    if report.alerts:
+        alerts = "<br>".join(e(alert_line(a)) for a in report.alerts)
+        items.append(("Alerts", f'<span id="alerts">{alerts}</span>'))
     chips = "".join(
         f'<button type="button" class="st-{e(s)}" data-status="{e(s)}">{n} {e(s)}</button>'
         for s, n in report.counts().items()

@@ -22,6 +22,8 @@ class Status(str, Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
+    #: not run because an upstream failed (or was itself ``upstream_failed``), as in Airflow
+    UPSTREAM_FAILED = "upstream_failed"
 
     @property
     def ok(self) -> bool:
@@ -30,6 +32,7 @@ class Status(str, Enum):
 
     @property
     def failed(self) -> bool:
+        """The step itself ran and failed (or timed out); ``upstream_failed`` is not included."""
         return self in (Status.FAILED, Status.TIMED_OUT)
 
     @property
@@ -130,6 +133,7 @@ class RunResult:
     started: float = 0.0
     duration_s: float = 0.0
     state_path: str | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -168,7 +172,15 @@ class RunResult:
             RunStatus.TIMED_OUT: "TIMED OUT",
             RunStatus.RUNNING: "RUNNING",
         }[self.status]
-        order = ["succeeded", "cached", "failed", "timed_out", "skipped", "pending"]
+        order = [
+            "succeeded",
+            "cached",
+            "failed",
+            "timed_out",
+            "upstream_failed",
+            "skipped",
+            "pending",
+        ]
         counts = self.counts()
         parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
         lines = [
@@ -190,6 +202,7 @@ class RunResult:
             "duration_s": round(self.duration_s, 6),
             "counts": self.counts(),
             "steps": [r.to_json() for r in self.steps.values()],
+            **({"notifications": self.notifications} if self.notifications else {}),
         }
 
 

@@ -18,6 +18,8 @@ from .errors import UnknownStepError
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
 from .keys import code_hash, step_key
+from .result import Status
+from .rules import judge
 
 __all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "plan", "select"]
 
@@ -28,7 +30,8 @@ INPUT_PREFIX = 8
 class Decision(str, Enum):
     CACHED = "cached"
     RUN = "run"
-    SKIP = "skip"  # a remembered `when=` decision
+    SKIP = "skip"  # a remembered `when=` decision; in a plan, also a trigger rule's skip
+    UPSTREAM_FAILED = "upstream_failed"  # plans only: an upstream is known to fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,19 +168,47 @@ def plan(
     is_selected: Callable[[str], bool] = lambda _: True,
     check: Callable[[Mapping[str, Any]], str | None] = lambda _: None,
 ) -> Plan:
-    """Predict each step's decision in topological order (iteratively: deep graphs are fine)."""
+    """Predict each step's decision in topological order (iteratively: deep graphs are fine).
+
+    Trigger rules are applied to the predicted outcomes of the upstreams, through the engine's
+    own :func:`~flowkit.rules.judge`: cached steps succeed, remembered ``when=`` skips skip, a
+    step known to fail (a fan-out over a stored value that is not a list) fails, and a step that
+    would run is assumed to succeed — a verdict resting on that assumption says so.
+    """
     result = Plan(tiers=graph.tiers)
     hashes: dict[str, str] = {}
     key_of: dict[str, str] = {}
     reruns: set[str] = set()
+    # steps whose cache key the plan cannot know: a data input re-runs (its new output is
+    # unknown), or an order-only input's key is unknown; a re-run's key alone is known
+    shaky: set[str] = set()
+    outcome: dict[str, Status] = {}  # each step's predicted state, for its dependents' rules
+    assumed: set[str] = set()  # steps whose predicted state rests on a run succeeding
     tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
     for name in graph.order:
         node = graph.nodes[name]
         prev = stored.get(name)
-        rerun_ups = [u for u in node.upstream if u in reruns]
+        ups = [(u, outcome[u]) for u in node.upstream]
+        blocked = judge(node.spec.trigger, ups) if ups else None
+        if blocked is not None:
+            guesses = [u for u in node.upstream if u in assumed]
+            reason = blocked.reason
+            if guesses:
+                assumed.add(name)
+                reason += f", if {', '.join(guesses)} succeed{'s' if len(guesses) == 1 else ''}"
+            if blocked.status is Status.UPSTREAM_FAILED:
+                decision = Decision.UPSTREAM_FAILED
+            else:
+                decision = Decision.SKIP
+            outcome[name] = blocked.status
+            result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, bool(guesses))
+            continue
+        rerun_ups = [u for u in node.data_deps if u in reruns]
+        rerun_ups += [u for u in node.order_deps if u in shaky]
         uncertain = False
+        fails = False
         if node.fans_out:
-            decision, reason, gathered = _plan_fanout(
+            decision, reason, gathered, fails = _plan_fanout(
                 node, stored, keys, hashes, key_of, force, check
             )
             prev = {"hash": gathered} if gathered is not None else None
@@ -194,12 +225,21 @@ def plan(
             # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True
             reason = f"upstream re-runs: {', '.join(rerun_ups)}"
+        if rerun_ups or (node.fans_out and decision is Decision.RUN):
+            shaky.add(name)  # (a fan-out step's key is the hash of its gathered output)
         if decision is Decision.CACHED and prev is not None:
             hashes[name] = str(prev.get("hash", "-"))
         else:
             reruns.add(name)
         if not is_selected(name) and decision is not Decision.CACHED:
             reason = f"not selected; {reason}"
+            outcome[name] = Status.SKIPPED
+        elif decision is Decision.RUN:
+            outcome[name] = Status.FAILED if fails else Status.SUCCEEDED
+            if not fails:
+                assumed.add(name)
+        else:
+            outcome[name] = Status.CACHED if decision is Decision.CACHED else Status.SKIPPED
         result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
     return result
 
@@ -212,19 +252,23 @@ def _plan_fanout(
     key_of: Mapping[str, str],
     force: set[str],
     check: Callable[[Mapping[str, Any]], str | None],
-) -> tuple[Decision, str, str | None]:
-    """Predict a fan-out step from its instances; returns the gathered hash when all are cached."""
+) -> tuple[Decision, str, str | None, bool]:
+    """Predict a fan-out step from its instances.
+
+    Returns the decision, its reason, the gathered hash when all instances are cached, and
+    whether the step is known to fail (what it maps over cannot be expanded).
+    """
     spec = node.spec
     mapped = None
     if spec.map_over is not None:
         rec = stored.get(spec.map_over)
         if rec is None or "ref" in rec or spec.map_over not in hashes:
-            return Decision.RUN, f"instances of {spec.map_over!r} known at run time", None
+            return Decision.RUN, f"instances of {spec.map_over!r} known at run time", None, False
         mapped = rec.get("out")
     try:
         made = instances(node, mapped)
     except FanOutError as exc:
-        return Decision.RUN, str(exc), None
+        return Decision.RUN, f"fails: {exc}", None, True
     todo, gathered = 0, []
     for inst in made:
         prev = stored.get(inst.name)
@@ -237,5 +281,5 @@ def _plan_fanout(
         elif decision is Decision.RUN:
             todo += 1
     if todo:
-        return Decision.RUN, f"{todo} of {len(made)} instances would run", None
-    return Decision.CACHED, "unchanged", gather_hash(gathered)
+        return Decision.RUN, f"{todo} of {len(made)} instances would run", None, False
+    return Decision.CACHED, "unchanged", gather_hash(gathered), False

@@ -36,7 +36,7 @@ from .codec import fsync_dir, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError
 from .keys import safe_name
 
-__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of"]
+__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of", "skip_status"]
 
 FORMAT = 1
 JOURNAL = "journal.jsonl"
@@ -66,6 +66,7 @@ class LoadedState:
     retries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     headers: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     def apply(self, rec: dict[str, Any]) -> None:
         ev = rec.get("ev")
@@ -82,8 +83,11 @@ class LoadedState:
             self.end = None
             self.session.clear()
             self.retries.clear()
+            self.notifications.clear()
         elif ev == "end":
             self.end = rec
+        elif ev == "notify":
+            self.notifications.append(rec)
 
 
 class RunStore:
@@ -250,6 +254,21 @@ class RunStore:
         snap = {"format": FORMAT, "journal_size": self.journal_path.stat().st_size, **summary}
         write_atomic(self.dir / SNAPSHOT, orjson.dumps(snap), fsync=self.fsync)
 
+    def append_notes(self, records: list[dict[str, Any]]) -> None:
+        """Append records after a run ended (its alerts), keeping the snapshot current with them.
+
+        Requires holding :meth:`lock`; the journal is opened (and mended) as for a run.
+        """
+        self.open()
+        for rec in records:
+            self.append(rec)
+        self.commit()
+        snap_path = self.dir / SNAPSHOT
+        if snap_path.exists():
+            snap = _parse_json_file(snap_path)
+            snap["journal_size"] = self.journal_path.stat().st_size
+            write_atomic(snap_path, orjson.dumps(snap), fsync=self.fsync)
+
     def write_report(self, report: dict[str, Any]) -> None:
         write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)
 
@@ -267,6 +286,12 @@ def duration_of(record: Mapping[str, Any]) -> float | None:
     if isinstance(start, (int, float)) and isinstance(end, (int, float)):
         return float(end) - float(start)
     return None
+
+
+def skip_status(record: Mapping[str, Any]) -> str:
+    """The state a ``skip`` record gives its step: ``upstream_failed`` when it says so, else
+    ``skipped`` (older journals never say so; an unknown value is read as a plain skip)."""
+    return "upstream_failed" if record.get("status") == "upstream_failed" else "skipped"
 
 
 def _check_format(path: Path, found: Any) -> None:
