@@ -533,6 +533,7 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
 def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .attempts import AttemptLog
     from .report import collect, render_report_html, render_text
 
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
@@ -544,7 +545,13 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         )
         return 2
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
-    report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
+    report = collect(
+        flow,
+        state,
+        run_id=args.run_id,
+        running=store.holder() is not None,
+        attempts=AttemptLog.read(store.journal_path) if args.html else None,
+    )
     if not args.html:
         print(render_text(report))
         return 0

@@ -13,7 +13,7 @@ PACKAGE = Path(flowkit.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
-    {"graph", "store", "limits", "listeners"},
+    {"graph", "store", "limits", "listeners", "attempts"},
     {"fanout", "views", "otel", "progress", "notify"},
     {"resume"},
     {"ledger"},

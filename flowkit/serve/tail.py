@@ -2,9 +2,9 @@
 
 A :class:`RunTail` reads only the bytes appended since its last look (``tail -f``), applies the
 new records to a :class:`~flowkit.store.LoadedState` (the same state ``flowkit status`` and the
-report read) and says which steps changed, so a page is sent only their new rows. It also keeps
-what the state does not: every attempt of the latest session, with its start, end, outcome and the
-backoff wait that followed it, so each attempt can be drawn as a bar of its own.
+report read) and to an :class:`~flowkit.attempts.AttemptLog` (every attempt of the latest
+session, drawn as one bar each), and says which steps changed, so a page is sent only their
+new rows.
 
 A :class:`LogTail` does the same for one step's log file.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
+from ..attempts import AttemptLog
 from ..graph import GraphShape
 from ..report import RunReport, StepRow, collect, step_rows
-from ..result import ErrorInfo
 from ..store import GRAPH, JOURNAL, LoadedState
 
 __all__ = ["LogTail", "RunTail", "Update", "process_alive", "row_json", "shape_of"]
@@ -56,7 +56,7 @@ class RunTail:
         self.offset = 0
         self._partial = b""
         self.state = LoadedState()
-        self.attempts: dict[str, list[dict[str, Any]]] = {}
+        self.attempts = AttemptLog()
         self.shape = GraphShape("", (), {})
         self.damaged: list[str] = []  # lines that could not be read (shown, never fatal)
         self.running = False
@@ -69,7 +69,8 @@ class RunTail:
     def load(self) -> None:
         """Read the whole journal (again): the starting point of a page."""
         self.offset, self._partial, self._lines, self._identity = 0, b"", 0, (0, 0)
-        self.state, self.attempts, self.damaged, self._seen = LoadedState(), {}, [], {}
+        self.state, self.attempts, self.damaged = LoadedState(), AttemptLog(), []
+        self._seen = {}
         for rec in self._read():
             self._apply(rec, None)
         self.shape = shape_of(self.dir, self.state)
@@ -137,8 +138,8 @@ class RunTail:
             self.state.apply(rec)
         except (KeyError, TypeError):
             return
+        self.attempts.apply(rec)
         if ev == "run":
-            self.attempts.clear()
             if up is not None:
                 up.reset = True
             return
@@ -148,42 +149,8 @@ class RunTail:
             return
         assert isinstance(name, str)
         self._seen.setdefault(name, len(self._seen))
-        self._attempt(ev, name, rec)
         if up is not None:
             up.steps.add(name)
-
-    def _attempt(self, ev: str, name: str, rec: dict[str, Any]) -> None:
-        tries = self.attempts.get(name)
-        if ev == "start":
-            if tries is None:
-                tries = self.attempts[name] = []
-            start = _num(rec.get("time"))
-            if tries and tries[-1]["end"] is None and start is not None:
-                # a retry record without a time (older journals): the wait ended at this start
-                tries[-1]["end"] = max(tries[-1]["start"] or start, start - tries[-1]["delay"])
-            tries.append(
-                {
-                    "n": _int(rec.get("attempt")) or 1,
-                    "start": start,
-                    "end": None,
-                    "status": "running",
-                    "delay": 0.0,
-                    "error": "",
-                }
-            )
-        elif ev == "retry" and tries:
-            last = tries[-1]
-            last["end"] = _num(rec.get("time"))
-            last["status"] = "timed_out" if rec.get("timed_out") else "failed"
-            last["delay"] = _num(rec.get("delay")) or 0.0
-            err = rec.get("error")
-            last["error"] = str(ErrorInfo.from_json(err)) if isinstance(err, dict) else ""
-        elif ev == "done" and tries and tries[-1]["status"] == "running":
-            last = tries[-1]
-            last["end"] = _num(rec.get("end"))
-            last["status"] = str(rec.get("status", "succeeded"))
-            err = rec.get("error")
-            last["error"] = str(ErrorInfo.from_json(err)) if isinstance(err, dict) else ""
 
     def _alive(self) -> bool:
         """A process holds the run now (its header's pid lives on this host, and no end yet)."""
@@ -195,7 +162,7 @@ class RunTail:
 
     def report(self) -> RunReport:
         """The whole run (every row), as :func:`flowkit.report.collect` derives it."""
-        return collect(self.shape, self.state, running=self.running)
+        return collect(self.shape, self.state, running=self.running, attempts=self.attempts)
 
     def rows(self, names: Iterable[str]) -> list[dict[str, Any]]:
         """The rows of the given steps or instances, as JSON, in the graph's order."""
@@ -219,13 +186,12 @@ class RunTail:
 
     def bars(self, row: StepRow) -> list[dict[str, Any]]:
         """The step's attempts in the latest session; else its recorded run, as one bar."""
-        tries = self.attempts.get(row.name)
+        tries = self.attempts.by_step.get(row.name)
         if tries:
-            if not self.running:
-                return [
-                    {**t, "status": "interrupted"} if t["status"] == "running" else t for t in tries
-                ]
-            return tries
+            bars = [t.to_json() for t in tries]
+            if not self.running and bars[-1]["status"] == "running":
+                bars[-1]["status"] = "interrupted"
+            return bars
         if row.start is None or row.status in ("cached", "pending"):
             return []
         return [
@@ -350,7 +316,3 @@ class LogTail:
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int) and not isinstance(v, bool) else None

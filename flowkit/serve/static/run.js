@@ -221,7 +221,7 @@
       bars.forEach(function (b, j) {
         var end = b.end != null ? b.end : t;
         var bx = L + (b.start - t0) * scale, bw = Math.max(2, (end - b.start) * scale);
-        var label = r.name + ' #' + b.n;
+        var label = bars.length > 1 || b.n > 1 ? r.name + ' #' + b.n : r.name;
         var tip = label + ' — ' + b.status + ', ' + dur(Math.max(0, end - b.start)) +
                   (b.error ? '\n' + b.error : '');
         out.push('<rect class="bar st-' + esc(b.status) + '" data-step="' + esc(r.name) +
