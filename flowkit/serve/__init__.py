@@ -10,8 +10,9 @@ It binds 127.0.0.1 by default. Any other address needs a token, which every requ
 It changes nothing unless started with ``allow_actions`` (then a running run can be cancelled).
 
 Modules: :mod:`.catalog` (the runs in the folder, paths confined to it), :mod:`.tail` (following
-a journal and a log), :mod:`.pages` (HTML), :mod:`.app` (routes, event streams, the token
-check), :mod:`.actions` (cancel). Only this command imports them.
+a journal and a log), :mod:`.pages` (HTML), :mod:`.app` (routes and event streams),
+:mod:`.guard` (the token check, security headers), :mod:`.actions` (cancel). Only this command
+imports them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The dashboard's web application (Starlette): pages, event streams, the token check.
+"""The dashboard's web application (Starlette): pages and event streams.
 
 Routes::
 
@@ -15,16 +15,14 @@ Routes::
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from html import escape
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from starlette.applications import Starlette
@@ -40,6 +38,7 @@ from ..keys import safe_name
 from ..report import stylesheet
 from .actions import CancelError, cancel_run
 from .catalog import Catalog, UnknownRunError
+from .guard import SecurityHeaders, TokenGuard
 from .pages import page, run_page, runs_page, step_page
 from .tail import LogTail, RunTail
 
@@ -48,13 +47,6 @@ __all__ = ["ServeOptions", "create_app"]
 PER_PAGE = 50
 TICK = 0.2  # seconds between looks at a journal or log: "within a second" with room to spare
 KEEPALIVE = 15.0
-TOKEN_COOKIE = "flowkit_token"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +254,7 @@ def create_app(options: ServeOptions) -> Starlette:
         Route("/runs/{flow}/{run}/cancel", cancel, methods=["POST"]),
     ]
     # outermost first: every response gets the security headers, and no route runs untokened
-    middleware = [Middleware(_HeadersMiddleware), Middleware(_Guard, token=options.token)]
+    middleware = [Middleware(SecurityHeaders), Middleware(TokenGuard, token=options.token)]
     if options.loopback_only:
         middleware.append(
             Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
@@ -273,99 +265,6 @@ def create_app(options: ServeOptions) -> Starlette:
     app.state.catalog = catalog
     app.state.stopping = lambda: False  # serve() points it at the server's shutdown flag
     return app
-
-
-class _Guard:
-    """Refuses every request without the token (when there is one), before any route runs."""
-
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token is None or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        given = [
-            headers.get("x-flowkit-token", ""),
-            headers.get("authorization", "").removeprefix("Bearer ").strip(),
-            *query.get("token", []),
-            _cookie(headers.get("cookie", ""), TOKEN_COOKIE),
-        ]
-        if any(g and hmac.compare_digest(g.encode(), self.token.encode()) for g in given):
-            if query.get("token"):  # a link with ?token=: remember it for the page's requests
-                await self.app(scope, receive, _with_cookie(send, self.token))
-            else:
-                await self.app(scope, receive, send)
-            return
-        body = page(
-            "flowkit · token required",
-            "<h1>Token required</h1><p>This dashboard is protected by a token. Open the link "
-            "<code>flowkit serve</code> printed (it ends with <code>?token=…</code>), or send "
-            "the header <code>Authorization: Bearer TOKEN</code>.</p>",
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"text/html; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="flowkit"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def _with_cookie(send: Send, token: str) -> Send:
-    cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
-        await send(message)
-
-    return wrapped
-
-
-class _HeadersMiddleware:
-    """Security headers on every response: scripts only from /static, no framing, no referrer."""
-
-    HEADERS = (
-        (
-            b"content-security-policy",
-            b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            b"img-src 'self' data:; frame-ancestors 'none'",
-        ),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-frame-options", b"DENY"),
-    )
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
-
-
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
 
 
 def _sse(stream: AsyncIterator[bytes]) -> StreamingResponse:
