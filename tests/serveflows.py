@@ -41,7 +41,8 @@ def flaky(ctx: Any, first: list[int], gate: str) -> int:
 
 
 @live.step(map_over="first")
-def spread(first: int) -> int:
+def spread(first: int, gate: str) -> int:
+    wait_for(gate, "spread")
     return first
 
 

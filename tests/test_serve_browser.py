@@ -190,8 +190,14 @@ def test_run_page_follows_a_flow_running_in_another_process(
         done = journal_record(journal, "done", "first")
         lag_done = shown_after(page, "#dag g.node.st-succeeded[data-step='first']", done["end"])
         page.wait_for_selector("#step-table tr[data-step='first'][data-status='succeeded']")
-        # the fan-out's instances appear as rows of their own, under their step
+        # the fan-out's instances appear as rows of their own, under their step, which the
+        # graph shows running while they run
+        page.wait_for_selector("#step-table tr.instance[data-status='running']")
+        page.wait_for_selector("#dag g.node.st-running[data-step='spread']")
+        (gate / "spread").touch()
+        page.wait_for_selector("#dag g.node.st-succeeded[data-step='spread']")
         page.wait_for_selector("#step-table tr.instance[data-step='spread[2]']")
+        assert page.locator("#step-table tr.instance").count() == 3
 
         # the retry: the first attempt's bar fails, a wait follows, then a second bar
         page.click("#step-table tr[data-step='flaky']")
@@ -220,7 +226,7 @@ def test_run_page_follows_a_flow_running_in_another_process(
         page.wait_for_selector("#run-status.st-succeeded", timeout=10_000)
         assert page.locator("#timeline-box rect.bar.st-running").count() == 0
     finally:
-        for name in ("first", "flaky-1", "flaky-2"):
+        for name in ("first", "flaky-1", "flaky-2", "spread"):
             (gate / name).touch()
         proc.communicate(timeout=30)
     assert proc.returncode == 0

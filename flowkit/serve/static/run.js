@@ -33,14 +33,15 @@
     run = data.run;
     rows = data.steps;
     reindex();
-    rows.forEach(updateNode);
+    busy = {};
+    rows.forEach(function (r) { updateNode(r, null); });
     render();
   }
   function patch(data) {
     run = data.run;
     var added = false;
     data.steps.forEach(function (r) {
-      var i = pos[r.name];
+      var i = pos[r.name], old = i !== undefined ? rows[i] : null;
       if (i !== undefined) {
         rows[i] = r;
       } else if (r.parent && pos[r.parent] !== undefined) {
@@ -54,16 +55,27 @@
         pos[r.name] = rows.length - 1;
         added = true;
       }
-      updateNode(r);
+      updateNode(r, old);
     });
     if (added) { $('step-count').textContent = rows.length; }
     dirty = true;
   }
-  function updateNode(r) {
+  // A fan-out step is one node: while it waits for its instances it shows "running" if one is.
+  var busy = {};  // step -> its instances now running
+  function updateNode(r, old) {
+    if (r.parent) {
+      var delta = (r.status === 'running' ? 1 : 0) - (old && old.status === 'running' ? 1 : 0);
+      if (delta) {
+        busy[r.parent] = (busy[r.parent] || 0) + delta;
+        if (pos[r.parent] !== undefined) { updateNode(rows[pos[r.parent]]); }
+      }
+      return;
+    }
     var g = nodes[r.name];
     if (!g) { return; }
-    g.setAttribute('class', 'node st-' + r.status);
-    g.dataset.status = r.status;
+    var shown = r.status === 'pending' && busy[r.name] > 0 ? 'running' : r.status;
+    g.setAttribute('class', 'node st-' + shown);
+    g.dataset.status = shown;
     var t = g.querySelector('title');
     if (t) { t.textContent = r.name + ' — ' + r.status + (r.reason ? '\n' + r.reason : ''); }
   }
@@ -139,8 +151,11 @@
       if (r.parent) { tr.className = 'instance'; }
       if (r.name === selected) { tr.className += ' selected'; }
       var err = r.error_type ? r.error_type + ': ' + r.error_message : '';
+      var last = r.bars && r.bars.length ? r.bars[r.bars.length - 1] : null;
+      var took = r.duration != null ? dur(r.duration) :
+        (r.status === 'running' && last && last.start ? dur(Math.max(0, now() - last.start)) + '…' : '');
       var cells = [pos[r.name] + 1, r.name, null, r.attempts == null ? '' : r.attempts,
-                   dur(r.duration), r.worker || '', r.reason + (r.earlier ? ' (earlier session)' : ''), err];
+                   took, r.worker || '', r.reason + (r.earlier ? ' (earlier session)' : ''), err];
       var classes = ['num', 'name', 'status', 'num attempts', 'num dur', 'worker', 'reason', 'error'];
       cells.forEach(function (c, i) {
         var td = document.createElement('td');
@@ -387,6 +402,10 @@
   };
   setInterval(function () { if (dirty) { render(); } }, 150);
   setInterval(function () {
-    if (run && (run.running || timelineDirty) && !dirty) { renderHeader(); renderTimeline(); }
+    if (run && (run.running || timelineDirty) && !dirty) {
+      renderHeader();
+      renderTimeline();
+      if (run.running) { renderTable(); }
+    }
   }, 1000);
 })();
