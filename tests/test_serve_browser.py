@@ -245,6 +245,11 @@ def test_a_failed_step_shows_its_error_traceback_and_log_as_text(
     page.wait_for_function(LOG_HAS, arg="about to fail <b>loudly</b>", polling=20)
     assert page.locator("#panel b, #panel script").count() == 0  # text, never markup
     screenshot(page, "run-failed.png", tmp_path)
+    # a link to the page with #step=NAME opens that step's panel
+    page.goto(f"{served.url}/")
+    page.goto(f"{served.url}/runs/failing/failing#step=boom")
+    page.wait_for_selector("#panel:not([hidden]) #panel-traceback")
+    assert page.inner_text("#panel-title") == "boom"
     page.click("#panel-link")
     page.wait_for_selector("#step-name")
     assert page.inner_text("#step-name") == "boom"
