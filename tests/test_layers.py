@@ -11,15 +11,28 @@ PACKAGE = Path(flowkit.__file__).parent
 
 #: Bottom to top. A module may import only from layers below its own.
 LAYERS: list[set[str]] = [
-    {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
+    {
+        "errors",
+        "result",
+        "keys",
+        "policy",
+        "context",
+        "capture",
+        "usage",
+        "gcpause",
+        "interrupt",
+        "wf_yaml",
+        "wf_schema",
+        "wf_expr",
+    },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
-    {"graph", "store", "limits", "listeners", "attempts"},
-    {"fanout", "views", "otel", "progress", "notify"},
-    {"resume"},
+    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts"},
+    {"fanout", "views", "otel", "progress", "notify", "wf_build"},
+    {"resume", "wf_notify", "wf_kinds"},
     {"ledger"},
     {"engine"},
     {"flow"},
-    {"report", "workflow", "schedule"},
+    {"report", "workflow", "schedule", "cancel"},
     {"loader"},
     {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},

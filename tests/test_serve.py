@@ -272,6 +272,11 @@ def test_cancel_stops_a_running_run_only_with_actions_allowed(
     assert proc.wait(timeout=30) == 130
     records = [orjson.loads(line) for line in (run / "journal.jsonl").read_bytes().splitlines()]
     assert records[-1]["ev"] == "end" and records[-1]["status"] == "interrupted"
+    assert (run / "cancel.json").exists()  # the marker `flowkit cancel` leaves too
+    tail = RunTail(run)
+    tail.load()
+    assert tail.run_json()["status"] == "cancelled"
+    assert [r.status for r in Catalog(state).runs()] == ["cancelled"]
     with pytest.raises(CancelError, match="not running"):
         cancel_run(run)
     assert allowed.post(url, headers={"X-Flowkit-Action": "cancel"}).status_code == 409

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..store import JOURNAL, SNAPSHOT
+from .actions import was_cancelled_in
 from .tail import RunTail
 
 __all__ = ["Catalog", "RunSummary", "UnknownRunError"]
@@ -154,12 +155,15 @@ class Catalog:
         counts = snap.get("counts")
         steps = snap.get("steps")
         started, dur = snap.get("started"), snap.get("duration_s")
+        status = str(snap.get("status", "unknown"))
+        if status == "interrupted" and was_cancelled_in(path, started):
+            status = "cancelled"
         return RunSummary(
             flow=str(snap.get("flow", path.parent.name)),
             flow_dir=path.parent.name,
             run_dir=path.name,
             run_id=str(snap.get("run_id", path.name)),
-            status=str(snap.get("status", "unknown")),
+            status=status,
             started=float(started) if isinstance(started, (int, float)) else None,
             duration=float(dur) if isinstance(dur, (int, float)) else None,
             counts={str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {},

@@ -79,7 +79,7 @@ def runs_page(
     status_opts = "".join(
         f'<option value="{_e(s)}"{" selected" if s == status else ""}>{_e(s or "any status")}'
         "</option>"
-        for s in ("", *STATUSES)
+        for s in ("", *STATUSES, "cancelled")
     )
     flow_opts = "".join(
         f'<option value="{_e(f)}"{" selected" if f == flow else ""}>{_e(f or "all flows")}</option>'
@@ -139,7 +139,8 @@ def runs_page(
 
 
 def _known(status: str) -> str:
-    return status if status in STATUSES else "pending"
+    """The status's colour class (``cancelled`` has its own in serve.css)."""
+    return status if status in STATUSES or status == "cancelled" else "pending"
 
 
 # --- a run --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ..attempts import AttemptLog
 from ..graph import GraphShape
 from ..report import RunReport, StepRow, collect, step_rows
 from ..store import GRAPH, JOURNAL, LoadedState
+from .actions import was_cancelled_in
 
 __all__ = ["LogTail", "RunTail", "Update", "process_alive", "row_json", "shape_of"]
 
@@ -215,13 +216,16 @@ class RunTail:
             status = str(st.end.get("status", "unknown"))
         else:
             status = "interrupted" if st.headers else "no state"
+        started = _num(header.get("time"))
+        if status == "interrupted" and was_cancelled_in(self.dir, started):
+            status = "cancelled"  # as `flowkit status` says after `flowkit cancel`
         return {
             "flow": self.shape.flow or str(header.get("flow", "")),
             "run_id": str(header.get("run_id", self.dir.name)),
             "status": status,
             "running": self.running,
             "params": header.get("params") or {},
-            "started": _num(header.get("time")),
+            "started": started,
             "ended": None if st.end is None else _num(st.end.get("time")),
             "sessions": len(st.headers),
             "pid": header.get("pid"),
