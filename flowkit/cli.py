@@ -205,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Serve a live dashboard of the runs in a state folder.",
         description="Serve a live dashboard of the runs in a state folder (read-only unless "
         "--allow-actions). Needs the ui extra: pip install 'flowkit[ui]'.",
+        epilog="examples:\n"
+        "  flowkit serve                             # ./.flowkit on http://127.0.0.1:8765/\n"
+        "  flowkit serve --state-dir runs --open     # another folder, opened in a browser\n"
+        '  flowkit serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sv.add_argument("--state-dir", help="state folder (default: $FLOWKIT_STATE_DIR or .flowkit)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -569,3 +569,15 @@ def test_ctrl_c_stops_the_server_at_once_with_event_streams_open(tmp_path: Path)
     assert server.returncode == 0 and "Traceback" not in err, err
     for s in streams:
         s.close()
+
+
+def test_serve_help_lists_the_options_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    from flowkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for option in ("--state-dir", "--host", "--port", "--token", "--allow-actions", "--open"):
+        assert option in out
+    assert "examples:" in out and "flowkit[ui]" in out
