@@ -24,9 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import capture
-from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
+from .codec import (
+    OutputMissingError,
+    OutputUntrustedError,
+    PickleSerializer,
+    Serializer,
+    decode,
+    encode,
+)
 from .context import Context
 from .dsl import Step
+from .errors import StateError, StateWriteError
 from .events import (
     Event,
     RunFinished,
@@ -156,21 +164,39 @@ class Engine:
         with self.store.lock():
             if fresh:
                 self.store.archive()
+            else:
+                self._set_aside_orphans()
             self.state = self.store.load()
             freeze_more()  # the loaded journal too (see Flow.run)
             result = self._execute(started, t0)
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
         return result
 
+    def _set_aside_orphans(self) -> None:
+        """Outputs beside an empty or missing journal: move them aside rather than overwrite."""
+        found = self.store.orphaned()
+        if found:
+            backup = self.store.dir.with_name(self.store.dir.name + ".previous")
+            log.warning(
+                "run folder %s has %s but its journal is %s: which steps finished is unknown, so "
+                "the run starts over; the old files were moved to %s%s",
+                self.store.dir,
+                ", ".join(found),
+                "empty" if self.store.exists() else "missing",
+                backup,
+                " (replacing what --fresh had left there)" if backup.exists() else "",
+            )
+            self.store.archive()
+
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
         self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
         try:
             self._check_cluster_fit()  # before the journal is touched
+            self.store.open()
         except BaseException:
             self.executor.shutdown(wait=False)
             raise
-        self.store.open()
         self.ledger = Ledger(self.store, self.state)
         self.ledger.run_started(self.flow, self.run_id, self.params, started)
         self.store.commit()
@@ -189,6 +215,9 @@ class Engine:
                 capture.session(),
             ):
                 self._loop()
+        except StateError:
+            self.abandoned += 1  # the state cannot be written: do not wait for running steps
+            raise
         finally:
             clean = not self.abandoned and self.stop is None
             self.executor.shutdown(wait=clean, cancel_futures=True)
@@ -300,6 +329,8 @@ class Engine:
                 return
             except OutputMissingError as exc:
                 decision, reason = Decision.RUN, f"{exc}"
+                if isinstance(exc, OutputUntrustedError):
+                    log.warning("step %r re-runs: %s", name, exc)
         if decision is Decision.SKIP:
             return self._skip(name, CONDITION_FALSE, journal=False)
         if self.opts.only is not None and name not in self.opts.only:
@@ -573,6 +604,8 @@ class Engine:
             enc_ctx = (
                 encode(writes, self.store.ctx_outputs, stem, self.serializer) if writes else None
             )
+        except StateWriteError:
+            raise  # a state problem, not the step's: the run stops (exit 2)
         except Exception as exc:
             return RuntimeError(
                 f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "
