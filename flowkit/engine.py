@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-from . import capture
+from . import capture, stopping
 from .codec import (
     OutputMissingError,
     OutputUntrustedError,
@@ -56,7 +56,7 @@ from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
 from .ledger import Ledger
 from .limits import Limits
-from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
+from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult, json_params
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
 from .rules import trigger_blocks
 from .shell import ShellTimeoutError
@@ -190,7 +190,12 @@ class Engine:
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
-        self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+        self.executor = make_executor(
+            self.opts.executor,
+            self.opts.workers,
+            self.opts.address,
+            signals_to_parent=self.opts.handle_signals,
+        )
         try:
             self._check_cluster_fit()  # before the journal is touched
             self.store.open()
@@ -211,7 +216,12 @@ class Engine:
         self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
         try:
             with (
-                interruptible(self._interrupted, self._stopping_message, self.opts.handle_signals),
+                interruptible(
+                    self._interrupted,
+                    self._stopping_message,
+                    self.opts.handle_signals,
+                    self.opts.grace,
+                ),
                 capture.session(),
             ):
                 self._loop()
@@ -230,7 +240,7 @@ class Engine:
             {
                 "flow": self.flow,
                 "run_id": self.run_id,
-                "params": self.params,
+                "params": json_params(self.params),
                 "status": result.status.value,
                 "started": started,
                 "duration_s": result.duration_s,
@@ -721,6 +731,8 @@ class Engine:
                     else:
                         fut.cancel()
                         self.abandoned += 1
+                if self.stop is RunStatus.INTERRUPTED and self.opts.handle_signals:
+                    stopping.kill_all(final=False)  # shell steps, process workers
                 self.running.clear()
 
     def _due_retries(self) -> None:
@@ -746,8 +758,8 @@ class Engine:
 
     def _stopping_message(self) -> str:
         return (
-            f"no new steps start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
-            "running step(s). Press Ctrl-C again to stop at once."
+            f"no new steps start; running steps get {self.opts.grace:g}s to finish, then they "
+            "are stopped. Press Ctrl-C again to stop at once."
         )
 
     # --- the result -----------------------------------------------------------------------------
