@@ -112,11 +112,13 @@ class Ledger:
         delay: float,
         err: ErrorInfo,
         timed_out: bool,
+        time: float,
         worker: str | None = None,
     ) -> None:
         rec: dict[str, Any] = {
             "ev": "retry",
             "step": name,
+            "time": round(time, 6),
             "attempt": attempt,
             "delay": round(delay, 6),
             "error": {"type": err.type, "message": err.message},

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     },
     {"events", "dsl", "codec", "records", "isolate", "shell", "rules", "interrupt", "ship", "cost"},
     {"dask_executor"},
-    {"executors", "graph", "store", "limits", "listeners", "wf_tasks"},
+    {"executors", "graph", "store", "limits", "listeners", "wf_tasks", "attempts"},
     {"fanout", "views", "otel", "progress", "notify", "wf_build"},
     {"resume", "wf_notify", "wf_kinds"},
     {"ledger"},
@@ -38,6 +38,7 @@ LAYERS: list[set[str]] = [
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
     {"loader"},
+    {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
 ]
