@@ -1,32 +1,47 @@
-"""The scheduler: a ready-set loop over a validated graph.
+"""The scheduler loop of one run, over four parts that each do one thing.
 
-A step is decided the moment its last upstream finishes (a counter per step, no tier barriers):
-skipped by its trigger rule or fail-fast, restored from the journal (cached), skipped by its
-``when=`` condition, or queued to run. Queued steps are submitted to a
-``concurrent.futures.Executor`` while capacity allows; the loop blocks in ``wait(FIRST_COMPLETED)``
-(with a timeout only when a retry or a deadline is due), journals every finished step and commits
-the journal *before* any dependent is decided. Retries go back into the queue when their delay is
-due, so a waiting retry never occupies a worker. Only this loop writes the journal and emits events.
+* :class:`~flowkit.readyset.ReadySet` says which steps can be decided (all upstreams finished)
+  and which wait for a slot;
+* :func:`~flowkit.decide.decide_step` decides each of them (skip, restore, run, fan out, gather,
+  fail): the same function the dry run uses;
+* :class:`~flowkit.dispatch.Dispatcher` runs attempts on the executors and hands back outcomes;
+* :class:`~flowkit.timers.Timers` holds retry delays, step deadlines, the run deadline, the grace.
+
+The loop: take what is decidable and decide it; submit what may run; wait (in
+``wait(FIRST_COMPLETED)``, with a timeout only when a timer is due) for an attempt to finish; settle
+the finished ones; commit the journal; emit their events; only then release their dependents.
+Only this loop writes the journal and emits events; a retry goes back into the queue when its
+delay is due, so it never occupies a worker while it waits.
 """
 
 from __future__ import annotations
 
-import heapq
 import inspect
 import logging
 import os
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from dataclasses import dataclass
+from concurrent.futures import Future, wait
 from typing import Any
 
 from . import capture
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
-from .dsl import Step
+from .decide import (
+    Expand,
+    Fail,
+    Gather,
+    Restore,
+    Run,
+    Skip,
+    Verdict,
+    decide_step,
+    fail_fast_blocks,
+    restore_failed,
+    settle_condition,
+)
+from .dispatch import AttemptOutcome, Dispatcher
 from .events import (
     Event,
     RunFinished,
@@ -39,54 +54,43 @@ from .events import (
     StepSucceeded,
     emit,
 )
-from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .fanout import FanOutError, gather_hash, instances
 from .gcpause import freeze_more
-from .graph import FlowGraph, Node, check_fit, machine_resources
+from .graph import FlowGraph, Node, machine_resources
 from .interrupt import interruptible
-from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
 from .ledger import Ledger
 from .limits import Limits
+from .options import RunOptions, Selection
+from .readyset import ReadySet
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
-from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
-from .rules import trigger_blocks
-from .shell import ShellTimeoutError
+from .resume import Inputs, KeyMaker
 from .store import LoadedState, RunStore, duration_of
+from .timers import Timers
 
-__all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
+__all__ = ["Engine", "StepTimeoutError"]
 
 log = logging.getLogger("flowkit")
-
-
-#: Steps kept in flight per worker on Dask: its scheduler queues them, which hides the round trip
-#: to the cluster (a few ms) that would otherwise idle the workers between steps.
-DASK_IN_FLIGHT = 4
 
 
 class StepTimeoutError(TimeoutError):
     """An attempt ran past its step's ``timeout``."""
 
 
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
-    """How to run (everything but the graph, the parameters and the state)."""
-
-    executor: str = "inline"
-    workers: int = 1
-    address: str | None = None
-    fail_fast: bool = True
-    force: frozenset[str] = frozenset()
-    only: frozenset[str] | None = None
-    needed: frozenset[str] | None = None  # with `only`: those steps and their upstreams
-    timeout: float | None = None
-    grace: float = 10.0
-    handle_signals: bool = False
-    seed: int | None = None
-
-
 class Engine:
-    """Runs one flow run. Not reusable: build one per run."""
+    """Runs one flow run. Not reusable: build one per run.
+
+    Args:
+        flow: the flow's name.
+        graph: its validated graph.
+        run_id: the run's id.
+        params: the resolved run parameters.
+        store: the run's state on disk.
+        options: how to run (executor, workers, fail-fast, deadlines, clock, ...).
+        callbacks: receive every event.
+        selection: ``--rerun`` / ``--only`` resolved against ``graph``.
+        serializer: stores outputs that are not inline JSON (default: pickle, authenticated).
+    """
 
     def __init__(
         self,
@@ -95,57 +99,48 @@ class Engine:
         run_id: str,
         params: Mapping[str, Any],
         store: RunStore,
-        options: EngineOptions,
+        options: RunOptions,
         callbacks: list[Callable[[Event], Any]],
         *,
+        selection: Selection | None = None,
         serializer: Serializer | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.clock = clock
-        self.sleep = sleep or self._pause
+        self.clock = options.clock
+        self.sleep = options.sleep or self._pause
         self.flow, self.graph, self.run_id = flow, graph, run_id
         self.params = dict(params)
         self.store, self.opts, self.callbacks = store, options, callbacks
+        self.selection = selection or Selection()
         self.serializer = serializer or PickleSerializer()
         self.rng = random.Random(options.seed)
         self.keys = KeyMaker(self.params)
         self.nodes = dict(graph.nodes)  # fan-out instances are added at run time
         self.results: dict[str, StepResult] = {n: StepResult(n) for n in graph.order}
-        self.remaining = {n: len(node.upstream) for n, node in self.nodes.items()}
+        self.ready = ReadySet(
+            {n: len(node.upstream) for n, node in self.nodes.items()}, _Downstream(self.nodes)
+        )
+        self.timers: Timers[Future[Any]] = Timers()
         self.outputs: dict[str, Any] = {}
         self.hashes: dict[str, str] = {}
         self.step_keys: dict[str, str] = {}
         self.inputs_of: dict[str, Inputs] = {}  # turned into record fields only when journaled
         self.ctx_store: dict[str, Any] = {}
-        self.decidable: deque[str] = deque()
-        self.ready: deque[str] = deque()
-        self.running: dict[Future[Any], str] = {}
-        self.deadlines: list[tuple[float, int, str, Future[Any]]] = []
-        self.retries: list[tuple[float, int, str]] = []
-        self.seq = 0
+        self.fanout: dict[str, list[str]] = {}
         self.halted_by: str | None = None
         self.stop: RunStatus | None = None
-        self.stop_at = 0.0
-        self.abandoned = 0
         self.wakeup: Future[None] = Future()
         self.state = LoadedState()
-        self._side: Executor | None = None
-        self._isolated: IsolatedExecutor | None = None
-        self._dask_resources = False
-        self._async: AsyncLoopExecutor | None = None
-        self.fanout: dict[str, list[str]] = {}
         self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
         self._logs = str(store.logs)
         self._stems: dict[str, str] = {}
+        self._when_params: dict[Any, frozenset[str] | None] = {}
         # on a cluster, Dask places steps by worker resources; locally, flowkit does
-        local = options.executor != "dask"
+        local = options.kind != "dask"
         cpus, memory = machine_resources() if local else (float("inf"), 2**62)
         self.limits = Limits(graph.pools, cpus, memory)
         self.limited = bool(graph.pools) or (
             local and any(n.spec.cpus or n.spec.memory for n in graph.nodes.values())
         )
-        self._when_params: dict[Any, frozenset[str] | None] = {}
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -164,12 +159,11 @@ class Engine:
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
-        self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
-        try:
-            self._check_cluster_fit()  # before the journal is touched
-        except BaseException:
-            self.executor.shutdown(wait=False)
-            raise
+        opts = self.opts
+        # before the journal is touched: an unknown executor or a cluster too small stops here
+        self.dispatch = Dispatcher(
+            opts.kind, opts.workers, opts.address, (n.spec for n in self.nodes.values())
+        )
         self.store.open()
         self.ledger = Ledger(self.store, self.state)
         self.ledger.run_started(self.flow, self.run_id, self.params, started)
@@ -178,22 +172,15 @@ class Engine:
             self.callbacks,
             RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
         )
-        self.capacity = {"inline": 1, "dask": DASK_IN_FLIGHT * self.opts.workers}.get(
-            self.opts.executor, self.opts.workers
-        )
-        self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
+        self.timers.run_deadline = t0 + opts.timeout if opts.timeout else None
         try:
             with (
-                interruptible(self._interrupted, self._stopping_message, self.opts.handle_signals),
+                interruptible(self._interrupted, self._stopping_message, opts.handle_signals),
                 capture.session(),
             ):
                 self._loop()
         finally:
-            clean = not self.abandoned and self.stop is None
-            self.executor.shutdown(wait=clean, cancel_futures=True)
-            for side in (self._side, self._async):
-                if side is not None:
-                    side.shutdown(wait=False)
+            self.dispatch.shutdown(clean=self.stop is None)
         result = self._result(started, self.clock() - t0)
         self.ledger.run_ended(result.status.value, time.time(), result.counts())
         self.store.write_snapshot(
@@ -212,30 +199,32 @@ class Engine:
         return result
 
     def _loop(self) -> None:
-        for name, count in self.remaining.items():
-            if count == 0:
-                self.decidable.append(name)
+        dispatch, timers, clock = self.dispatch, self.timers, self.clock
         while True:
             self._decide_all()
             self._fill()
-            if not self.running:
-                if self.retries and self.stop is None:
-                    self.sleep(max(0.0, self.retries[0][0] - self.clock()))
-                    self._due_retries()
-                    continue
-                break
-            done = [f for f in self.running if f.done()]
-            if not done:
-                self.store.flush()  # before blocking: `status` sees what runs
-                timeout = self._next_wakeup()
-                waited, _ = wait(
-                    [*self.running, self.wakeup], timeout=timeout, return_when=FIRST_COMPLETED
-                )
-                done = [f for f in waited if f in self.running]
-            if done:
-                self._finish_batch(done)
-            self._expire()
-            self._due_retries()
+            if not dispatch.running:
+                due = timers.next_retry()
+                if due is None or self.stop is not None:
+                    break
+                self.sleep(max(0.0, due - clock()))
+            else:
+                done = dispatch.finished()
+                if not done:
+                    self.store.flush()  # before blocking: `status` sees what runs
+                    done = dispatch.wait(timers.next_wakeup(clock()), self.wakeup)
+                if done:
+                    self._settle(done)
+                if not timers.idle():
+                    self._expire(clock())
+            if timers.retries_pending():
+                due_now = timers.due(clock())
+                if self.stop is None:
+                    self.ready.requeue(due_now)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait for a retry's delay; cut short when the run is asked to stop (a signal)."""
+        wait([self.wakeup], timeout=seconds)
 
     def _stem(self, name: str) -> str:
         """``safe_name(name)``, computed once per step (file names of its log and outputs)."""
@@ -244,75 +233,58 @@ class Engine:
             stem = self._stems[name] = safe_name(name)
         return stem
 
-    def _pause(self, seconds: float) -> None:
-        """Wait for a retry's delay; cut short when the run is asked to stop (a signal)."""
-        wait([self.wakeup], timeout=seconds)
-
-    def _next_wakeup(self) -> float | None:
-        times = []
-        if self.retries:
-            times.append(self.retries[0][0])
-        if self.deadlines:
-            times.append(self.deadlines[0][0])
-        if self.run_deadline is not None and self.stop is None:
-            times.append(self.run_deadline)
-        if self.stop is not None:
-            times.append(
-                self.stop_at + (0.0 if self.stop is RunStatus.TIMED_OUT else self.opts.grace)
-            )
-        return max(0.0, min(times) - self.clock()) if times else None
-
     # --- deciding -------------------------------------------------------------------------------
 
     def _decide_all(self) -> None:
-        while self.decidable and self.stop is None:
-            self._decide(self.decidable.popleft())
+        take = self.ready.take_decidable
+        while self.stop is None and (name := take()) is not None:
+            self._decide(name)
+
+    def _inputs(self, node: Node) -> Inputs:
+        inputs = self.keys.inputs(node, self.hashes, self.step_keys)
+        self.step_keys[node.name] = inputs.key
+        self.inputs_of[node.name] = inputs
+        return inputs
 
     def _decide(self, name: str) -> None:
         node = self.nodes[name]
-        spec = node.spec
-        if name in self.fanout:  # every instance has finished
-            return self._gather(node)
-        if self.opts.needed is not None and name not in self.opts.needed:
-            return self._skip(name, "not selected (--only)", journal=False)
-        blocked = trigger_blocks(spec.trigger, node.upstream, self.results)
-        # under fail-fast, a direct dependent of a failure says so; any other step names the
-        # failure that stopped the run
-        if (
-            self.halted_by is not None
-            and not spec.trigger.runs_after_failure
-            and (blocked is None or not any(self.results[u].status.failed for u in node.upstream))
-        ):
-            return self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
-        if blocked is not None:
-            return self._skip(name, blocked)
-        if node.fans_out:
-            return self._expand(node)
-        inputs = self.keys.inputs(node, self.hashes, self.step_keys)
-        self.step_keys[name] = inputs.key
-        self.inputs_of[name] = inputs
-        prev = self.state.steps.get(name)
-        decision, reason = decide(spec, prev, inputs, forced=name in self.opts.force)
-        if decision is Decision.CACHED and prev is not None:
+        verdict = decide_step(
+            node,
+            self.results,
+            self.state.steps.get(name),
+            self._inputs,
+            self.selection,
+            halted_by=self.halted_by,
+            instances=self.fanout.get(name),
+        )
+        if type(verdict) is Restore:
             try:
-                self._restore(name, prev)
-                return
+                return self._restore(name, verdict.record)
             except OutputMissingError as exc:
-                decision, reason = Decision.RUN, f"{exc}"
-        if decision is Decision.SKIP:
-            return self._skip(name, CONDITION_FALSE, journal=False)
-        if self.opts.only is not None and name not in self.opts.only:
-            return self._skip(name, f"not selected (--only); it would run: {reason}", journal=False)
-        if spec.when is not None:
-            try:
-                go = bool(spec.when(**self._when_kwargs(node)))
-            except Exception as exc:
-                self._fail(name, ErrorInfo.of(exc), reason="when= condition raised")
-                return
-            if not go:
-                return self._skip(name, CONDITION_FALSE, record=True)
-        self.results[name].reason = reason
-        self.ready.append(name)
+                verdict = restore_failed(node, verdict, str(exc), self.selection)
+        if type(verdict) is Run and verdict.conditional:
+            verdict = settle_condition(verdict, self._condition(node))
+        self._apply(node, verdict)
+
+    def _apply(self, node: Node, verdict: Verdict) -> None:
+        name = node.name
+        if type(verdict) is Run:
+            self.results[name].reason = verdict.reason
+            self.ready.queue(name)
+        elif type(verdict) is Skip:
+            self._skip(name, verdict.reason, journal=verdict.journal, record=verdict.remember)
+        elif type(verdict) is Expand:
+            self._expand(node)
+        elif type(verdict) is Gather:
+            self._gather(node, verdict)
+        elif type(verdict) is Fail:
+            self._fail(name, verdict.error, reason=verdict.reason)
+
+    def _condition(self, node: Node) -> bool | BaseException:
+        try:
+            return bool(node.spec.when(**self._when_kwargs(node)))  # type: ignore[misc]
+        except Exception as exc:
+            return exc
 
     def _expand(self, node: Node) -> None:
         name = node.name
@@ -323,46 +295,30 @@ class Engine:
             self._fail(name, ErrorInfo.of(exc))
             return
         self.fanout[name] = [i.name for i in made]
-        self.remaining[name] = len(made)
         for inst in made:
             self.nodes[inst.name] = inst
             self.results[inst.name] = StepResult(inst.name)
-            self.remaining[inst.name] = 0
-            self.decidable.append(inst.name)
-        if not made:
-            self._gather(node)
+        self.ready.expand(name, self.fanout[name])
 
-    def _gather(self, node: Node) -> None:
-        name, names, results = node.name, self.fanout[node.name], self.results
-        failed = [n for n in names if results[n].status.failed]
-        if failed:
-            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
-            msg = f"{len(failed)} of {len(names)} instances failed: {shown}"
-            self._fail(name, ErrorInfo("FanOutError", msg))
-            return
-        for n in names:
-            r = results[n]
-            if r.status is Status.SKIPPED and r.reason != CONDITION_FALSE:
-                return self._skip(name, f"instance {n!r} skipped: {r.reason}")
-        done = [n for n in names if results[n].status.ok]  # `when=`-skipped ones are left out
+    def _gather(self, node: Node, verdict: Gather) -> None:
+        name, results = node.name, self.results
         r = results[name]
-        r.output = [self.outputs[n] for n in done]
+        r.output = [self.outputs[n] for n in verdict.instances]
         r.attempts = 1
-        cached = all(results[n].status is Status.CACHED for n in done)
-        r.status = Status.CACHED if cached else Status.SUCCEEDED
-        r.reason = f"gathered {len(done)} instance(s)"
-        h = gather_hash([self.hashes[n] for n in done])
+        r.status = Status.CACHED if verdict.cached else Status.SUCCEEDED
+        r.reason = f"gathered {len(verdict.instances)} instance(s)"
+        h = gather_hash([self.hashes[n] for n in verdict.instances])
         self.outputs[name], self.hashes[name] = r.output, h
         self.step_keys[name] = h
-        self.ledger.gathered(name, h, len(names), r.reason)
+        self.ledger.gathered(name, h, verdict.total, r.reason)
         now = time.time()
         event: Event = (
             StepCached(self.run_id, name, now, 0.0, 1)
-            if cached
+            if verdict.cached
             else StepSucceeded(self.run_id, name, 1, now, 0.0, r.reason)
         )
         emit(self.callbacks, event)
-        self._release(name)
+        self.ready.done(name)
 
     def _restore(self, name: str, prev: Mapping[str, Any]) -> None:
         value = decode(prev, self.store.outputs, self.serializer)
@@ -381,10 +337,10 @@ class Engine:
             emit(
                 self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts)
             )
-        self._release(name)
+        self.ready.done(name)
 
     def _ctx_update(self, writes: Mapping[str, Any]) -> None:
-        if self.running:  # steps running now read the store: give them a stable view
+        if self.dispatch.running:  # steps running now read the store: give them a stable view
             self.ctx_store = {**self.ctx_store, **writes}
         else:
             self.ctx_store.update(writes)
@@ -397,14 +353,7 @@ class Engine:
         elif journal:
             self.ledger.skipped(name, reason)
         emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason))
-        self._release(name)
-
-    def _release(self, name: str) -> None:
-        remaining = self.remaining
-        for succ in self.nodes[name].downstream:
-            remaining[succ] -= 1
-            if remaining[succ] == 0:
-                self.decidable.append(succ)
+        self.ready.done(name)
 
     def _when_kwargs(self, node: Node) -> dict[str, Any]:
         pred = node.spec.when
@@ -435,11 +384,12 @@ class Engine:
         return kwargs
 
     def _fill(self) -> None:
-        while self.ready and len(self.running) < self.capacity and self.stop is None:
-            name = self.ready.popleft()
+        dispatch, ready = self.dispatch, self.ready
+        while dispatch.free() > 0 and self.stop is None and (name := ready.take()) is not None:
             node = self.nodes[name]
-            if self.halted_by is not None and not node.spec.trigger.runs_after_failure:
-                self._skip(name, f"fail-fast: step {self.halted_by!r} failed")
+            halted = fail_fast_blocks(node, self.halted_by)
+            if halted is not None:
+                self._skip(name, halted)
                 self._decide_all()
                 continue
             if self.limited and not self.limits.admit(name, node.spec):
@@ -449,8 +399,7 @@ class Engine:
     def _free(self, name: str) -> None:
         """An attempt of ``name`` ended: give back its pool slot and resources."""
         if self.limited:
-            woken = self.limits.release(self.nodes[name].spec)
-            self.ready.extendleft(reversed(woken))
+            self.ready.requeue(self.limits.release(self.nodes[name].spec))
 
     def _submit(self, node: Node) -> None:
         name, spec = node.name, node.spec
@@ -458,7 +407,6 @@ class Engine:
         r.attempts += 1
         r.status = Status.RUNNING
         kwargs = self._kwargs(node, r.attempts)
-        executor, call = self._executor_for(spec)
         now = time.time()
         if r.started is None:
             r.started = now
@@ -466,91 +414,49 @@ class Engine:
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
-        if isinstance(executor, InlineExecutor):
+        if self.dispatch.runs_in_caller(spec):
             self.store.flush()  # the attempt runs right now: let `status` see it running
-        args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
-        if self._dask_resources and (spec.cpus or spec.memory) and executor is self.executor:
-            need = {"CPU": spec.cpus or 0.0, "MEMORY": float(spec.memory or 0)}
-            fut = self.executor.submit_with_resources(  # type: ignore[attr-defined]
-                {k: v for k, v in need.items() if v}, call, *args
-            )
-        else:
-            fut = executor.submit(call, *args)
-        self.running[fut] = name
-        if spec.timeout is not None:
-            self.seq += 1
-            heapq.heappush(self.deadlines, (self.clock() + spec.timeout, self.seq, name, fut))
-
-    def _check_cluster_fit(self) -> None:
-        """On Dask: map cpus/memory hints to worker resources, if the workers declare them."""
-        self._dask_resources = False
-        offered = getattr(self.executor, "worker_resources", None)
-        hinted = [n.spec for n in self.nodes.values() if n.spec.cpus or n.spec.memory]
-        if offered is None or not hinted:
-            return
-        workers = offered()
-        if not any("CPU" in w or "MEMORY" in w for w in workers):
-            log.warning(
-                "the Dask workers declare no CPU/MEMORY resources; cpus= and memory= "
-                "hints are ignored (start workers with --resources 'CPU=8,MEMORY=32e9')"
-            )
-            return
-        check_fit(
-            hinted,
-            max(w.get("CPU", 0.0) for w in workers),
-            max(w.get("MEMORY", 0.0) for w in workers),
-            "the largest Dask worker",
-            "Start workers with more: dask worker --resources 'CPU=8,MEMORY=32e9'.",
+        fut = self.dispatch.submit(
+            name, spec, (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
         )
-        self._dask_resources = True
+        if spec.timeout is not None:
+            self.timers.deadline(name, self.clock() + spec.timeout, fut)
 
-    def _executor_for(self, spec: Step) -> tuple[Executor, Callable[..., Any]]:
-        """Where an attempt runs: the run's executor, or a side executor the step needs."""
-        local = self.opts.executor in ("inline", "thread")
-        if spec.isolate or (spec.timeout is not None and self.opts.executor == "process"):
-            if self._isolated is None:
-                self._isolated = IsolatedExecutor()
-            return self._isolated, invoke
-        if spec.is_async and local:  # async steps share one event loop; a timeout cancels them
-            if self._async is None:
-                self._async = AsyncLoopExecutor()
-            return self._async, ainvoke
-        if spec.timeout is not None and local:
-            if self._side is None:
-                self._side = DaemonThreadExecutor()
-            return self._side, invoke
-        return self.executor, invoke
-
-    def _finish_batch(self, done: list[Future[Any]]) -> None:
+    def _settle(self, done: list[Future[Any]]) -> None:
         finished: list[tuple[str, Event]] = []
         for fut in done:
-            name = self.running.pop(fut)
+            name, outcome = self.dispatch.settle(fut)
             self._free(name)
-            exc = fut.exception()
-            if exc is None:
-                stored = self._succeeded(name, fut.result())
+            if outcome.error is None:
+                stored = self._succeeded(name, outcome)
                 if not isinstance(stored, BaseException):
                     finished.append((name, stored))
                     continue
-                exc = stored  # the output could not be stored: the attempt failed
-            event = self._attempt_failed(name, exc, isinstance(exc, ShellTimeoutError))
+                outcome = AttemptOutcome.failed(stored)  # the output could not be stored
+            event = self._attempt_failed(name, outcome)
             if event is not None:
                 finished.append((name, event))
         # durable before any dependent is decided (and so before any dependent can start)
+        self._commit(finished)
+
+    def _commit(self, finished: list[tuple[str, Event]]) -> None:
+        if not finished:
+            return
         self.store.commit()
         for name, event in finished:
             emit(self.callbacks, event)
-            self._release(name)
+            self.ready.done(name)
 
-    def _succeeded(self, name: str, inv: tuple[Any, ...]) -> Event | BaseException:
+    def _succeeded(self, name: str, out: AttemptOutcome) -> Event | BaseException:
         """Journal a finished attempt; returns its event, or the error if its output can't be
         stored."""
-        value, writes, start, end, cpu, worker, peak_rss = inv
         stem = self._stem(name)
         try:
-            enc = encode(value, self.store.outputs, stem, self.serializer)
+            enc = encode(out.value, self.store.outputs, stem, self.serializer)
             enc_ctx = (
-                encode(writes, self.store.ctx_outputs, stem, self.serializer) if writes else None
+                encode(out.writes, self.store.ctx_outputs, stem, self.serializer)
+                if out.writes
+                else None
             )
         except Exception as exc:
             return RuntimeError(
@@ -558,37 +464,45 @@ class Engine:
                 f"{exc}); return something picklable, or configure a serializer"
             )
         r = self.results[name]
-        r.status, r.output, r.ended = Status.SUCCEEDED, value, end
-        r.duration_s = end - start
-        inputs = self.inputs_of[name]
-        self.ledger.succeeded(r, inputs, start, end, cpu, worker, peak_rss, enc, enc_ctx)
-        if writes:
-            self._ctx_update(writes)
-        self.outputs[name] = value
+        r.status, r.output, r.ended = Status.SUCCEEDED, out.value, out.end
+        r.duration_s = out.end - out.start
+        self.ledger.succeeded(
+            r,
+            self.inputs_of[name],
+            out.start,
+            out.end,
+            out.cpu,
+            out.worker or "",
+            out.peak_rss,
+            enc,
+            enc_ctx,
+        )
+        if out.writes:
+            self._ctx_update(out.writes)
+        self.outputs[name] = out.value
         self.hashes[name] = enc.hash
-        return StepSucceeded(self.run_id, name, r.attempts, end, r.duration_s, r.reason)
+        return StepSucceeded(self.run_id, name, r.attempts, out.end, r.duration_s, r.reason)
 
-    def _attempt_failed(
-        self, name: str, exc: BaseException, timed_out: bool = False
-    ) -> Event | None:
+    def _attempt_failed(self, name: str, out: AttemptOutcome) -> Event | None:
+        """Schedule a retry (None) or fail the step (its event; the caller commits and emits)."""
+        assert out.error is not None
         r = self.results[name]
-        err = ErrorInfo.of(exc)
+        err = ErrorInfo.of(out.error)
         r.attempt_errors.append(err)
-        self._failed_on[name] = getattr(exc, "flowkit_worker", None)
+        self._failed_on[name] = out.worker
         delay = None
         if self.stop is None:
-            delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
-        if delay is not None:
-            r.retry_delays.append(delay)
-            self.ledger.retried(name, r.attempts, delay, err, timed_out)
-            self.seq += 1
-            heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
-            emit(
-                self.callbacks,
-                StepRetrying(self.run_id, name, r.attempts, time.time(), err, delay, timed_out),
-            )
-            return None
-        return self._fail(name, err, timed_out=timed_out, release=False)
+            delay = self.nodes[name].spec.retry.next_delay(r.attempts, out.error, self.rng)
+        if delay is None:
+            return self._fail(name, err, timed_out=out.timed_out, release=False)
+        r.retry_delays.append(delay)
+        self.ledger.retried(name, r.attempts, delay, err, out.timed_out)
+        self.timers.retry(name, self.clock() + delay)
+        emit(
+            self.callbacks,
+            StepRetrying(self.run_id, name, r.attempts, time.time(), err, delay, out.timed_out),
+        )
+        return None
 
     def _fail(
         self,
@@ -614,32 +528,18 @@ class Engine:
             self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out, log_path
         )
         if release:
-            self.store.commit()
-            emit(self.callbacks, event)
-            self._release(name)
+            self._commit([(name, event)])
         return event
 
-    def _expire(self) -> None:
-        if not self.deadlines and self.run_deadline is None and self.stop is None:
-            return  # nothing can expire: skip the clock
-        now = self.clock()
+    def _expire(self, now: float) -> None:
         expired: list[tuple[str, Event]] = []
-        while self.deadlines and self.deadlines[0][0] <= now:
-            _, _, name, fut = heapq.heappop(self.deadlines)
-            if fut not in self.running:
-                continue
-            del self.running[fut]
+        for name, fut in self.timers.expired(now):
+            how = self.dispatch.stop(fut)
+            if how is None:
+                continue  # that attempt had finished
             self._free(name)
             timeout = self.nodes[name].spec.timeout
-            kill = getattr(fut, "kill", None)
-            if kill is not None:
-                kill()
-                how = "its process group was killed"
-            elif fut.cancel():  # not started yet, or an async step's task
-                how = "attempt cancelled"
-            else:
-                self.abandoned += 1
-                how = "attempt abandoned"
+            if how == "attempt abandoned":
                 log.warning(
                     "step %r timed out after %gs; its thread was abandoned (Python cannot "
                     "stop a running thread) and keeps running in the background",
@@ -647,43 +547,23 @@ class Engine:
                     timeout,
                 )
             exc = StepTimeoutError(f"step {name!r} timed out after {timeout:g}s ({how})")
-            event = self._attempt_failed(name, exc, timed_out=True)
+            event = self._attempt_failed(name, AttemptOutcome.failed(exc, timed_out=True))
             if event is not None:
                 expired.append((name, event))
-        if expired:
-            self.store.commit()
-            for name, event in expired:
-                emit(self.callbacks, event)
-                self._release(name)
-        if self.run_deadline is not None and self.stop is None and now >= self.run_deadline:
+        self._commit(expired)
+        if self.timers.run_expired(now):
             self.request_stop(RunStatus.TIMED_OUT)
-        if self.stop is not None and self.running:
-            grace = 0.0 if self.stop is RunStatus.TIMED_OUT else self.opts.grace
-            if now >= self.stop_at + grace:
-                for fut in list(self.running):
-                    kill = getattr(fut, "kill", None)
-                    if kill is not None:
-                        kill()
-                    else:
-                        fut.cancel()
-                        self.abandoned += 1
-                self.running.clear()
-
-    def _due_retries(self) -> None:
-        if not self.retries:
-            return
-        now = self.clock()
-        while self.retries and self.retries[0][0] <= now:
-            _, _, name = heapq.heappop(self.retries)
-            if self.stop is None:
-                self.ready.appendleft(name)
+        if self.dispatch.running and self.timers.grace_over(now):
+            self.dispatch.stop_all()
 
     # --- stopping -------------------------------------------------------------------------------
 
     def request_stop(self, status: RunStatus) -> None:
         """Stop starting steps; running ones get a grace period (none on a run timeout)."""
         if self.stop is None:
-            self.stop, self.stop_at = status, self.clock()
+            self.stop = status
+            grace = 0.0 if status is RunStatus.TIMED_OUT else self.opts.grace
+            self.timers.stop(self.clock() + grace)
             if not self.wakeup.done():
                 self.wakeup.set_result(None)
 
@@ -692,8 +572,8 @@ class Engine:
 
     def _stopping_message(self) -> str:
         return (
-            f"no new steps start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
-            "running step(s). Press Ctrl-C again to stop at once."
+            f"no new steps start; waiting up to {self.opts.grace:g}s for "
+            f"{len(self.dispatch.running)} running step(s). Press Ctrl-C again to stop at once."
         )
 
     # --- the result -----------------------------------------------------------------------------
@@ -722,3 +602,21 @@ class Engine:
             duration,
             str(self.store.dir),
         )
+
+
+class _Downstream(Mapping[str, tuple[str, ...]]):
+    """The successors of each step, read from the (growing) node table."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: Mapping[str, Node]) -> None:
+        self._nodes = nodes
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._nodes[name].downstream
+
+    def __iter__(self) -> Any:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)

@@ -1,25 +1,24 @@
 """Resume decisions: is a step's stored result still valid, and if not, why does it run?
 
-Used by the engine (one step at a time, as its inputs become known) and by the plan (dry-run,
-``explain``), which predicts the same decisions from the stored hashes without running anything.
+Used through :func:`flowkit.decide.decide_step` by the engine (one step at a time, as its inputs
+become known) and by the plan (:mod:`flowkit.planner`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from .dsl import Step
 from .errors import UnknownStepError
-from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
 from .keys import code_hash, step_key
 
-__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "plan", "select"]
+__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "select"]
 
 CONDITION_FALSE = "condition false"
 INPUT_PREFIX = 8
@@ -155,87 +154,3 @@ class Plan:
 
     def would_run(self) -> list[str]:
         return [n for n, s in self.steps.items() if s.decision is Decision.RUN]
-
-
-def plan(
-    graph: FlowGraph,
-    stored: Mapping[str, Mapping[str, Any]],
-    keys: KeyMaker,
-    force: set[str],
-    is_selected: Callable[[str], bool] = lambda _: True,
-    check: Callable[[Mapping[str, Any]], str | None] = lambda _: None,
-) -> Plan:
-    """Predict each step's decision in topological order (iteratively: deep graphs are fine)."""
-    result = Plan(tiers=graph.tiers)
-    hashes: dict[str, str] = {}
-    key_of: dict[str, str] = {}
-    reruns: set[str] = set()
-    tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
-    for name in graph.order:
-        node = graph.nodes[name]
-        prev = stored.get(name)
-        rerun_ups = [u for u in node.upstream if u in reruns]
-        uncertain = False
-        if node.fans_out:
-            decision, reason, gathered = _plan_fanout(
-                node, stored, keys, hashes, key_of, force, check
-            )
-            prev = {"hash": gathered} if gathered is not None else None
-            key_of[name] = gathered or "-"
-        else:
-            inputs = keys.inputs(node, hashes, key_of)
-            key_of[name] = inputs.key
-            decision, reason = decide(node.spec, prev, inputs, forced=name in force)
-            if decision is Decision.CACHED and prev is not None:
-                damaged = check(prev)  # the run would find the same and re-run the step
-                if damaged is not None:
-                    decision, reason = Decision.RUN, damaged
-        if rerun_ups and (decision is not Decision.RUN or reason.startswith("input changed")):
-            # the upstream's new output is not known yet: say so rather than guess
-            decision, uncertain = Decision.RUN, True
-            reason = f"upstream re-runs: {', '.join(rerun_ups)}"
-        if decision is Decision.CACHED and prev is not None:
-            hashes[name] = str(prev.get("hash", "-"))
-        else:
-            reruns.add(name)
-        if not is_selected(name) and decision is not Decision.CACHED:
-            reason = f"not selected; {reason}"
-        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
-    return result
-
-
-def _plan_fanout(
-    node: Node,
-    stored: Mapping[str, Mapping[str, Any]],
-    keys: KeyMaker,
-    hashes: Mapping[str, str],
-    key_of: Mapping[str, str],
-    force: set[str],
-    check: Callable[[Mapping[str, Any]], str | None],
-) -> tuple[Decision, str, str | None]:
-    """Predict a fan-out step from its instances; returns the gathered hash when all are cached."""
-    spec = node.spec
-    mapped = None
-    if spec.map_over is not None:
-        rec = stored.get(spec.map_over)
-        if rec is None or "ref" in rec or spec.map_over not in hashes:
-            return Decision.RUN, f"instances of {spec.map_over!r} known at run time", None
-        mapped = rec.get("out")
-    try:
-        made = instances(node, mapped)
-    except FanOutError as exc:
-        return Decision.RUN, str(exc), None
-    todo, gathered = 0, []
-    for inst in made:
-        prev = stored.get(inst.name)
-        inputs = keys.inputs(inst, hashes, key_of)
-        decision, _ = decide(spec, prev, inputs, forced=node.name in force)
-        if decision is Decision.CACHED and prev is not None and check(prev) is not None:
-            decision = Decision.RUN
-        if decision is Decision.CACHED and prev is not None:
-            gathered.append(str(prev.get("hash", "-")))
-        elif decision is Decision.RUN:
-            todo += 1
-    if todo:
-        return Decision.RUN, f"{todo} of {len(made)} instances would run", None
-    return Decision.CACHED, "unchanged", gather_hash(gathered)

@@ -1,0 +1,154 @@
+"""The dry run: what a run would do, predicted from the journal without running anything.
+
+A loop over :func:`~flowkit.decide.decide_step` in topological order, the function the engine
+calls for each step, fed with predicted outcomes: a step that would run is assumed to succeed,
+and its new output is unknown, so its dependents' cache keys are too (they are marked
+``uncertain``). Used by ``--dry-run``, ``explain`` and ``--only``'s upstream check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .decide import Expand, Fail, Gather, Restore, Run, Skip, Verdict, decide_step, restore_failed
+from .fanout import FanOutError, gather_hash, instances
+from .graph import FlowGraph, Node
+from .options import Selection
+from .result import Status, StepResult
+from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, Plan, PlannedStep
+
+__all__ = ["plan"]
+
+Check = Callable[[Mapping[str, Any]], str | None]
+
+
+class _Walk:
+    """The state of one prediction: outcomes, output hashes and keys known so far."""
+
+    def __init__(
+        self,
+        stored: Mapping[str, Mapping[str, Any]],
+        keys: KeyMaker,
+        selection: Selection,
+        check: Check,
+    ) -> None:
+        self.stored, self.keys, self.selection, self.check = stored, keys, selection, check
+        self.results: dict[str, StepResult] = {}
+        self.hashes: dict[str, str] = {}
+        self.key_of: dict[str, str] = {}
+        self.reruns: set[str] = set()
+
+    def inputs(self, node: Node) -> Inputs:
+        inputs = self.keys.inputs(node, self.hashes, self.key_of)
+        self.key_of[node.name] = inputs.key
+        return inputs
+
+    def verdict(self, node: Node, instances: list[str] | None = None) -> Verdict:
+        name = node.name
+        verdict = decide_step(
+            node,
+            self.results,
+            self.stored.get(name),
+            self.inputs,
+            self.selection,
+            instances=instances,
+        )
+        if isinstance(verdict, Restore):
+            damaged = self.check(verdict.record)  # the run would find the same and re-run it
+            if damaged is not None:
+                verdict = restore_failed(node, verdict, damaged, self.selection)
+        return verdict
+
+    def settle(self, name: str, verdict: Verdict) -> tuple[Decision, str]:
+        """Record the predicted outcome of ``verdict``; returns the plan's decision and reason."""
+        r = self.results[name] = StepResult(name)
+        if isinstance(verdict, Restore):
+            r.status, r.reason = Status.CACHED, "unchanged"
+            self.hashes[name] = str(verdict.record.get("hash", "-"))
+            return Decision.CACHED, "unchanged"
+        if isinstance(verdict, Skip):
+            r.status, r.reason = Status.SKIPPED, verdict.reason
+            return Decision.SKIP, verdict.reason
+        if isinstance(verdict, Gather) and verdict.cached:
+            r.status = Status.CACHED
+            self.hashes[name] = gather_hash([self.hashes[n] for n in verdict.instances])
+            self.key_of[name] = self.hashes[name]
+            return Decision.CACHED, "unchanged"
+        # it would run (and is assumed to succeed); its output is not known before it does
+        r.status = Status.SUCCEEDED
+        self.reruns.add(name)
+        if isinstance(verdict, Run):
+            return Decision.RUN, verdict.reason
+        if isinstance(verdict, Fail):
+            return Decision.RUN, verdict.error.message
+        assert isinstance(verdict, Gather)
+        todo = sum(1 for n in verdict.instances if self.results[n].status is Status.SUCCEEDED)
+        return Decision.RUN, f"{todo} of {verdict.total} instances would run"
+
+    def fan_out(self, node: Node) -> Verdict:
+        """Predict a fan-out step from its instances (when they can be known before running)."""
+        spec = node.spec
+        mapped = None
+        if spec.map_over is not None:
+            rec = self.stored.get(spec.map_over)
+            known = self.results.get(spec.map_over)
+            if rec is None or "ref" in rec or known is None or known.status is not Status.CACHED:
+                return Run(f"instances of {spec.map_over!r} known at run time", _NO_INPUTS)
+            mapped = rec.get("out")
+        try:
+            made = instances(node, mapped)
+        except FanOutError as exc:
+            return Run(str(exc), _NO_INPUTS)
+        for inst in made:
+            self.settle(inst.name, self.verdict(inst))
+        return self.verdict(node, [i.name for i in made])
+
+
+_NO_INPUTS = Inputs("-", (), (), (), "-")
+
+
+def plan(
+    graph: FlowGraph,
+    stored: Mapping[str, Mapping[str, Any]],
+    keys: KeyMaker,
+    selection: Selection,
+    check: Check = lambda _: None,
+) -> Plan:
+    """Predict each step's decision in topological order (iteratively: deep graphs are fine).
+
+    Args:
+        graph: the flow's graph.
+        stored: the last ``done`` record of each step in the journal.
+        keys: computes cache keys with the run's parameters.
+        selection: ``--rerun`` / ``--only`` resolved against ``graph``.
+        check: says why a stored record's side files are unusable (None when they are fine).
+    """
+    result = Plan(tiers=graph.tiers)
+    walk = _Walk(stored, keys, selection, check)
+    tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
+    for name in graph.order:
+        node = graph.nodes[name]
+        verdict = walk.verdict(node)
+        if isinstance(verdict, Expand):
+            verdict = walk.fan_out(node)
+        rerun_ups = [u for u in node.upstream if u in walk.reruns]
+        decision, reason = walk.settle(name, verdict)
+        uncertain = False
+        if rerun_ups and _depends_on_new_outputs(decision, reason):
+            # the upstream's new output is not known yet: say so rather than guess
+            decision, uncertain = Decision.RUN, True
+            reason = f"upstream re-runs: {', '.join(rerun_ups)}"
+            walk.results[name].status = Status.SUCCEEDED
+            walk.reruns.add(name)
+        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
+    return result
+
+
+def _depends_on_new_outputs(decision: Decision, reason: str) -> bool:
+    """Whether a decision hinges on upstream outputs the run has not computed yet."""
+    if decision is Decision.CACHED:
+        return True
+    if decision is Decision.SKIP:
+        return reason == CONDITION_FALSE
+    return reason.startswith("input changed")
