@@ -132,7 +132,13 @@ def plan(
         verdict = walk.verdict(node)
         if isinstance(verdict, Expand):
             verdict = walk.fan_out(node)
-        rerun_ups = [u for u in node.upstream if u in walk.reruns]
+        # an order-only upstream passes its cache key, known before it runs; a data upstream (or
+        # a fan-out, whose key is its gathered output) passes its output, which is not
+        rerun_ups = [
+            u
+            for u in node.upstream
+            if u in walk.reruns and (u in node.data_deps or graph.nodes[u].fans_out)
+        ]
         decision, reason = walk.settle(name, verdict)
         uncertain = False
         if rerun_ups and _depends_on_new_outputs(decision, reason):
