@@ -146,6 +146,11 @@ class Dispatcher:
             return self._daemon, invoke
         return None
 
+    def call(self, args: tuple[Any, ...]) -> AttemptOutcome:
+        """Run an attempt in the calling thread (see :meth:`runs_in_caller`) and return how it
+        ended: nothing is left in flight."""
+        return AttemptOutcome.of(self.executor.submit(invoke, *args))
+
     def submit(self, name: str, spec: Step, args: tuple[Any, ...]) -> Future[Any]:
         """Start an attempt of step ``name``: ``invoke(*args)`` where ``spec`` needs it to run."""
         side = None

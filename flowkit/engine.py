@@ -130,6 +130,7 @@ class Engine:
         self.stop: RunStatus | None = None
         self.wakeup: Future[None] = Future()
         self.state = LoadedState()
+        self._dirty = False  # journal records buffered since the last commit
         self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
         self._logs = str(store.logs)
         self._stems: dict[str, str] = {}
@@ -199,28 +200,30 @@ class Engine:
         return result
 
     def _loop(self) -> None:
-        dispatch, timers, clock = self.dispatch, self.timers, self.clock
+        dispatch, timers, clock, ready = self.dispatch, self.timers, self.clock, self.ready
         while True:
             self._decide_all()
             self._fill()
-            if not dispatch.running:
-                due = timers.next_retry()
-                if due is None or self.stop is not None:
-                    break
-                self.sleep(max(0.0, due - clock()))
-            else:
+            if dispatch.running:
                 done = dispatch.finished()
                 if not done:
-                    self.store.flush()  # before blocking: `status` sees what runs
+                    self._commit()  # before blocking: `status` sees what runs
                     done = dispatch.wait(timers.next_wakeup(clock()), self.wakeup)
                 if done:
                     self._settle(done)
                 if not timers.idle():
                     self._expire(clock())
+            elif self.stop is not None:
+                break
+            elif not ready.has_decidable():  # steps run in this thread released others
+                due = timers.next_retry()
+                if due is None:
+                    break
+                self.sleep(max(0.0, due - clock()))
             if timers.retries_pending():
                 due_now = timers.due(clock())
                 if self.stop is None:
-                    self.ready.requeue(due_now)
+                    ready.requeue(due_now)
 
     def _pause(self, seconds: float) -> None:
         """Wait for a retry's delay; cut short when the run is asked to stop (a signal)."""
@@ -414,18 +417,25 @@ class Engine:
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
         log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
-        if self.dispatch.runs_in_caller(spec):
-            self.store.flush()  # the attempt runs right now: let `status` see it running
-        fut = self.dispatch.submit(
-            name, spec, (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
-        )
+        args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        inline = self.dispatch.runs_in_caller(spec)
+        if self._dirty or inline:
+            # completions before this start, durable; an attempt in this thread, visible to
+            # `status` while it runs
+            self._commit()
+        if inline:
+            self._settled([(name, self.dispatch.call(args))])
+            return
+        fut = self.dispatch.submit(name, spec, args)
         if spec.timeout is not None:
             self.timers.deadline(name, self.clock() + spec.timeout, fut)
 
     def _settle(self, done: list[Future[Any]]) -> None:
+        self._settled([self.dispatch.settle(fut) for fut in done])
+
+    def _settled(self, outcomes: list[tuple[str, AttemptOutcome]]) -> None:
         finished: list[tuple[str, Event]] = []
-        for fut in done:
-            name, outcome = self.dispatch.settle(fut)
+        for name, outcome in outcomes:
             self._free(name)
             if outcome.error is None:
                 stored = self._succeeded(name, outcome)
@@ -436,16 +446,28 @@ class Engine:
             event = self._attempt_failed(name, outcome)
             if event is not None:
                 finished.append((name, event))
-        # durable before any dependent is decided (and so before any dependent can start)
-        self._commit(finished)
+        self._release(finished)
 
-    def _commit(self, finished: list[tuple[str, Event]]) -> None:
+    def _release(self, finished: list[tuple[str, Event]]) -> None:
+        """Emit the events of finished steps and make their dependents decidable.
+
+        Their records are in the journal's buffer; :meth:`_commit` makes them durable before
+        any attempt starts (or the loop blocks), so no dependent can start before them.
+        """
         if not finished:
             return
-        self.store.commit()
+        self._dirty = True
         for name, event in finished:
             emit(self.callbacks, event)
             self.ready.done(name)
+
+    def _commit(self) -> None:
+        """Make the buffered journal records durable (if any were written since last time)."""
+        if self._dirty:
+            self.store.commit()
+            self._dirty = False
+        else:
+            self.store.flush()
 
     def _succeeded(self, name: str, out: AttemptOutcome) -> Event | BaseException:
         """Journal a finished attempt; returns its event, or the error if its output can't be
@@ -528,7 +550,7 @@ class Engine:
             self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out, log_path
         )
         if release:
-            self._commit([(name, event)])
+            self._release([(name, event)])
         return event
 
     def _expire(self, now: float) -> None:
@@ -550,7 +572,7 @@ class Engine:
             event = self._attempt_failed(name, AttemptOutcome.failed(exc, timed_out=True))
             if event is not None:
                 expired.append((name, event))
-        self._commit(expired)
+        self._release(expired)
         if self.timers.run_expired(now):
             self.request_stop(RunStatus.TIMED_OUT)
         if self.dispatch.running and self.timers.grace_over(now):
