@@ -21,8 +21,8 @@ from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .notify import notifier_from_spec
 from .result import ErrorInfo, fmt_duration
-from .resume import Decision
-from .store import LoadedState, RunStore, default_state_dir, duration_of
+from .resume import CONDITION_FALSE, Decision
+from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
 
 __all__ = ["main"]
@@ -260,11 +260,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         print(f"tier {i}:")
         for name in tier:
             s = p.steps[name]
-            verdict = (
-                "cached"
-                if s.decision is Decision.CACHED
-                else ("skip" if s.decision is Decision.SKIP else "run")
-            )
+            verdict = "run" if s.decision is Decision.RUN else s.decision.value
             print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
@@ -307,7 +303,7 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
     print(f"Flow {flow.name}, run {store.dir.name}: {status}")
-    print(f"{'STEP':<28} {'STATE':<11} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
+    print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
         if "[" in key and key.endswith("]"):
@@ -329,7 +325,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     elif sess is not None and sess["ev"] == "cached":
         st = "cached"
     elif sess is not None and sess["ev"] == "skip":
-        st, detail = "skipped", sess.get("reason", "")
+        st, detail = skip_status(sess), sess.get("reason", "")
     if done is not None and st in ("pending", "cached"):
         if st == "pending":
             st = done["status"]
@@ -346,7 +342,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
     label = indent + name
-    return f"{label:<28} {st:<11} {attempts:>8} {dur:>9}  {detail}".rstrip()
+    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -359,8 +355,12 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
             f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
             "finished."
         )
-    elif s.decision is Decision.SKIP:
+    elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
         print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
+    elif s.decision is Decision.SKIP:
+        print(f"{args.step}: would be skipped — {s.reason}.")
+    elif s.decision is Decision.UPSTREAM_FAILED:
+        print(f"{args.step}: would not run (upstream_failed) — {s.reason}.")
     else:
         print(f"{args.step}: would run — {s.reason}.")
     return 0

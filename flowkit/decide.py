@@ -58,13 +58,15 @@ class Restore:
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """Do not run it. ``journal``: write a session ``skip`` record; ``remember``: write a ``done``
+    """Do not run it: ``status`` is ``skipped``, or ``upstream_failed`` when a failure upstream
+    is the cause. ``journal``: write a session ``skip`` record; ``remember``: write a ``done``
     record with the step's key, so a resume decides the same (a ``when=`` that was false)."""
 
     reason: str
     journal: bool = True
     remember: bool = False
     inputs: Inputs | None = None
+    status: Status = Status.SKIPPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +130,12 @@ def decide_step(
         return Skip("not selected (--only)", journal=False)
     blocked = trigger_blocks(spec.trigger, node.upstream, results)
     halted = fail_fast_blocks(node, halted_by)
-    # under fail-fast, a direct dependent of a failure says so; any other step names the
-    # failure that stopped the run
-    if halted is not None and (
-        blocked is None or not any(results[u].status.failed for u in node.upstream)
-    ):
+    # under fail-fast, a step below a failure is upstream_failed like any other; the rest
+    # name the failure that stopped the run
+    if halted is not None and (blocked is None or blocked.status is not Status.UPSTREAM_FAILED):
         return Skip(halted)
     if blocked is not None:
-        return Skip(blocked)
+        return Skip(blocked.reason, status=blocked.status)
     if node.fans_out:
         return Expand()
     key = inputs(node)
@@ -174,8 +174,10 @@ def _gather(names: Sequence[str], results: Mapping[str, StepResult]) -> Verdict:
         return Fail(ErrorInfo("FanOutError", msg))
     for n in names:
         r = results[n]
-        if r.status is Status.SKIPPED and r.reason != CONDITION_FALSE:
-            return Skip(f"instance {n!r} skipped: {r.reason}")
+        if r.status is Status.UPSTREAM_FAILED or (
+            r.status is Status.SKIPPED and r.reason != CONDITION_FALSE
+        ):
+            return Skip(f"instance {n!r} {r.status.value}: {r.reason}", status=r.status)
     done = tuple(n for n in names if results[n].status.ok)  # `when=`-skipped ones are left out
     cached = all(results[n].status is Status.CACHED for n in done)
     return Gather(done, cached, len(names))

@@ -275,7 +275,13 @@ class Engine:
             self.results[name].reason = verdict.reason
             self.ready.queue(name)
         elif type(verdict) is Skip:
-            self._skip(name, verdict.reason, journal=verdict.journal, record=verdict.remember)
+            self._skip(
+                name,
+                verdict.reason,
+                journal=verdict.journal,
+                record=verdict.remember,
+                status=verdict.status,
+            )
         elif type(verdict) is Expand:
             self._expand(node)
         elif type(verdict) is Gather:
@@ -348,14 +354,23 @@ class Engine:
         else:
             self.ctx_store.update(writes)
 
-    def _skip(self, name: str, reason: str, *, journal: bool = True, record: bool = False) -> None:
+    def _skip(
+        self,
+        name: str,
+        reason: str,
+        *,
+        journal: bool = True,
+        record: bool = False,
+        status: Status = Status.SKIPPED,
+    ) -> None:
+        """Not run: ``skipped``, or ``upstream_failed`` when a failure upstream is the cause."""
         r = self.results[name]
-        r.status, r.reason = Status.SKIPPED, reason
+        r.status, r.reason = status, reason
         if record:  # a `when=` decision: remembered, so a resume decides the same way
             self.ledger.condition_false(name, reason, self.inputs_of[name])
         elif journal:
-            self.ledger.skipped(name, reason)
-        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason))
+            self.ledger.skipped(name, reason, status)
+        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason, status))
         self.ready.done(name)
 
     def _when_kwargs(self, node: Node) -> dict[str, Any]:

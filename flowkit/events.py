@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from .result import ErrorInfo, RunResult, RunStatus
+from .result import ErrorInfo, RunResult, RunStatus, Status
 
 __all__ = [
     "Event",
@@ -85,10 +85,13 @@ class StepFailed:
 
 @dataclass(frozen=True, slots=True)
 class StepSkipped:
+    """A step that will not run: ``status`` is ``skipped`` or ``upstream_failed``."""
+
     run_id: str
     step: str
     time: float
     reason: str
+    status: Status = Status.SKIPPED
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from .codec import Encoded
-from .result import ErrorInfo, StepResult
+from .result import ErrorInfo, Status, StepResult
 from .resume import Inputs
 from .store import FORMAT, LoadedState, RunStore
 
@@ -119,9 +119,16 @@ class Ledger:
             }
         )
 
-    def skipped(self, name: str, reason: str) -> None:
-        """A skip of this session only (trigger rule, fail-fast): not a decision to remember."""
-        self._put({"ev": "skip", "step": name, "reason": reason})
+    def skipped(self, name: str, reason: str, status: Status = Status.SKIPPED) -> None:
+        """A step not run in this session (trigger rule, fail-fast): not a decision to remember.
+
+        ``upstream_failed`` is written as ``"status"``; a record without it (all records of older
+        journals) is a plain skip.
+        """
+        rec = {"ev": "skip", "step": name, "reason": reason}
+        if status is not Status.SKIPPED:
+            rec["status"] = status.value
+        self._put(rec)
 
     def condition_false(self, name: str, reason: str, inputs: Inputs) -> None:
         """A ``when=`` decision, remembered with the step's key so a resume decides the same."""

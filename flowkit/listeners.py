@@ -23,7 +23,7 @@ from .events import (
     StepSucceeded,
 )
 from .keys import safe_name
-from .result import RunStatus, fmt_duration
+from .result import RunStatus, Status, fmt_duration
 
 __all__ = ["ConsoleListener", "JsonLogListener", "LoggingListener"]
 
@@ -97,7 +97,10 @@ class ConsoleListener:
             self._print_tail(event)
         elif isinstance(event, StepSkipped):
             if v >= 1:
-                self._print(f"[SKIPPED]   {event.step}: {event.reason}")
+                label = (
+                    "[UPSTREAM_FAILED]" if event.status is Status.UPSTREAM_FAILED else "[SKIPPED]  "
+                )
+                self._print(f"{label} {event.step}: {event.reason}")
         elif isinstance(event, RunFinished):
             result = event.result
             self._print(result.summary())
@@ -169,7 +172,8 @@ class JsonLogListener:
     Every object has ``event``, ``run_id``, ``time``, ``step``, ``attempt``, ``duration`` and
     ``error`` (null where they do not apply): ``attempt`` is the attempt an event is about (the
     last one for a finished step), ``duration`` its seconds. Events' other fields follow
-    (``attempts``, ``duration_s``, ``reason``, ...); ``RunFinished`` adds ``status`` and ``counts``.
+    (``attempts``, ``duration_s``, ``reason``, ...); ``StepSkipped`` adds ``status`` (``skipped`` or
+    ``upstream_failed``), ``RunFinished`` adds ``status`` and ``counts``.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -203,6 +207,8 @@ class JsonLogListener:
             value = getattr(event, attr, None)
             if value is not None:
                 data[attr] = value
+        if isinstance(event, StepSkipped):
+            data["status"] = event.status.value  # skipped or upstream_failed
         if isinstance(event, RunFinished):
             data["status"] = event.status.value
             data["counts"] = event.result.counts()

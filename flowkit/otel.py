@@ -10,7 +10,7 @@ step attempt is a ``step <name>`` span under it, timed by the attempt's own star
 Attributes: ``flowkit.run_id``, ``flowkit.flow``, ``flowkit.step``, ``flowkit.attempt``,
 ``flowkit.status`` (``succeeded``, ``failed``, ``timed_out``, ``retrying``; for the run, the run's
 status) and ``flowkit.error``; failed attempts get the span status ERROR and an ``exception`` event.
-Cached and skipped steps, which have no attempt, are events on the run's span.
+Cached, skipped and upstream_failed steps, which have no attempt, are events on the run's span.
 """
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ class OtelListener:
         elif isinstance(event, StepCached):
             self._note("cached", event.step, event.time)
         elif isinstance(event, StepSkipped):
-            self._note("skipped", event.step, event.time, **{"flowkit.reason": event.reason})
+            self._note(
+                event.status.value, event.step, event.time, **{"flowkit.reason": event.reason}
+            )
         elif isinstance(event, RunFinished):
             self._finish(event)
 

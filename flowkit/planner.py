@@ -1,9 +1,11 @@
 """The dry run: what a run would do, predicted from the journal without running anything.
 
 A loop over :func:`~flowkit.decide.decide_step` in topological order, the function the engine
-calls for each step, fed with predicted outcomes: a step that would run is assumed to succeed,
-and its new output is unknown, so its dependents' cache keys are too (they are marked
-``uncertain``). Used by ``--dry-run``, ``explain`` and ``--only``'s upstream check.
+calls for each step, fed with predicted outcomes: cached steps succeed, remembered ``when=``
+skips skip, a step known to fail (a fan-out over a stored value that is not a list) fails, and a
+step that would run is assumed to succeed. A verdict that rests on that assumption says so, and
+so does one that needs an output the run has not computed yet (both are marked ``uncertain``).
+Used by ``--dry-run``, ``explain`` and ``--only``'s upstream check.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .decide import Expand, Fail, Gather, Restore, Run, Skip, Verdict, decide_st
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
 from .options import Selection
-from .result import Status, StepResult
+from .result import ErrorInfo, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, Plan, PlannedStep
 
 __all__ = ["plan"]
@@ -38,6 +40,7 @@ class _Walk:
         self.hashes: dict[str, str] = {}
         self.key_of: dict[str, str] = {}
         self.reruns: set[str] = set()
+        self.assumed: set[str] = set()  # steps whose predicted state rests on a run succeeding
 
     def inputs(self, node: Node) -> Inputs:
         inputs = self.keys.inputs(node, self.hashes, self.key_of)
@@ -60,31 +63,42 @@ class _Walk:
                 verdict = restore_failed(node, verdict, damaged, self.selection)
         return verdict
 
-    def settle(self, name: str, verdict: Verdict) -> tuple[Decision, str]:
-        """Record the predicted outcome of ``verdict``; returns the plan's decision and reason."""
+    def settle(self, node: Node, verdict: Verdict) -> tuple[Decision, str, bool]:
+        """Record the predicted outcome of ``verdict``; returns the plan's decision, its reason,
+        and whether it rests on a guess."""
+        name = node.name
         r = self.results[name] = StepResult(name)
         if isinstance(verdict, Restore):
             r.status, r.reason = Status.CACHED, "unchanged"
             self.hashes[name] = str(verdict.record.get("hash", "-"))
-            return Decision.CACHED, "unchanged"
+            return Decision.CACHED, "unchanged", False
         if isinstance(verdict, Skip):
-            r.status, r.reason = Status.SKIPPED, verdict.reason
-            return Decision.SKIP, verdict.reason
+            r.status, r.reason = verdict.status, verdict.reason
+            decision = Decision.SKIP
+            if verdict.status is Status.UPSTREAM_FAILED:
+                decision = Decision.UPSTREAM_FAILED
+            guesses = [u for u in node.upstream if u in self.assumed] if verdict.journal else []
+            if not guesses:
+                return decision, verdict.reason, False
+            self.assumed.add(name)
+            verb = "succeeds" if len(guesses) == 1 else "succeed"
+            return decision, f"{verdict.reason}, if {', '.join(guesses)} {verb}", True
         if isinstance(verdict, Gather) and verdict.cached:
             r.status = Status.CACHED
             self.hashes[name] = gather_hash([self.hashes[n] for n in verdict.instances])
             self.key_of[name] = self.hashes[name]
-            return Decision.CACHED, "unchanged"
-        # it would run (and is assumed to succeed); its output is not known before it does
-        r.status = Status.SUCCEEDED
-        self.reruns.add(name)
-        if isinstance(verdict, Run):
-            return Decision.RUN, verdict.reason
+            return Decision.CACHED, "unchanged", False
+        self.reruns.add(name)  # it would run: its output is not known before it does
         if isinstance(verdict, Fail):
-            return Decision.RUN, verdict.error.message
+            r.status = Status.FAILED
+            return Decision.RUN, f"fails: {verdict.error.message}", False
+        r.status = Status.SUCCEEDED  # assumed
+        self.assumed.add(name)
+        if isinstance(verdict, Run):
+            return Decision.RUN, verdict.reason, False
         assert isinstance(verdict, Gather)
-        todo = sum(1 for n in verdict.instances if self.results[n].status is Status.SUCCEEDED)
-        return Decision.RUN, f"{todo} of {verdict.total} instances would run"
+        todo = sum(1 for n in verdict.instances if n in self.reruns)
+        return Decision.RUN, f"{todo} of {verdict.total} instances would run", False
 
     def fan_out(self, node: Node) -> Verdict:
         """Predict a fan-out step from its instances (when they can be known before running)."""
@@ -99,9 +113,9 @@ class _Walk:
         try:
             made = instances(node, mapped)
         except FanOutError as exc:
-            return Run(str(exc), _NO_INPUTS)
+            return Fail(ErrorInfo.of(exc))
         for inst in made:
-            self.settle(inst.name, self.verdict(inst))
+            self.settle(inst, self.verdict(inst))
         return self.verdict(node, [i.name for i in made])
 
 
@@ -139,14 +153,14 @@ def plan(
             for u in node.upstream
             if u in walk.reruns and (u in node.data_deps or graph.nodes[u].fans_out)
         ]
-        decision, reason = walk.settle(name, verdict)
-        uncertain = False
+        decision, reason, uncertain = walk.settle(node, verdict)
         if rerun_ups and _depends_on_new_outputs(decision, reason):
             # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True
             reason = f"upstream re-runs: {', '.join(rerun_ups)}"
             walk.results[name].status = Status.SUCCEEDED
             walk.reruns.add(name)
+            walk.assumed.add(name)
         result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
     return result
 

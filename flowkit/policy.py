@@ -115,24 +115,46 @@ class RetryPolicy:
 
 
 class Trigger(str, Enum):
-    """When a step runs, given how its upstream steps ended (Airflow's trigger rules).
+    """When a step runs, given how its upstream steps ended: Airflow's trigger rules, same names.
 
-    ``all_success``  every upstream succeeded (or was cached) — the default
-    ``none_failed``  no upstream failed; skipped upstreams are fine
-    ``all_done``     every upstream finished, whatever the outcome
-    ``one_failed``   at least one upstream failed (alerts, cleanup)
+    "Failed" means ``failed``, ``timed_out`` or ``upstream_failed``; "succeeded" includes
+    ``cached``; "skipped" is ``skipped`` (by a ``when=`` condition, a rule or fail-fast).
+
+    ``all_success``  every upstream succeeded — the default
     ``all_failed``   every upstream failed
+    ``all_done``     every upstream finished, whatever the outcome
+    ``all_skipped``  every upstream was skipped
+    ``one_success``  at least one upstream succeeded
+    ``one_failed``   at least one upstream failed (alerts, cleanup)
+    ``one_done``     at least one upstream succeeded or failed itself (not ``upstream_failed``)
+    ``none_failed``  no upstream failed: each succeeded or was skipped
+    ``none_failed_min_one_success``  no upstream failed, and at least one succeeded
+    ``none_skipped`` no upstream was skipped
     ``always``       runs whatever happened upstream, even after fail-fast stopped the run
+
+    A rule is checked once every upstream has finished. When it does not hold, the step is
+    recorded ``upstream_failed`` if an upstream failure is the cause (``all_success``,
+    ``none_failed``, ``none_failed_min_one_success``, ``one_success``), else ``skipped``.
     """
 
     ALL_SUCCESS = "all_success"
-    NONE_FAILED = "none_failed"
-    ALL_DONE = "all_done"
-    ONE_FAILED = "one_failed"
     ALL_FAILED = "all_failed"
+    ALL_DONE = "all_done"
+    ALL_SKIPPED = "all_skipped"
+    ONE_SUCCESS = "one_success"
+    ONE_FAILED = "one_failed"
+    ONE_DONE = "one_done"
+    NONE_FAILED = "none_failed"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    NONE_SKIPPED = "none_skipped"
     ALWAYS = "always"
 
     @property
     def runs_after_failure(self) -> bool:
         """True when this rule exists to react to failures, so fail-fast does not stop it."""
-        return self in (Trigger.ALL_DONE, Trigger.ONE_FAILED, Trigger.ALL_FAILED, Trigger.ALWAYS)
+        return self in _AFTER_FAILURE
+
+
+_AFTER_FAILURE = frozenset(
+    (Trigger.ALL_DONE, Trigger.ONE_FAILED, Trigger.ALL_FAILED, Trigger.ONE_DONE, Trigger.ALWAYS)
+)

@@ -28,7 +28,7 @@ from .events import (
     StepSucceeded,
 )
 from .listeners import log_path_of
-from .result import RunStatus, fmt_duration
+from .result import RunStatus, Status, fmt_duration
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -236,7 +236,10 @@ class LiveListener:
             self._line("≡", "blue", event.step, "cached")
         elif isinstance(event, StepSkipped):
             self._count(event.step)
-            self._line("-", "dim", event.step, f"skipped: {event.reason}")
+            if event.status is Status.UPSTREAM_FAILED:
+                self._line("⊘", "red", event.step, f"upstream_failed: {event.reason}")
+            else:
+                self._line("-", "dim", event.step, f"skipped: {event.reason}")
         elif isinstance(event, StepFailed):
             self._count(event.step)
             self._failed(event)

@@ -25,7 +25,7 @@ from typing import Any
 from .flow import Flow
 from .graph import FlowGraph
 from .result import ErrorInfo, fmt_duration
-from .store import LoadedState, duration_of
+from .store import LoadedState, duration_of, skip_status
 from .views import STATUS_COLOURS
 
 __all__ = ["STATUSES", "RunReport", "StepRow", "collect", "render_html", "render_text"]
@@ -215,7 +215,7 @@ def _row(
             **base,
         )
     if sess is not None and ev == "skip":
-        return StepRow(status="skipped", reason=str(sess.get("reason", "")), **base)
+        return StepRow(status=skip_status(sess), reason=str(sess.get("reason", "")), **base)
     if done is None:
         return StepRow(status="pending", reason="not reached" if finished else "", **base)
     err = done.get("error") or {}
@@ -277,8 +277,8 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
         what = f"{r.error_type}: {r.error_message}" if r.error_type else r.reason
         lines.append(f"  {r.status.upper()} {r.name}: {_one_line(what)}")
     for r in report.steps:
-        if r.status == "skipped":
-            lines.append(f"  skipped {r.name}: {_one_line(r.reason)}")
+        if r.status in ("upstream_failed", "skipped"):
+            lines.append(f"  {r.status} {r.name}: {_one_line(r.reason)}")
     ran = sorted(
         (r for r in report.steps if r.on_timeline and r.duration is not None),
         key=lambda r: -(r.duration or 0.0),

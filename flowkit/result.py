@@ -22,6 +22,8 @@ class Status(str, Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
+    #: not run because an upstream failed (or was itself ``upstream_failed``), as in Airflow
+    UPSTREAM_FAILED = "upstream_failed"
 
     @property
     def ok(self) -> bool:
@@ -30,6 +32,7 @@ class Status(str, Enum):
 
     @property
     def failed(self) -> bool:
+        """The step itself ran and failed (or timed out); ``upstream_failed`` is not included."""
         return self in (Status.FAILED, Status.TIMED_OUT)
 
     @property
@@ -168,7 +171,15 @@ class RunResult:
             RunStatus.TIMED_OUT: "TIMED OUT",
             RunStatus.RUNNING: "RUNNING",
         }[self.status]
-        order = ["succeeded", "cached", "failed", "timed_out", "skipped", "pending"]
+        order = [
+            "succeeded",
+            "cached",
+            "failed",
+            "timed_out",
+            "upstream_failed",
+            "skipped",
+            "pending",
+        ]
         counts = self.counts()
         parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
         lines = [

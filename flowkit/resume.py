@@ -27,7 +27,8 @@ INPUT_PREFIX = 8
 class Decision(str, Enum):
     CACHED = "cached"
     RUN = "run"
-    SKIP = "skip"  # a remembered `when=` decision
+    SKIP = "skip"  # a remembered `when=` decision; in a plan, also a trigger rule's skip
+    UPSTREAM_FAILED = "upstream_failed"  # plans only: an upstream is known to fail
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from .codec import fsync_dir, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError
 from .keys import safe_name
 
-__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of"]
+__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of", "skip_status"]
 
 FORMAT = 1
 JOURNAL = "journal.jsonl"
@@ -259,6 +259,12 @@ def duration_of(record: Mapping[str, Any]) -> float | None:
     if isinstance(start, (int, float)) and isinstance(end, (int, float)):
         return float(end) - float(start)
     return None
+
+
+def skip_status(record: Mapping[str, Any]) -> str:
+    """The state a ``skip`` record gives its step: ``upstream_failed`` when it says so, else
+    ``skipped`` (older journals never say so; an unknown value is read as a plain skip)."""
+    return "upstream_failed" if record.get("status") == "upstream_failed" else "skipped"
 
 
 def _check_format(path: Path, found: Any) -> None:

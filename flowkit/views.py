@@ -14,6 +14,7 @@ STATUS_COLOURS: dict[str, str] = {
     "cached": "#1565c0",
     "failed": "#c62828",
     "timed_out": "#ef6c00",
+    "upstream_failed": "#e57373",
     "skipped": "#9e9e9e",
     "running": "#f9a825",
     "interrupted": "#6a1b9a",

@@ -290,14 +290,15 @@ def test_json_log_format_prints_one_json_object_per_line(cli: Cli, tmp_path: Pat
     assert events[0]["event"] == "RunStarted"
     assert events[-1]["event"] == "RunFinished"
     assert events[-1]["status"] == "failed"
-    assert events[-1]["counts"] == {"failed": 1, "skipped": 3}
+    assert events[-1]["counts"] == {"failed": 1, "upstream_failed": 1, "skipped": 2}
     failed = [e for e in events if e["event"] == "StepFailed"]
     assert [(e["step"], e["attempts"], e["error"]) for e in failed] == [
         ("broken", 1, "ValueError: disk on fire")
     ]
     assert isinstance(failed[0]["duration_s"], float)
-    skipped = {e["step"]: e["reason"] for e in events if e["event"] == "StepSkipped"}
-    assert skipped["after_broken"] == "upstream 'broken' failed"
+    skipped = {e["step"]: (e["status"], e["reason"]) for e in events if e["event"] == "StepSkipped"}
+    assert skipped["after_broken"] == ("upstream_failed", "upstream 'broken' failed")
+    assert skipped["good"] == ("skipped", "fail-fast: step 'broken' failed")
 
 
 # --- parameters and run ids ----------------------------------------------------------------------
@@ -596,9 +597,9 @@ def test_fail_fast_skips_the_other_branch_naming_the_failed_step(tmp_path: Path)
     assert ran(tmp_path) == ["broken"]
     out = r.stdout.splitlines()
     assert "[SKIPPED]   good: fail-fast: step 'broken' failed" in out
-    assert "[SKIPPED]   after_broken: upstream 'broken' failed" in out
+    assert "[UPSTREAM_FAILED] after_broken: upstream 'broken' failed" in out
     assert any(x.startswith("[SKIPPED]   good_report: ") for x in out)
-    assert "1 failed, 3 skipped" in r.stdout
+    assert "1 failed, 1 upstream_failed, 2 skipped" in r.stdout
 
 
 def test_fail_fast_names_the_failed_step_for_every_step_it_stopped(tmp_path: Path) -> None:
@@ -615,10 +616,10 @@ def test_continue_on_error_runs_independent_branch_and_skips_only_dependents(
     r = flowkit("run", "branches:branches", "--continue-on-error", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 1
     assert ran(tmp_path) == ["broken", "good", "good_report"]
-    skipped = [x for x in r.stdout.splitlines() if x.startswith("[SKIPPED]")]
-    assert skipped == ["[SKIPPED]   after_broken: upstream 'broken' failed"]
+    not_run = [x for x in r.stdout.splitlines() if x.startswith(("[SKIPPED]", "[UPSTREAM"))]
+    assert not_run == ["[UPSTREAM_FAILED] after_broken: upstream 'broken' failed"]
     assert step_lines(r.stdout)["good_report"]["status"] == "SUCCEEDED"
-    assert "2 succeeded, 1 failed, 1 skipped" in r.stdout
+    assert "2 succeeded, 1 failed, 1 upstream_failed" in r.stdout
 
 
 # --- status, runs, clean, explain, graph -------------------------------------------------------
@@ -636,7 +637,9 @@ def test_status_shows_state_attempts_duration_and_error_of_each_step(
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert re.match(r"broken\s+failed\s+1\s+\d+ms  ValueError: disk on fire$", rows["broken"])
     assert re.match(r"good\s+skipped\s+fail-fast: step 'broken' failed$", rows["good"])
-    assert re.match(r"after_broken\s+skipped\s+upstream 'broken' failed$", rows["after_broken"])
+    assert re.match(
+        r"after_broken\s+upstream_failed\s+upstream 'broken' failed$", rows["after_broken"]
+    )
 
     cli("run", target, "--continue-on-error")
     cli("run", target, "--continue-on-error")

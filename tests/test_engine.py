@@ -226,16 +226,18 @@ def test_fail_fast_skips_steps_not_started_naming_the_failure(tmp_path: Path) ->
     assert result.status is RunStatus.FAILED and result.exit_code == 1
     assert result["a1"].status is Status.FAILED
     assert result["a1"].error is not None and "a1 broke" in result["a1"].error.message
-    for name in ("a2", "b1", "b2"):
+    for name in ("b1", "b2"):
         assert result[name].status is Status.SKIPPED
     assert "a1" in result["b1"].reason and "fail-fast" in result["b1"].reason
-    assert "a1" in result["a2"].reason
+    # below the failure: not run because of it, whatever fail-fast did
+    assert result["a2"].status is Status.UPSTREAM_FAILED
+    assert result["a2"].reason == "upstream 'a1' failed"
 
 
 def test_continue_on_error_runs_independent_branches(tmp_path: Path) -> None:
     result = _two_branches("a1").run(state_dir=tmp_path, fail_fast=False)
     assert result["b2"].status is Status.SUCCEEDED and result["b2"].output == 11
-    assert result["a2"].status is Status.SKIPPED
+    assert result["a2"].status is Status.UPSTREAM_FAILED
     assert result["a2"].reason == "upstream 'a1' failed"
     assert result.status is RunStatus.FAILED
 
@@ -243,8 +245,8 @@ def test_continue_on_error_runs_independent_branches(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
-        (Trigger.ALL_SUCCESS, Status.SKIPPED),
-        (Trigger.NONE_FAILED, Status.SKIPPED),
+        (Trigger.ALL_SUCCESS, Status.UPSTREAM_FAILED),
+        (Trigger.NONE_FAILED, Status.UPSTREAM_FAILED),
         (Trigger.ALL_DONE, Status.SUCCEEDED),
         (Trigger.ONE_FAILED, Status.SUCCEEDED),
         (Trigger.ALL_FAILED, Status.SKIPPED),

@@ -163,7 +163,7 @@ def test_decide_step_skips_after_a_failure_without_computing_a_key() -> None:
     b = g.nodes["b"]
     # a direct dependent names its failed upstream; any other step, the failure that halted
     verdict = decide_step(b, _results(a=Status.FAILED), None, no_key, Selection(), halted_by="a")
-    assert verdict == Skip("upstream 'a' failed")
+    assert verdict == Skip("upstream 'a' failed", status=Status.UPSTREAM_FAILED)
     verdict = decide_step(b, _results(a=Status.SUCCEEDED), None, no_key, Selection(), halted_by="x")
     assert verdict == Skip("fail-fast: step 'x' failed")
 
@@ -270,7 +270,7 @@ def test_a_run_and_its_plan_take_the_same_options(tmp_path: Path) -> None:
 
 # --- the dry run is the run -----------------------------------------------------------------------
 
-TRIGGERS = [Trigger.ALL_SUCCESS, Trigger.ALL_DONE, Trigger.NONE_FAILED, Trigger.ONE_FAILED]
+TRIGGERS = [Trigger.ALL_SUCCESS, Trigger.ALL_SUCCESS, *Trigger]
 _run_no = itertools.count()
 
 
@@ -349,24 +349,50 @@ def test_the_dry_run_verdict_of_every_step_is_what_the_run_then_does(
     plan = flow.plan(state_dir=state_dir, rerun=spec["rerun"])
     result = flow.run(state_dir=state_dir, rerun=spec["rerun"])
     conditions = {s["name"]: s["when"] for s in spec["steps"]}
+    # the plan cannot call `when=` (user code): a conditional step "would run", and what its
+    # dependents do depends on the condition; those predictions say so (uncertain), and are
+    # left out here
+    unknown: set[str] = set()
+    for s in spec["steps"]:
+        name, ups = s["name"], s["data"] + s["order"]
+        if any(u in unknown for u in ups):
+            unknown.add(name)
+        if conditions[name] is not None and plan.steps[name].decision is Decision.RUN:
+            unknown.add(name)
+    checked = 0
     for name, planned in plan.steps.items():
         got = result[name]
         seen = (
             f"{name}: planned {planned.decision.value} ({planned.reason}), ran {got.status.value}"
         )
         seen += f" ({got.reason}); first run: {first[name].status.value}"
+        if planned.decision is Decision.RUN and conditions[name] is False:
+            # the condition is evaluated by the run: false, so the step is skipped (a fan-out
+            # whose instances are all skipped gathers nothing)
+            if spec_of(spec, name)["matrix"]:
+                assert got.status.ok and got.output == [], seen
+            else:
+                assert got.status is Status.SKIPPED and got.reason == CONDITION_FALSE, seen
+            continue
+        if any(u in unknown for u in spec_of(spec, name)["data"] + spec_of(spec, name)["order"]):
+            continue
+        checked += 1
         if planned.decision is Decision.CACHED:
             assert got.status is Status.CACHED, seen
         elif planned.decision is Decision.SKIP:
-            assert got.status is Status.SKIPPED and got.reason == planned.reason, seen
-        elif conditions[name] is False and not spec_of(spec, name)["matrix"]:
-            # the plan cannot call `when=` (user code): a conditional step "would run"
-            assert got.status is Status.SKIPPED and got.reason == CONDITION_FALSE, seen
-        elif conditions[name] is False:
-            # ... and a fan-out whose instances all turn out skipped gathers nothing
-            assert got.status.ok and got.output == [], seen
+            assert got.status is Status.SKIPPED and _same_reason(planned, got.reason), seen
+        elif planned.decision is Decision.UPSTREAM_FAILED:
+            assert got.status is Status.UPSTREAM_FAILED and _same_reason(planned, got.reason), seen
         else:
             assert got.status is Status.SUCCEEDED, seen
+    assert checked >= 1  # the first step has no upstream: always checked
+
+
+def _same_reason(planned: Any, reason: str) -> bool:
+    """The run's reason, which the plan extends with the guess it rests on, if any."""
+    if planned.uncertain:
+        return bool(planned.reason.startswith(reason + ", if "))
+    return bool(planned.reason == reason)
 
 
 def spec_of(spec: dict[str, Any], name: str) -> dict[str, Any]:

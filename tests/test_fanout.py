@@ -55,7 +55,7 @@ def test_map_over_resumes_only_unfinished_items(tmp_path: Path) -> None:
     assert first["square[7]"].status is Status.FAILED
     assert first["square"].status is Status.FAILED
     assert first["square"].error is not None and "square[7]" in first["square"].error.message
-    assert first["add"].status is Status.SKIPPED
+    assert first["add"].status is Status.UPSTREAM_FAILED
     broken.clear()
     calls.clear()
     second = flow.run(state_dir=tmp_path)

@@ -316,10 +316,11 @@ def test_report_of_a_run_without_state_exits_2(tmp_path: Path) -> None:
 def test_text_report_names_failures_skips_and_cached_counts(demo: DemoRuns) -> None:
     first = demo.first_text.splitlines()
     assert first[0] == "Flow demo, run demo: failed"
-    assert "  steps: 4 succeeded, 1 failed, 1 skipped" in first
+    assert "  steps: 4 succeeded, 1 failed, 1 upstream_failed" in first
     assert "  FAILED broken: ValueError: bad <b>input</b> & 'quotes'" in first
-    assert "  skipped publish: upstream 'broken' failed" in first
-    assert "  steps: 1 succeeded, 3 cached, 1 failed, 1 skipped" in demo.second_text.splitlines()
+    assert "  upstream_failed publish: upstream 'broken' failed" in first
+    second = demo.second_text.splitlines()
+    assert "  steps: 1 succeeded, 3 cached, 1 failed, 1 upstream_failed" in second
 
 
 @needs_chromium
@@ -333,7 +334,7 @@ def test_first_run_page_in_chromium(demo: DemoRuns, tmp_path: Path) -> None:
         "stamp": "succeeded",
         "audit": "succeeded",
         "broken": "failed",
-        "publish": "skipped",
+        "publish": "upstream_failed",
     }
     assert dom.row_statuses() == expected
     # the graph: one node per step, coloured by status; four data edges and one dashed order edge
@@ -376,13 +377,13 @@ def test_second_run_page_shows_cached_steps(demo: DemoRuns, tmp_path: Path) -> N
         "audit": "cached",
         "stamp": "succeeded",
         "broken": "failed",
-        "publish": "skipped",
+        "publish": "upstream_failed",
     }
     assert dom.row_statuses() == expected
     nodes = dom.find(tag="g", cls="node", inside="dag")
     assert {n.attrs["data-step"]: n.attrs["data-status"] for n in nodes} == expected
     chips = [b.text for b in dom.find(tag="button", inside="counts")]
-    assert chips == ["1 succeeded", "3 cached", "1 failed", "1 skipped", "all"]
+    assert chips == ["1 succeeded", "3 cached", "1 failed", "1 upstream_failed", "all"]
     # only what ran in the latest session is on the timeline
     bars = {b.attrs["data-step"] for b in dom.find(tag="rect", cls="bar", inside="gantt")}
     assert bars == {"stamp", "broken"}
@@ -507,7 +508,7 @@ def test_render_html_escapes_every_user_string() -> None:
 
 
 def test_render_html_shows_every_status() -> None:
-    names = ["ok", "reused", "bad", "slow", "skip", "cut", "todo"]
+    names = ["ok", "reused", "bad", "slow", "below", "skip", "cut", "todo"]
     flow = _flow("all", {n: [] for n in names})
     records: list[dict[str, Any]] = [
         {"ev": "run", "run_id": "r", "params": {}, "time": T0},
@@ -518,6 +519,13 @@ def test_render_html_shows_every_status() -> None:
         _done("ok", "succeeded", T0 + 11),
         _done("bad", "failed", T0 + 12, error={"type": "KeyError", "message": "'k'"}),
         _done("slow", "timed_out", T0 + 13),
+        # a journal of this version says upstream_failed; one written before it only said skip
+        {
+            "ev": "skip",
+            "step": "below",
+            "reason": "upstream 'bad' failed",
+            "status": "upstream_failed",
+        },
         {"ev": "skip", "step": "skip", "reason": "upstream 'x' failed"},
         {"ev": "start", "step": "cut", "attempt": 1, "time": T0 + 14},
     ]
@@ -526,6 +534,7 @@ def test_render_html_shows_every_status() -> None:
         "reused": "cached",
         "bad": "failed",
         "slow": "timed_out",
+        "below": "upstream_failed",
         "skip": "skipped",
         "cut": "interrupted",
         "todo": "pending",
