@@ -478,6 +478,7 @@ class Engine:
 
     def _commit(self) -> None:
         """Make the buffered journal records durable (if any were written since last time)."""
+        self.ledger.flush_cached()
         if self._dirty:
             self.store.commit()
             self._dirty = False

@@ -25,10 +25,22 @@ class Ledger:
 
     def __init__(self, store: RunStore, state: LoadedState) -> None:
         self.store, self.state = store, state
+        self._cached: list[str] = []  # restored steps not journaled yet (one record for all)
+        self._cached_rec: dict[str, Any] = {"ev": "cached"}
 
     def _put(self, rec: dict[str, Any]) -> None:
+        if self._cached:
+            self.flush_cached()
         self.store.append(rec)
         self.state.apply(rec)
+
+    def flush_cached(self) -> None:
+        """Journal the steps restored since the last record, as one ``cached`` record."""
+        if self._cached:
+            self._cached_rec["steps"] = self._cached
+            self.store.append(self._cached_rec)
+            self._cached = []
+            self._cached_rec = {"ev": "cached"}
 
     def run_started(self, flow: str, run_id: str, params: dict[str, Any], time: float) -> None:
         self._put(
@@ -137,9 +149,11 @@ class Ledger:
         )
 
     def cached(self, name: str) -> None:
-        rec = {"ev": "cached", "step": name}
-        self.store.append(rec)
-        self.state.session[name] = rec  # what apply() would do, minus the dispatch
+        """A step restored in this session. Restored steps share one record, written with the
+        next record or commit, so a resume that finds everything cached adds a line, not one
+        per step."""
+        self._cached.append(name)
+        self.state.session[name] = self._cached_rec  # what apply() will do with that record
 
     def gathered(self, name: str, content_hash: str, instances: int, reason: str) -> None:
         self._put(

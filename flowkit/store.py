@@ -69,6 +69,9 @@ class LoadedState:
             name = rec["step"]
             self.steps[name] = rec
             self.session.pop(name, None)
+        elif ev == "cached" and "steps" in rec:  # the steps restored together
+            for name in rec["steps"]:
+                self.session[name] = rec
         elif ev in ("start", "cached", "skip"):
             self.session[rec["step"]] = rec
         elif ev == "retry":
