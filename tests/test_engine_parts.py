@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowkit import Flow, RunOptions, Status, Trigger, UsageError
+from flowkit import Flow, InvalidStepOptionError, RunOptions, Status, Step, Trigger, UsageError
 from flowkit.decide import Expand, Fail, Gather, Restore, Run, Skip, decide_step, settle_condition
 from flowkit.options import Selection
 from flowkit.readyset import ReadySet
@@ -397,3 +397,43 @@ def _same_reason(planned: Any, reason: str) -> bool:
 
 def spec_of(spec: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in spec["steps"] if s["name"] == name)
+
+
+# --- registration ---------------------------------------------------------------------------------
+
+
+def _plain(a, b: int, c: str = "x", *, ctx, d: float = 1.0, e) -> None: ...  # type: ignore[no-untyped-def]
+
+
+async def _coro(fetch: list[int], ctx: Any = None) -> int:
+    return len(fetch)
+
+
+def _defaults_only(x=1, y=2):  # type: ignore[no-untyped-def]
+    return x + y
+
+
+@pytest.mark.parametrize("fn", [_plain, _coro, _defaults_only, lambda q, r=3: q])
+def test_parameters_read_from_the_code_object_equal_inspect_signature(fn: Any) -> None:
+    from flowkit.dsl import _parameters_from_code, _parameters_from_signature
+
+    assert _parameters_from_code(fn) == _parameters_from_signature("f", fn)
+
+
+def test_unusual_callables_are_read_through_inspect_signature() -> None:
+    import functools
+
+    from flowkit.dsl import _parameters_from_code
+
+    def inner(a: int) -> int:
+        return a
+
+    @functools.wraps(inner)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        return inner(*args, **kwargs)
+
+    assert _parameters_from_code(wrapper) is None  # its signature is inner's
+    assert _parameters_from_code(functools.partial(inner, 1)) is None
+    assert Step.of(wrapper, name="w").params == ("a",)
+    with pytest.raises(InvalidStepOptionError, match=r"\*args, \*\*kwargs"):
+        Step.of(lambda *xs: xs, name="star")
