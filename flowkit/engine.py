@@ -166,7 +166,7 @@ class Engine:
             opts.kind, opts.workers, opts.address, (n.spec for n in self.nodes.values())
         )
         self.store.open()
-        self.ledger = Ledger(self.store, self.state)
+        self.ledger = Ledger(self.store)
         self.ledger.run_started(self.flow, self.run_id, self.params, started)
         self.store.commit()
         emit(
@@ -254,7 +254,7 @@ class Engine:
         verdict = decide_step(
             node,
             self.results,
-            self.state.steps.get(name),
+            self.state.steps.pop(name, None),  # decided once: the loaded record is not kept
             self._inputs,
             self.selection,
             halted_by=self.halted_by,
@@ -341,6 +341,7 @@ class Engine:
         r.started, r.ended = prev.get("start"), prev.get("end")
         self.outputs[name] = value
         self.hashes[name] = str(prev.get("hash", "-"))
+        self.inputs_of.pop(name, None)
         self.ledger.cached(name)
         if self.callbacks:
             emit(
@@ -367,9 +368,11 @@ class Engine:
         r = self.results[name]
         r.status, r.reason = status, reason
         if record:  # a `when=` decision: remembered, so a resume decides the same way
-            self.ledger.condition_false(name, reason, self.inputs_of[name])
-        elif journal:
-            self.ledger.skipped(name, reason, status)
+            self.ledger.condition_false(name, reason, self.inputs_of.pop(name))
+        else:
+            self.inputs_of.pop(name, None)
+            if journal:
+                self.ledger.skipped(name, reason, status)
         emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason, status))
         self.ready.done(name)
 
@@ -449,21 +452,21 @@ class Engine:
         self._settled([self.dispatch.settle(fut) for fut in done])
 
     def _settled(self, outcomes: list[tuple[str, AttemptOutcome]]) -> None:
-        finished: list[tuple[str, Event]] = []
+        finished: list[tuple[str, Event | None]] = []
         for name, outcome in outcomes:
             self._free(name)
             if outcome.error is None:
-                stored = self._succeeded(name, outcome)
-                if not isinstance(stored, BaseException):
-                    finished.append((name, stored))
+                unstorable = self._succeeded(name, outcome)
+                if unstorable is None:
+                    finished.append((name, self._succeeded_event(name) if self.callbacks else None))
                     continue
-                outcome = AttemptOutcome.failed(stored)  # the output could not be stored
+                outcome = AttemptOutcome.failed(unstorable)  # the output could not be stored
             event = self._attempt_failed(name, outcome)
             if event is not None:
                 finished.append((name, event))
         self._release(finished)
 
-    def _release(self, finished: list[tuple[str, Event]]) -> None:
+    def _release(self, finished: list[tuple[str, Event | None]]) -> None:
         """Emit the events of finished steps and make their dependents decidable.
 
         Their records are in the journal's buffer; :meth:`_commit` makes them durable before
@@ -472,9 +475,11 @@ class Engine:
         if not finished:
             return
         self._dirty = True
+        callbacks, done = self.callbacks, self.ready.done
         for name, event in finished:
-            emit(self.callbacks, event)
-            self.ready.done(name)
+            if callbacks and event is not None:
+                emit(callbacks, event)
+            done(name)
 
     def _commit(self) -> None:
         """Make the buffered journal records durable (if any were written since last time)."""
@@ -485,8 +490,8 @@ class Engine:
         else:
             self.store.flush()
 
-    def _succeeded(self, name: str, out: AttemptOutcome) -> Event | BaseException:
-        """Journal a finished attempt; returns its event, or the error if its output can't be
+    def _succeeded(self, name: str, out: AttemptOutcome) -> BaseException | None:
+        """Journal a successful attempt; returns None, or the error if its output can't be
         stored."""
         stem = self._stem(name)
         try:
@@ -506,7 +511,7 @@ class Engine:
         r.duration_s = out.end - out.start
         self.ledger.succeeded(
             r,
-            self.inputs_of[name],
+            self.inputs_of.pop(name),
             out.start,
             out.end,
             out.cpu,
@@ -519,7 +524,12 @@ class Engine:
             self._ctx_update(out.writes)
         self.outputs[name] = out.value
         self.hashes[name] = enc.hash
-        return StepSucceeded(self.run_id, name, r.attempts, out.end, r.duration_s, r.reason)
+        return None
+
+    def _succeeded_event(self, name: str) -> Event:
+        r = self.results[name]
+        assert r.ended is not None
+        return StepSucceeded(self.run_id, name, r.attempts, r.ended, r.duration_s, r.reason)
 
     def _attempt_failed(self, name: str, out: AttemptOutcome) -> Event | None:
         """Schedule a retry (None) or fail the step (its event; the caller commits and emits)."""
@@ -558,7 +568,7 @@ class Engine:
             r.reason = reason
         if r.started is not None:
             r.duration_s = r.ended - r.started
-        self.ledger.failed(r, self.inputs_of.get(name), self._failed_on.get(name), err)
+        self.ledger.failed(r, self.inputs_of.pop(name, None), self._failed_on.pop(name, None), err)
         if self.opts.fail_fast and self.halted_by is None:
             self.halted_by = name
         log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
@@ -570,7 +580,7 @@ class Engine:
         return event
 
     def _expire(self, now: float) -> None:
-        expired: list[tuple[str, Event]] = []
+        expired: list[tuple[str, Event | None]] = []
         for name, fut in self.timers.expired(now):
             how = self.dispatch.stop(fut)
             if how is None:

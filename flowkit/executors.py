@@ -79,6 +79,10 @@ class _Attempt:
         return (self.out, writes, self.start, time.time(), cpu, worker, self.used.peak_rss)
 
 
+#: Types of the values steps usually return, which cannot be awaitable (isawaitable is an ABC
+#: check: slow, once per attempt).
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, dict, tuple, set})
+
 _local = threading.local()
 
 
@@ -106,7 +110,7 @@ def invoke(
     """
     with _Attempt(ctx, log_path, attempt) as a:
         out = fn(**kwargs)
-        if inspect.isawaitable(out):
+        if type(out) not in _PLAIN and inspect.isawaitable(out):
             out = asyncio.run(_await(out))
         a.out = out
     return a.result()

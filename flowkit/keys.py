@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["code_hash", "digest", "run_id_for", "safe_name", "step_key"]
+__all__ = ["code_hash", "digest", "params_bytes", "run_id_for", "safe_name", "step_key"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.=\[\]-]+")
 
@@ -57,16 +57,25 @@ def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
     return f"{safe_name(flow)}-{digest(canonical(params))[:10]}"
 
 
+def params_bytes(params: tuple[tuple[str, Any], ...]) -> bytes:
+    """How a step's parameter values enter its cache key."""
+    return orjson.dumps(params, default=repr) if params else b"[]"
+
+
 def step_key(
     code: str,
     params: tuple[tuple[str, Any], ...],
     data_inputs: Iterable[tuple[str, str]],
     order_inputs: Iterable[tuple[str, str]],
+    encoded_params: bytes | None = None,
 ) -> str:
-    """The cache key of one step execution (see the module docstring)."""
+    """The cache key of one step execution (see the module docstring).
+
+    ``encoded_params``: ``params_bytes(params)``, when the caller keeps it from step to step.
+    """
     data = "|".join([f"{n}={h}" for n, h in data_inputs])
     order = "|".join([f"{n}={h}" for n, h in order_inputs])
-    p = orjson.dumps(params, default=repr) if params else b"[]"
+    p = encoded_params if encoded_params is not None else params_bytes(params)
     return digest(f"{code}\x00{data}\x00{order}\x00".encode() + p)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from .dsl import Step
 from .errors import UnknownStepError
 from .graph import FlowGraph, Node
-from .keys import code_hash, step_key
+from .keys import code_hash, params_bytes, step_key
 
 __all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "select"]
 
@@ -50,11 +50,17 @@ class Inputs:
 
 
 class KeyMaker:
-    """Computes step inputs; caches code hashes per function for the life of one run."""
+    """Computes step inputs for one run.
+
+    What does not change during a run is computed once per step: its code hash (once per
+    function), its parameter values and their encoding. Per decision only the input digests
+    are new.
+    """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = params
         self._code: dict[Any, str] = {}
+        self._static: dict[str, tuple[str, tuple[tuple[str, Any], ...], bytes]] = {}
 
     def code(self, spec: Step) -> str:
         if spec.code_version is not None:
@@ -66,19 +72,29 @@ class KeyMaker:
         return h
 
     def param_values(self, node: Node) -> tuple[tuple[str, Any], ...]:
+        if not node.run_params:
+            return ()
         p, d = self.params, node.spec.defaults
         return tuple((k, p[k] if k in p else d[k]) for k in node.run_params)
 
-    def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
-        code = self.code(node.spec)
+    def _static_part(self, node: Node) -> tuple[str, tuple[tuple[str, Any], ...], bytes]:
         params = self.param_values(node)
-        data = tuple((d, hashes.get(d, "-")) for d in node.data_deps)
         if node.binding_keys:  # a fan-out instance: its own item instead of the whole input
+            params += node.binding_keys
+        static = self._static[node.name] = (self.code(node.spec), params, params_bytes(params))
+        return static
+
+    def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
+        static = self._static.get(node.name)
+        if static is None:
+            static = self._static_part(node)
+        code, params, encoded = static
+        data = tuple([(d, hashes.get(d, "-")) for d in node.data_deps])
+        if node.binding_keys:
             bound = {k for k, _ in node.binding_keys}
             data = tuple(x for x in data if x[0] not in bound)
-            params += node.binding_keys
-        order = tuple((d, keys.get(d, "-")) for d in node.order_deps)
-        return Inputs(code, params, data, order, step_key(code, params, data, order))
+        order = tuple([(d, keys.get(d, "-")) for d in node.order_deps])
+        return Inputs(code, params, data, order, step_key(code, params, data, order, encoded))
 
 
 def decide(
