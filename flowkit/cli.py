@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FlowkitError, StateError, UnknownStepError, UsageError
 from .executors import EXECUTORS
@@ -19,11 +19,13 @@ from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
-from .notify import notifier_from_spec
 from .result import ErrorInfo, fmt_duration
 from .resume import CONDITION_FALSE, Decision
 from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
+
+if TYPE_CHECKING:
+    from .notify import Notifier
 
 __all__ = ["main"]
 
@@ -67,7 +69,8 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KIND:TARGET",
-        help="alert when the run ends: webhook:URL, slack:URL, email:ADDRESS (repeatable)",
+        help="alert when the run ends: slack:URL, email:ADDRESS, pagerduty:KEY, webhook:URL "
+        "(repeatable)",
     )
     c.add_argument(
         "--notify-on",
@@ -75,6 +78,13 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
         metavar="STATUS",
         help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
         "always (repeatable; default: the first three)",
+    )
+    c.add_argument(
+        "--notify-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of each alert's delivery, retries included (default 10)",
     )
 
 
@@ -212,7 +222,7 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         from .progress import LiveListener
 
         listener = LiveListener(logs_dir=logs_dir)
-    notifiers = [notifier_from_spec(spec, args.notify_on) for spec in args.notify]
+    notifiers = _notifiers(args)
     try:
         result = flow.run(
             params,
@@ -237,6 +247,15 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         if close is not None:
             close()  # the live view, should the run raise
     return result.exit_code
+
+
+def _notifiers(args: argparse.Namespace) -> list[Notifier]:
+    """The --notify notifiers (flowkit.notify is imported only when there are some)."""
+    if not args.notify:
+        return []
+    from .notify import notifier_from_spec
+
+    return [notifier_from_spec(s, args.notify_on, timeout=args.notify_timeout) for s in args.notify]
 
 
 def _rich_available() -> bool:
@@ -272,7 +291,7 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
 
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be >= 1, got {args.max_runs}")
-    listeners = [ConsoleListener(), *(notifier_from_spec(s, args.notify_on) for s in args.notify)]
+    listeners = [ConsoleListener(), *_notifiers(args)]
     schedule = Schedule(
         flow,
         args.cron,
@@ -312,6 +331,11 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         print(_status_row(name, state, holder))
         for inst in instances.get(name, ()):
             print(_status_row(inst, state, holder, indent="  "))
+    if state.notifications:
+        from .report import alert_line
+
+        for rec in state.notifications:
+            print(f"alert {alert_line(rec)}")
     return 0
 
 

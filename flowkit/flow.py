@@ -6,11 +6,12 @@ import dataclasses
 import inspect
 import os
 import queue
+import sys
 import threading
 import types
 import typing
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
@@ -26,6 +27,9 @@ from .result import RunResult
 from .resume import KeyMaker, Plan, select
 from .shell import ShellCommand
 from .store import LoadedState, RunStore, default_state_dir
+
+if TYPE_CHECKING:
+    from .notify import Notifier
 
 __all__ = ["Flow"]
 
@@ -62,6 +66,7 @@ class Flow:
         defaults: Mapping[str, Any] | None = None,
         pools: Mapping[str, int] | None = None,
         serializer: Serializer | None = None,
+        notify: Iterable[Notifier] | Notifier = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
@@ -79,6 +84,7 @@ class Flow:
                     f"flow {name!r}: pool {pool!r} has size {size!r}; a pool needs an int >= 1"
                 )
         self.serializer = serializer
+        self.notify = _notifiers(notify, f"flow {name!r}: notify=")
         self._steps: dict[str, Step] = {}
         self._graph: FlowGraph | None = None
         for fn in steps:
@@ -296,6 +302,7 @@ class Flow:
         options: RunOptions | None = None,
         on_event: Callable[[Event], Any] | None = None,
         listeners: Iterable[ListenerLike] = (),
+        notify: Iterable[Notifier] | Notifier = (),
         workers: int = UNSET,
         executor: str | None = UNSET,
         address: str | None = UNSET,
@@ -331,10 +338,17 @@ class Flow:
             seed: seeds the retry jitter.
             handle_signals: turn SIGINT/SIGTERM into a clean interruption (the CLI does this).
             grace: seconds running steps get to finish after an interruption.
+            notify: notifiers (:mod:`flowkit.notify`) sent when the run ends, with the flow's
+                own; notifiers given in ``listeners`` are sent the same way. They are sent
+                together, each within its deadline; ``result.notifications`` and the run's
+                report say how each went. A failed delivery never changes the result.
 
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
         """
+        listeners, notifiers = _split_notifiers(
+            listeners, [*self.notify, *_notifiers(notify, "notify=")]
+        )
         opts = RunOptions.of(
             options,
             workers=workers,
@@ -383,9 +397,14 @@ class Flow:
                     selection=selection,
                     serializer=self.serializer,
                 )
-                return engine.run(fresh=fresh)
+                result = engine.run(fresh=fresh)
         finally:
             save_code_cache(code_cache)
+        if notifiers:
+            from .notify import alert
+
+            alert(notifiers, result, store)
+        return result
 
     @staticmethod
     def _selection(g: FlowGraph, opts: RunOptions) -> Selection:
@@ -459,6 +478,41 @@ class Flow:
         worker.join()
         if errors:
             raise errors[0]
+
+
+def _notifiers(given: Iterable[Notifier] | Notifier, what: str) -> list[Notifier]:
+    if not given:
+        return []
+    from .notify import Notifier  # only when used: `import flowkit` stays free of SMTP and HTTP
+
+    if isinstance(given, Notifier):  # one notifier given without a list
+        return [given]
+    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        raise FlowDefinitionError(
+            f"{what} takes a list of notifiers (flowkit.notify.Slack, Email, PagerDuty, "
+            f"Webhook), got {type(given).__name__}"
+        )
+    out = list(given)
+    for x in out:
+        if not isinstance(x, Notifier):
+            raise FlowDefinitionError(
+                f"{what} takes notifiers (flowkit.notify.Slack, Email, PagerDuty, Webhook), "
+                f"got {type(x).__name__}"
+            )
+    return out
+
+
+def _split_notifiers(
+    listeners: Iterable[ListenerLike], notify: list[Notifier]
+) -> tuple[list[ListenerLike], list[Notifier]]:
+    """The listeners that are not notifiers, and all notifiers (``notify`` + those listeners)."""
+    given, notifiers = list(listeners), notify
+    if "flowkit.notify" not in sys.modules:  # then no listener can be a notifier
+        return given, notifiers
+    from .notify import Notifier
+
+    notifiers += [x for x in given if isinstance(x, Notifier)]
+    return [x for x in given if not isinstance(x, Notifier)], notifiers
 
 
 def _scalar_kind(ann: Any) -> str | None:

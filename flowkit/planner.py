@@ -41,6 +41,9 @@ class _Walk:
         self.key_of: dict[str, str] = {}
         self.reruns: set[str] = set()
         self.assumed: set[str] = set()  # steps whose predicted state rests on a run succeeding
+        # steps whose cache key the plan cannot know: a data input re-runs (its new output is
+        # unknown), or an order-only input's key is unknown; a re-run's key alone is known
+        self.shaky: set[str] = set()
 
     def inputs(self, node: Node) -> Inputs:
         inputs = self.keys.inputs(node, self.hashes, self.key_of)
@@ -146,14 +149,13 @@ def plan(
         verdict = walk.verdict(node)
         if isinstance(verdict, Expand):
             verdict = walk.fan_out(node)
-        # an order-only upstream passes its cache key, known before it runs; a data upstream (or
-        # a fan-out, whose key is its gathered output) passes its output, which is not
-        rerun_ups = [
-            u
-            for u in node.upstream
-            if u in walk.reruns and (u in node.data_deps or graph.nodes[u].fans_out)
-        ]
+        # a data upstream that re-runs passes an output not known yet; an order-only upstream
+        # passes its cache key, which is known, unless it rests on such an output itself
+        rerun_ups = [u for u in node.data_deps if u in walk.reruns]
+        rerun_ups += [u for u in node.order_deps if u in walk.shaky]
         decision, reason, uncertain = walk.settle(node, verdict)
+        if rerun_ups or (node.fans_out and decision is Decision.RUN):
+            walk.shaky.add(name)  # (a fan-out step's key is the hash of its gathered output)
         if rerun_ups and _depends_on_new_outputs(decision, reason):
             # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True

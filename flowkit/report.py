@@ -28,7 +28,15 @@ from .result import ErrorInfo, fmt_duration
 from .store import LoadedState, duration_of, skip_status
 from .views import STATUS_COLOURS
 
-__all__ = ["STATUSES", "RunReport", "StepRow", "collect", "render_html", "render_text"]
+__all__ = [
+    "STATUSES",
+    "RunReport",
+    "StepRow",
+    "alert_line",
+    "collect",
+    "render_html",
+    "render_text",
+]
 
 #: Every status a report row can have, in display order, with its colour.
 STATUSES = STATUS_COLOURS
@@ -89,6 +97,7 @@ class RunReport:
     ended: float | None = None
     sessions: int = 0
     steps: list[StepRow] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # the latest session's deliveries
 
     @property
     def duration(self) -> float | None:
@@ -164,6 +173,7 @@ def collect(
         ended=None if state.end is None or running else _num(state.end.get("time")),
         sessions=len(state.headers),
         steps=rows,
+        alerts=list(state.notifications),
     )
 
 
@@ -287,7 +297,17 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
         lines.append(
             "  slowest: " + ", ".join(f"{r.name} ({fmt_duration(r.duration or 0.0)})" for r in ran)
         )
+    lines += [f"  alert {alert_line(a)}" for a in report.alerts]
     return "\n".join(lines)
+
+
+def alert_line(a: Mapping[str, Any]) -> str:
+    """``slack (message) to https://hooks.slack.com/…: delivered`` (or why not)."""
+    what = f"{a.get('notifier', '?')} ({a.get('event', '?')}) to {a.get('target', '?')}"
+    if a.get("ok"):
+        return f"{what}: delivered"
+    n = _int(a.get("attempts")) or 0
+    return f"{what}: NOT delivered after {n} attempt(s): {_one_line(str(a.get('error', '')))}"
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -414,6 +434,9 @@ def _summary_html(report: RunReport) -> str:
         ("Sessions", f"{report.sessions} (this report shows the latest)"),
         ("Steps", str(len(report.steps))),
     ]
+    if report.alerts:
+        alerts = "<br>".join(e(alert_line(a)) for a in report.alerts)
+        items.append(("Alerts", f'<span id="alerts">{alerts}</span>'))
     chips = "".join(
         f'<button type="button" class="st-{e(s)}" data-status="{e(s)}">{n} {e(s)}</button>'
         for s, n in report.counts().items()

@@ -133,6 +133,7 @@ class RunResult:
     started: float = 0.0
     duration_s: float = 0.0
     state_path: str | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -201,6 +202,7 @@ class RunResult:
             "duration_s": round(self.duration_s, 6),
             "counts": self.counts(),
             "steps": [r.to_json() for r in self.steps.values()],
+            **({"notifications": self.notifications} if self.notifications else {}),
         }
 
 

@@ -62,6 +62,7 @@ class LoadedState:
     retries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     headers: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     def apply(self, rec: dict[str, Any]) -> None:
         ev = rec.get("ev")
@@ -81,8 +82,11 @@ class LoadedState:
             self.end = None
             self.session.clear()
             self.retries.clear()
+            self.notifications.clear()
         elif ev == "end":
             self.end = rec
+        elif ev == "notify":
+            self.notifications.append(rec)
 
 
 class RunStore:
@@ -248,6 +252,21 @@ class RunStore:
         self.commit()
         snap = {"format": FORMAT, "journal_size": self.journal_path.stat().st_size, **summary}
         write_atomic(self.dir / SNAPSHOT, orjson.dumps(snap), fsync=self.fsync)
+
+    def append_notes(self, records: list[dict[str, Any]]) -> None:
+        """Append records after a run ended (its alerts), keeping the snapshot current with them.
+
+        Requires holding :meth:`lock`; the journal is opened (and mended) as for a run.
+        """
+        self.open()
+        for rec in records:
+            self.append(rec)
+        self.commit()
+        snap_path = self.dir / SNAPSHOT
+        if snap_path.exists():
+            snap = _parse_json_file(snap_path)
+            snap["journal_size"] = self.journal_path.stat().st_size
+            write_atomic(snap_path, orjson.dumps(snap), fsync=self.fsync)
 
     def write_report(self, report: dict[str, Any]) -> None:
         write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)

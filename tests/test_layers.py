@@ -39,9 +39,11 @@ LAYERS: list[set[str]] = [
 
 
 def _imports(path: Path) -> set[str]:
+    """The top-level flowkit modules ``path`` imports (a subpackage's own modules excluded)."""
+    level = 1 if path.parent == PACKAGE else 2  # files of a subpackage reach flowkit with `..`
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level == level:
             if node.module:
                 found.add(node.module.split(".")[0])
             else:  # `from . import capture` (modules), not `from . import __version__`
@@ -49,9 +51,17 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _modules() -> dict[str, list[Path]]:
+    """Each top-level module or subpackage, with its source files."""
+    out = {p.stem: [p] for p in PACKAGE.glob("*.py")}
+    for init in PACKAGE.glob("*/__init__.py"):
+        out[init.parent.name] = sorted(init.parent.glob("*.py"))
+    return out
+
+
 def test_every_module_has_a_layer() -> None:
     placed = set().union(*LAYERS)
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    modules = set(_modules())
     assert modules - placed == set(), "place new modules in LAYERS"
     assert placed - modules == set(), "LAYERS names modules that do not exist"
 
@@ -59,9 +69,10 @@ def test_every_module_has_a_layer() -> None:
 def test_modules_import_only_from_lower_layers() -> None:
     rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
     wrong = [
-        f"{path.stem} (layer {rank[path.stem]}) imports {dep} (layer {rank[dep]})"
-        for path in PACKAGE.glob("*.py")
+        f"{name} (layer {rank[name]}) imports {dep} (layer {rank[dep]})"
+        for name, paths in _modules().items()
+        for path in paths
         for dep in _imports(path)
-        if rank[dep] >= rank[path.stem]
+        if rank[dep] >= rank[name]
     ]
     assert wrong == []

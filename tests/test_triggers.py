@@ -11,8 +11,10 @@ not derived from flowkit's code.
 
 from __future__ import annotations
 
+import io
 import itertools
 import subprocess
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -22,6 +24,8 @@ from typing import Any
 import orjson
 import pytest
 from conftest import PYTHON, flowkit_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowkit import Flow, RunResult, Status, StepSkipped, Trigger
 from flowkit.events import Event
@@ -491,3 +495,107 @@ def test_cli_rejects_an_unknown_rule_naming_the_choices(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "trigger='one_succeeded' is invalid" in r.stderr
     assert "one_success" in r.stderr
+
+
+def test_cli_explain_names_the_rule_that_keeps_a_step_from_running(tmp_path: Path) -> None:
+    (tmp_path / "release.py").write_text(RELEASE)
+    _cli(tmp_path, "run", "release.py:release", BUILD_BROKEN="1")
+    r = _cli(tmp_path, "explain", "release.py:release", "page_oncall")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (
+        "page_oncall: would be skipped — trigger one_failed: no upstream failed, if test succeeds."
+    )
+
+
+WORKFLOW = textwrap.dedent(
+    """
+    name: nightly
+    steps:
+      build: "exit 3"
+      test: {run: "echo tested", depends_on: [build]}
+      deploy: {run: "echo deployed", depends_on: [test], trigger: none_failed}
+      page: {run: "echo paged", depends_on: [test], trigger: one_failed}
+      either: {run: "echo either", depends_on: [build, test], trigger: one_success}
+    """
+)
+
+
+def test_yaml_workflow_steps_take_the_same_rules_and_states(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    (tmp_path / "nightly.yaml").write_text(WORKFLOW)
+    r = _cli(tmp_path, "run", "nightly.yaml", "--continue-on-error")
+    assert r.returncode == 1, r.stdout + r.stderr
+    status = _cli(tmp_path, "status", "nightly.yaml")
+    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[2:]}
+    assert rows == {
+        "build": "failed",
+        "test": "upstream_failed",
+        "deploy": "upstream_failed",
+        "page": "succeeded",
+        "either": "upstream_failed",
+    }
+
+
+def test_live_view_shows_upstream_failed_apart_from_skipped() -> None:
+    pytest.importorskip("rich")
+    from rich.console import Console
+
+    from flowkit.progress import LiveListener
+
+    console = Console(file=io.StringIO(), record=True, width=120, force_terminal=False)
+    live = LiveListener(console)
+    t = time.time()
+    live.on_event(StepSkipped("r1", "test", t, "upstream 'build' failed", Status.UPSTREAM_FAILED))
+    live.on_event(StepSkipped("r1", "page", t, "trigger one_failed: no upstream failed"))
+    live.close()
+    text = console.export_text()
+    assert "⊘ test  upstream_failed: upstream 'build' failed" in text
+    assert "- page  skipped: trigger one_failed: no upstream failed" in text
+
+
+# --- the dry run agrees with the run ------------------------------------------------------------
+
+PLANNED = {
+    Decision.CACHED: "cached",
+    Decision.RUN: "succeeded",
+    Decision.SKIP: "skipped",
+    Decision.UPSTREAM_FAILED: "upstream_failed",
+}
+
+
+@st.composite
+def _dags(draw: st.DrawFn) -> tuple[list[list[int]], list[str], set[int], set[int]]:
+    n = draw(st.integers(2, 7))
+    ups = [sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else [] for i in range(n)]
+    rules = [draw(st.sampled_from(RULES)) for _ in range(n)]
+    roots = [i for i in range(n) if not ups[i]]
+    unmet = draw(st.sets(st.sampled_from(roots))) if roots else set()
+    broken = draw(st.sets(st.integers(0, n - 1)))
+    return ups, rules, unmet, broken - unmet
+
+
+@settings(max_examples=60, deadline=None)
+@given(_dags())
+def test_dry_run_predicts_every_verdict_of_the_resume_after_a_fix(
+    dag: tuple[list[list[int]], list[str], set[int], set[int]],
+) -> None:
+    ups, rules, unmet, broken = dag
+    failing = {f"s{i}" for i in broken}
+    flow = Flow("random")
+    for i, (deps, rule) in enumerate(zip(ups, rules, strict=True)):
+        name = f"s{i}"
+
+        def fn(name: str = name) -> str:
+            if name in failing:
+                raise RuntimeError(f"{name} broke")
+            return name
+
+        when = (lambda: False) if i in unmet else None
+        flow.step(name=name, trigger=rule, depends_on=[f"s{u}" for u in deps], when=when)(fn)
+    with tempfile.TemporaryDirectory() as state:
+        flow.run(state_dir=state, fail_fast=False)
+        failing.clear()  # the fix
+        plan = flow.plan(state_dir=state)
+        result = flow.run(state_dir=state, fail_fast=False)
+    predicted = {n: PLANNED[s.decision] for n, s in plan.steps.items()}
+    assert predicted == {r.name: r.status.value for r in result}
