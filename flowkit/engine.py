@@ -16,9 +16,7 @@ delay is due, so it never occupies a worker while it waits.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -26,8 +24,7 @@ from concurrent.futures import Future, wait
 from typing import Any
 
 from . import capture
-from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
-from .context import Context
+from .codec import OutputMissingError, PickleSerializer, Serializer
 from .decide import (
     Expand,
     Fail,
@@ -42,30 +39,17 @@ from .decide import (
     settle_condition,
 )
 from .dispatch import AttemptOutcome, Dispatcher
-from .events import (
-    Event,
-    RunFinished,
-    RunStarted,
-    StepCached,
-    StepFailed,
-    StepRetrying,
-    StepSkipped,
-    StepStarted,
-    StepSucceeded,
-    emit,
-)
-from .fanout import FanOutError, gather_hash, instances
+from .events import Event, RunFinished, RunStarted, StepStarted, emit
+from .fanout import FanOutError
 from .gcpause import freeze_more
 from .graph import FlowGraph, Node, machine_resources
 from .interrupt import interruptible
-from .keys import safe_name
-from .ledger import Ledger
 from .limits import Limits
 from .options import RunOptions, Selection
+from .outcomes import Outcomes
 from .readyset import ReadySet
-from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
-from .resume import Inputs, KeyMaker
-from .store import LoadedState, RunStore, duration_of
+from .result import ErrorInfo, RunResult, RunStatus
+from .store import LoadedState, RunStore
 from .timers import Timers
 
 __all__ = ["Engine", "StepTimeoutError"]
@@ -107,34 +91,23 @@ class Engine:
     ) -> None:
         self.clock = options.clock
         self.sleep = options.sleep or self._pause
-        self.flow, self.graph, self.run_id = flow, graph, run_id
-        self.params = dict(params)
-        self.store, self.opts, self.callbacks = store, options, callbacks
+        self.flow, self.run_id, self.store = flow, run_id, store
+        self.opts, self.callbacks = options, callbacks
         self.selection = selection or Selection()
-        self.serializer = serializer or PickleSerializer()
         self.rng = random.Random(options.seed)
-        self.keys = KeyMaker(self.params)
-        self.nodes = dict(graph.nodes)  # fan-out instances are added at run time
-        self.results: dict[str, StepResult] = {n: StepResult(n) for n in graph.order}
+        self.steps = Outcomes(
+            flow, run_id, dict(params), graph, store, serializer or PickleSerializer(), callbacks
+        )
+        self.nodes, self.results = self.steps.nodes, self.steps.results
         self.ready = ReadySet(
             {n: len(node.upstream) for n, node in self.nodes.items()}, _Downstream(self.nodes)
         )
         self.timers: Timers[Future[Any]] = Timers()
-        self.outputs: dict[str, Any] = {}
-        self.hashes: dict[str, str] = {}
-        self.step_keys: dict[str, str] = {}
-        self.inputs_of: dict[str, Inputs] = {}  # turned into record fields only when journaled
-        self.ctx_store: dict[str, Any] = {}
-        self.fanout: dict[str, list[str]] = {}
         self.halted_by: str | None = None
         self.stop: RunStatus | None = None
         self.wakeup: Future[None] = Future()
         self.state = LoadedState()
         self._dirty = False  # journal records buffered since the last commit
-        self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
-        self._logs = str(store.logs)
-        self._stems: dict[str, str] = {}
-        self._when_params: dict[Any, frozenset[str] | None] = {}
         # on a cluster, Dask places steps by worker resources; locally, flowkit does
         local = options.kind != "dask"
         cpus, memory = machine_resources() if local else (float("inf"), 2**62)
@@ -160,18 +133,17 @@ class Engine:
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
-        opts = self.opts
+        opts, steps = self.opts, self.steps
         # before the journal is touched: an unknown executor or a cluster too small stops here
         self.dispatch = Dispatcher(
             opts.kind, opts.workers, opts.address, (n.spec for n in self.nodes.values())
         )
         self.store.open()
-        self.ledger = Ledger(self.store)
-        self.ledger.run_started(self.flow, self.run_id, self.params, started)
+        steps.ledger.run_started(self.flow, self.run_id, steps.params, started)
         self.store.commit()
         emit(
             self.callbacks,
-            RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
+            RunStarted(self.run_id, self.flow, steps.params, len(self.nodes), started, resumed),
         )
         self.timers.run_deadline = t0 + opts.timeout if opts.timeout else None
         try:
@@ -182,13 +154,13 @@ class Engine:
                 self._loop()
         finally:
             self.dispatch.shutdown(clean=self.stop is None)
-        result = self._result(started, self.clock() - t0)
-        self.ledger.run_ended(result.status.value, time.time(), result.counts())
+        result = steps.result(self.stop, started, self.clock() - t0)
+        steps.ledger.run_ended(result.status.value, time.time(), result.counts())
         self.store.write_snapshot(
             {
                 "flow": self.flow,
                 "run_id": self.run_id,
-                "params": self.params,
+                "params": steps.params,
                 "status": result.status.value,
                 "started": started,
                 "duration_s": result.duration_s,
@@ -200,6 +172,8 @@ class Engine:
         return result
 
     def _loop(self) -> None:
+        """Decide what is decidable, submit what may run, wait for an attempt or a timer, settle
+        what finished; until nothing is left to do (or a stop leaves nothing running)."""
         dispatch, timers, clock, ready = self.dispatch, self.timers, self.clock, self.ready
         while True:
             self._decide_all()
@@ -210,7 +184,7 @@ class Engine:
                     self._commit()  # before blocking: `status` sees what runs
                     done = dispatch.wait(timers.next_wakeup(clock()), self.wakeup)
                 if done:
-                    self._settle(done)
+                    self._settled([dispatch.settle(fut) for fut in done])
                 if not timers.idle():
                     self._expire(clock())
             elif self.stop is not None:
@@ -229,13 +203,6 @@ class Engine:
         """Wait for a retry's delay; cut short when the run is asked to stop (a signal)."""
         wait([self.wakeup], timeout=seconds)
 
-    def _stem(self, name: str) -> str:
-        """``safe_name(name)``, computed once per step (file names of its log and outputs)."""
-        stem = self._stems.get(name)
-        if stem is None:
-            stem = self._stems[name] = safe_name(name)
-        return stem
-
     # --- deciding -------------------------------------------------------------------------------
 
     def _decide_all(self) -> None:
@@ -243,30 +210,25 @@ class Engine:
         while self.stop is None and (name := take()) is not None:
             self._decide(name)
 
-    def _inputs(self, node: Node) -> Inputs:
-        inputs = self.keys.inputs(node, self.hashes, self.step_keys)
-        self.step_keys[node.name] = inputs.key
-        self.inputs_of[node.name] = inputs
-        return inputs
-
     def _decide(self, name: str) -> None:
-        node = self.nodes[name]
+        node, steps = self.nodes[name], self.steps
         verdict = decide_step(
             node,
             self.results,
             self.state.steps.pop(name, None),  # decided once: the loaded record is not kept
-            self._inputs,
+            steps.inputs,
             self.selection,
             halted_by=self.halted_by,
-            instances=self.fanout.get(name),
+            instances=steps.fanout.get(name),
         )
         if type(verdict) is Restore:
             try:
-                return self._restore(name, verdict.record)
+                steps.restored(name, verdict.record, busy=bool(self.dispatch.running))
+                return self.ready.done(name)
             except OutputMissingError as exc:
                 verdict = restore_failed(node, verdict, str(exc), self.selection)
         if type(verdict) is Run and verdict.conditional:
-            verdict = settle_condition(verdict, self._condition(node))
+            verdict = settle_condition(verdict, steps.condition(node))
         self._apply(node, verdict)
 
     def _apply(self, node: Node, verdict: Verdict) -> None:
@@ -275,134 +237,26 @@ class Engine:
             self.results[name].reason = verdict.reason
             self.ready.queue(name)
         elif type(verdict) is Skip:
-            self._skip(
+            self.steps.skipped(
                 name,
                 verdict.reason,
                 journal=verdict.journal,
-                record=verdict.remember,
+                remember=verdict.remember,
                 status=verdict.status,
             )
+            self.ready.done(name)
         elif type(verdict) is Expand:
-            self._expand(node)
+            try:
+                self.ready.expand(name, self.steps.expanded(node))
+            except FanOutError as exc:
+                self._fail(name, ErrorInfo.of(exc))
         elif type(verdict) is Gather:
-            self._gather(node, verdict)
+            self.steps.gathered(node, verdict)
+            self.ready.done(name)
         elif type(verdict) is Fail:
             self._fail(name, verdict.error, reason=verdict.reason)
 
-    def _condition(self, node: Node) -> bool | BaseException:
-        try:
-            return bool(node.spec.when(**self._when_kwargs(node)))  # type: ignore[misc]
-        except Exception as exc:
-            return exc
-
-    def _expand(self, node: Node) -> None:
-        name = node.name
-        mapped = self.outputs.get(node.spec.map_over) if node.spec.map_over else None
-        try:
-            made = instances(node, mapped)
-        except FanOutError as exc:
-            self._fail(name, ErrorInfo.of(exc))
-            return
-        self.fanout[name] = [i.name for i in made]
-        for inst in made:
-            self.nodes[inst.name] = inst
-            self.results[inst.name] = StepResult(inst.name)
-        self.ready.expand(name, self.fanout[name])
-
-    def _gather(self, node: Node, verdict: Gather) -> None:
-        name, results = node.name, self.results
-        r = results[name]
-        r.output = [self.outputs[n] for n in verdict.instances]
-        r.attempts = 1
-        r.status = Status.CACHED if verdict.cached else Status.SUCCEEDED
-        r.reason = f"gathered {len(verdict.instances)} instance(s)"
-        h = gather_hash([self.hashes[n] for n in verdict.instances])
-        self.outputs[name], self.hashes[name] = r.output, h
-        self.step_keys[name] = h
-        self.ledger.gathered(name, h, verdict.total, r.reason)
-        now = time.time()
-        event: Event = (
-            StepCached(self.run_id, name, now, 0.0, 1)
-            if verdict.cached
-            else StepSucceeded(self.run_id, name, 1, now, 0.0, r.reason)
-        )
-        emit(self.callbacks, event)
-        self.ready.done(name)
-
-    def _restore(self, name: str, prev: Mapping[str, Any]) -> None:
-        value = decode(prev, self.store.outputs, self.serializer)
-        ctx = prev.get("ctx")
-        if ctx is not None:
-            self._ctx_update(decode(ctx, self.store.ctx_outputs, self.serializer) or {})
-        r = self.results[name]
-        r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
-        r.attempts = int(prev.get("attempts", 1))
-        r.duration_s = duration_of(prev) or 0.0
-        r.started, r.ended = prev.get("start"), prev.get("end")
-        self.outputs[name] = value
-        self.hashes[name] = str(prev.get("hash", "-"))
-        self.inputs_of.pop(name, None)
-        self.ledger.cached(name)
-        if self.callbacks:
-            emit(
-                self.callbacks, StepCached(self.run_id, name, time.time(), r.duration_s, r.attempts)
-            )
-        self.ready.done(name)
-
-    def _ctx_update(self, writes: Mapping[str, Any]) -> None:
-        if self.dispatch.running:  # steps running now read the store: give them a stable view
-            self.ctx_store = {**self.ctx_store, **writes}
-        else:
-            self.ctx_store.update(writes)
-
-    def _skip(
-        self,
-        name: str,
-        reason: str,
-        *,
-        journal: bool = True,
-        record: bool = False,
-        status: Status = Status.SKIPPED,
-    ) -> None:
-        """Not run: ``skipped``, or ``upstream_failed`` when a failure upstream is the cause."""
-        r = self.results[name]
-        r.status, r.reason = status, reason
-        if record:  # a `when=` decision: remembered, so a resume decides the same way
-            self.ledger.condition_false(name, reason, self.inputs_of.pop(name))
-        else:
-            self.inputs_of.pop(name, None)
-            if journal:
-                self.ledger.skipped(name, reason, status)
-        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason, status))
-        self.ready.done(name)
-
-    def _when_kwargs(self, node: Node) -> dict[str, Any]:
-        pred = node.spec.when
-        assert pred is not None
-        if pred not in self._when_params:
-            try:
-                ps = inspect.signature(pred).parameters.values()
-                wants_all = any(p.kind is p.VAR_KEYWORD for p in ps)
-                self._when_params[pred] = None if wants_all else frozenset(p.name for p in ps)
-            except (TypeError, ValueError):
-                self._when_params[pred] = None
-        wanted = self._when_params[pred]
-        kwargs = self._kwargs(node, attempt=1)
-        return kwargs if wanted is None else {k: v for k, v in kwargs.items() if k in wanted}
-
     # --- running --------------------------------------------------------------------------------
-
-    def _kwargs(self, node: Node, attempt: int) -> dict[str, Any]:
-        outputs = self.outputs
-        kwargs = {d: outputs.get(d) for d in node.data_deps}
-        kwargs.update(self.keys.param_values(node))
-        if node.bindings:
-            kwargs.update(node.bindings)
-        if node.spec.takes_ctx:
-            kwargs["ctx"] = Context(
-                self.run_id, self.flow, node.name, attempt, self.params, self.ctx_store
-            )
-        return kwargs
 
     def _fill(self) -> None:
         dispatch, ready = self.dispatch, self.ready
@@ -410,7 +264,8 @@ class Engine:
             node = self.nodes[name]
             halted = fail_fast_blocks(node, self.halted_by)
             if halted is not None:
-                self._skip(name, halted)
+                self.steps.skipped(name, halted)
+                ready.done(name)
                 self._decide_all()
                 continue
             if self.limited and not self.limits.admit(name, node.spec):
@@ -423,19 +278,13 @@ class Engine:
             self.ready.requeue(self.limits.release(self.nodes[name].spec))
 
     def _submit(self, node: Node) -> None:
-        name, spec = node.name, node.spec
-        r = self.results[name]
-        r.attempts += 1
-        r.status = Status.RUNNING
-        kwargs = self._kwargs(node, r.attempts)
+        name, spec, steps = node.name, node.spec, self.steps
         now = time.time()
-        if r.started is None:
-            r.started = now
-        self.ledger.started(name, r.attempts, now)
+        r = steps.started(name, now)
+        kwargs = steps.kwargs(node, r.attempts)
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
-        log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
-        args = (spec.fn, kwargs, kwargs.get("ctx"), log_path, r.attempts)
+        args = (spec.fn, kwargs, kwargs.get("ctx"), steps.log_path(name), r.attempts)
         inline = self.dispatch.runs_in_caller(spec)
         if self._dirty or inline:
             # completions before this start, durable; an attempt in this thread, visible to
@@ -448,17 +297,15 @@ class Engine:
         if spec.timeout is not None:
             self.timers.deadline(name, self.clock() + spec.timeout, fut)
 
-    def _settle(self, done: list[Future[Any]]) -> None:
-        self._settled([self.dispatch.settle(fut) for fut in done])
-
     def _settled(self, outcomes: list[tuple[str, AttemptOutcome]]) -> None:
         finished: list[tuple[str, Event | None]] = []
+        steps = self.steps
         for name, outcome in outcomes:
             self._free(name)
             if outcome.error is None:
-                unstorable = self._succeeded(name, outcome)
+                unstorable = steps.succeeded(name, outcome, busy=bool(self.dispatch.running))
                 if unstorable is None:
-                    finished.append((name, self._succeeded_event(name) if self.callbacks else None))
+                    finished.append((name, steps.succeeded_event(name) if self.callbacks else None))
                     continue
                 outcome = AttemptOutcome.failed(unstorable)  # the output could not be stored
             event = self._attempt_failed(name, outcome)
@@ -483,73 +330,25 @@ class Engine:
 
     def _commit(self) -> None:
         """Make the buffered journal records durable (if any were written since last time)."""
-        self.ledger.flush_cached()
+        self.steps.ledger.flush_cached()
         if self._dirty:
             self.store.commit()
             self._dirty = False
         else:
             self.store.flush()
 
-    def _succeeded(self, name: str, out: AttemptOutcome) -> BaseException | None:
-        """Journal a successful attempt; returns None, or the error if its output can't be
-        stored."""
-        stem = self._stem(name)
-        try:
-            enc = encode(out.value, self.store.outputs, stem, self.serializer)
-            enc_ctx = (
-                encode(out.writes, self.store.ctx_outputs, stem, self.serializer)
-                if out.writes
-                else None
-            )
-        except Exception as exc:
-            return RuntimeError(
-                f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "
-                f"{exc}); return something picklable, or configure a serializer"
-            )
-        r = self.results[name]
-        r.status, r.output, r.ended = Status.SUCCEEDED, out.value, out.end
-        r.duration_s = out.end - out.start
-        self.ledger.succeeded(
-            r,
-            self.inputs_of.pop(name),
-            out.start,
-            out.end,
-            out.cpu,
-            out.worker or "",
-            out.peak_rss,
-            enc,
-            enc_ctx,
-        )
-        if out.writes:
-            self._ctx_update(out.writes)
-        self.outputs[name] = out.value
-        self.hashes[name] = enc.hash
-        return None
-
-    def _succeeded_event(self, name: str) -> Event:
-        r = self.results[name]
-        assert r.ended is not None
-        return StepSucceeded(self.run_id, name, r.attempts, r.ended, r.duration_s, r.reason)
-
     def _attempt_failed(self, name: str, out: AttemptOutcome) -> Event | None:
-        """Schedule a retry (None) or fail the step (its event; the caller commits and emits)."""
+        """Schedule a retry (None) or fail the step (its event; the caller releases it)."""
         assert out.error is not None
-        r = self.results[name]
-        err = ErrorInfo.of(out.error)
-        r.attempt_errors.append(err)
-        self._failed_on[name] = out.worker
+        err = self.steps.attempt_failed(name, out)
         delay = None
         if self.stop is None:
-            delay = self.nodes[name].spec.retry.next_delay(r.attempts, out.error, self.rng)
+            attempts = self.results[name].attempts
+            delay = self.nodes[name].spec.retry.next_delay(attempts, out.error, self.rng)
         if delay is None:
             return self._fail(name, err, timed_out=out.timed_out, release=False)
-        r.retry_delays.append(delay)
-        self.ledger.retried(name, r.attempts, delay, err, out.timed_out)
+        self.steps.retrying(name, err, delay, out.timed_out)
         self.timers.retry(name, self.clock() + delay)
-        emit(
-            self.callbacks,
-            StepRetrying(self.run_id, name, r.attempts, time.time(), err, delay, out.timed_out),
-        )
         return None
 
     def _fail(
@@ -561,20 +360,9 @@ class Engine:
         reason: str = "",
         release: bool = True,
     ) -> Event:
-        r = self.results[name]
-        r.status = Status.TIMED_OUT if timed_out else Status.FAILED
-        r.error, r.ended = err, time.time()
-        if reason:
-            r.reason = reason
-        if r.started is not None:
-            r.duration_s = r.ended - r.started
-        self.ledger.failed(r, self.inputs_of.pop(name, None), self._failed_on.pop(name, None), err)
+        event = self.steps.failed(name, err, timed_out=timed_out, reason=reason)
         if self.opts.fail_fast and self.halted_by is None:
             self.halted_by = name
-        log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
-        event = StepFailed(
-            self.run_id, name, r.attempts, r.ended, r.duration_s, err, timed_out, log_path
-        )
         if release:
             self._release([(name, event)])
         return event
@@ -622,33 +410,6 @@ class Engine:
         return (
             f"no new steps start; waiting up to {self.opts.grace:g}s for "
             f"{len(self.dispatch.running)} running step(s). Press Ctrl-C again to stop at once."
-        )
-
-    # --- the result -----------------------------------------------------------------------------
-
-    def _result(self, started: float, duration: float) -> RunResult:
-        for r in self.results.values():
-            if r.status in (Status.PENDING, Status.RUNNING):
-                r.status = Status.PENDING
-                if self.stop is RunStatus.INTERRUPTED:
-                    r.reason = "run interrupted"
-                elif self.stop is RunStatus.TIMED_OUT:
-                    r.reason = "run timed out"
-        if self.stop is not None:
-            status = self.stop
-        elif any(r.status.failed for r in self.results.values()):
-            status = RunStatus.FAILED
-        else:
-            status = RunStatus.SUCCEEDED
-        return RunResult(
-            self.flow,
-            self.run_id,
-            self.params,
-            self.results,
-            status,
-            started,
-            duration,
-            str(self.store.dir),
         )
 
 
