@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from . import capture, usage
@@ -111,6 +110,8 @@ def invoke(
     with _Attempt(ctx, log_path, attempt) as a:
         out = fn(**kwargs)
         if type(out) not in _PLAIN and inspect.isawaitable(out):
+            import asyncio  # only for a sync step that returns an awaitable
+
             out = asyncio.run(_await(out))
         a.out = out
     return a.result()
@@ -141,6 +142,8 @@ class AsyncLoopExecutor(Executor):
     """
 
     def __init__(self) -> None:
+        import asyncio  # imported by the first async step only: `import flowkit` stays light
+
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="flowkit-asyncio", daemon=True
@@ -148,11 +151,15 @@ class AsyncLoopExecutor(Executor):
         self._thread.start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self.loop)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         # cancel what is left (abandoned or timed-out steps) and let it unwind on the loop,
         # in its own context, before the loop stops
+        import asyncio
+
         drained = asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop)
         drained.add_done_callback(lambda _: self.loop.call_soon_threadsafe(self.loop.stop))
         if wait:
@@ -161,6 +168,8 @@ class AsyncLoopExecutor(Executor):
 
 
 async def _cancel_all() -> None:
+    import asyncio
+
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me]
     for t in tasks:
@@ -262,6 +271,8 @@ def make_executor(kind: str, workers: int, address: str | None = None) -> Execut
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
+        from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when used
+
         return ProcessPoolExecutor(max_workers=workers)
     if kind == "dask":
         return _DaskExecutor(address, workers)

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from filelock import FileLock, Timeout
 
 from .codec import fsync_dir, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError
@@ -147,6 +146,8 @@ class RunStore:
         lock_path = self.dir / "run.lock"
         if not lock_path.exists():
             return None
+        from filelock import FileLock, Timeout  # not needed by `import flowkit`
+
         probe = FileLock(str(lock_path), timeout=0)
         try:
             probe.acquire()
@@ -169,6 +170,8 @@ class RunStore:
     def lock(self) -> Iterator[None]:
         """Hold the run's lock (an OS lock: it dies with the process). Raises RunLockedError."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock, Timeout
+
         flock = FileLock(str(self.dir / "run.lock"), timeout=0)
         try:
             flock.acquire()
