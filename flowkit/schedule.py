@@ -36,7 +36,8 @@ class Schedule:
         time_param / date_param: bind the firing's scheduled time (ISO, ``2026-11-25T02:00:00``)
             or date (``2026-11-25``) to this run parameter; without either, each firing gets the
             run id ``<flow>-<YYYYmmddTHHMM>``.
-        run_kwargs: passed to :meth:`Flow.run` (workers, state_dir, listeners, ...).
+        run_kwargs: passed to :meth:`Flow.run` (``options=RunOptions(...)``, or its fields as
+            keywords: ``workers``, ``fail_fast``, ...; ``state_dir``, ``listeners``, ...).
 
     Raises:
         UsageError: the cron expression is invalid (the message shows it).

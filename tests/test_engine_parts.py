@@ -268,6 +268,16 @@ def test_a_run_and_its_plan_take_the_same_options(tmp_path: Path) -> None:
     assert result["a"].status is Status.SUCCEEDED and result["b"].status is Status.SUCCEEDED
 
 
+def test_stream_takes_the_same_options_as_run(tmp_path: Path) -> None:
+    from flowkit import RunFinished
+
+    flow = _two_step_flow()
+    events = list(flow.stream(state_dir=tmp_path, options=RunOptions(workers=2)))
+    last = events[-1]
+    assert isinstance(last, RunFinished) and last.result.ok
+    assert last.result["b"].output == 2
+
+
 # --- the dry run is the run -----------------------------------------------------------------------
 
 TRIGGERS = [Trigger.ALL_SUCCESS, Trigger.ALL_SUCCESS, *Trigger]
