@@ -4,6 +4,7 @@ and the property that ties the dry run to the run (one decision function, not tw
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,55 @@ def test_unusual_callables_are_read_through_inspect_signature() -> None:
     assert Step.of(wrapper, name="w").params == ("a",)
     with pytest.raises(InvalidStepOptionError, match=r"\*args, \*\*kwargs"):
         Step.of(lambda *xs: xs, name="star")
+
+
+# --- Dispatcher -----------------------------------------------------------------------------------
+
+
+def _sleeper(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def _boom() -> None:
+    raise ValueError("boom")
+
+
+def test_dispatcher_runs_an_inline_attempt_in_place_and_reports_its_outcome() -> None:
+    from flowkit.dispatch import Dispatcher
+
+    spec = Step.of(_boom, name="boom")
+    d = Dispatcher("inline", 1, None, [spec])
+    try:
+        assert d.runs_in_caller(spec)
+        out = d.call((_boom, {}, None, None, 1))
+        assert isinstance(out.error, ValueError) and out.worker is not None and not out.timed_out
+        ok = d.call((_sleeper, {"seconds": 0.0}, None, None, 1))
+        assert ok.error is None and ok.value == 0.0 and ok.end >= ok.start
+        assert not d.running
+    finally:
+        d.shutdown(clean=True)
+
+
+def test_dispatcher_stop_says_how_an_attempt_was_ended() -> None:
+    from flowkit.dispatch import Dispatcher
+
+    threaded = Step.of(_sleeper, name="threaded")
+    isolated = Step.of(_sleeper, name="isolated", isolate=True)
+    d = Dispatcher("thread", 1, None, [threaded, isolated])
+    try:
+        running = d.submit("threaded", threaded, (_sleeper, {"seconds": 0.5}, None, None, 1))
+        queued = d.submit("threaded2", threaded, (_sleeper, {"seconds": 0.5}, None, None, 1))
+        killed = d.submit("isolated", isolated, (_sleeper, {"seconds": 30.0}, None, None, 1))
+        time.sleep(0.2)  # the first thread attempt and the child process have started
+        assert d.stop(queued) == "attempt cancelled"  # one worker: it never started
+        assert d.stop(running) == "attempt abandoned"  # Python cannot stop a running thread
+        assert d.stop(killed) == "its process group was killed"
+        assert d.stop(killed) is None  # already ended
+        assert d.abandoned == 1 and not d.running
+        started = time.monotonic()
+        while not killed.done() and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        assert killed.done()  # the child is gone
+    finally:
+        d.shutdown(clean=False)
