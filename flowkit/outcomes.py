@@ -177,7 +177,8 @@ class Outcomes:
             self.inputs_of.pop(name, None)
             if journal:
                 self.ledger.skipped(name, reason, status)
-        emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason, status))
+        if self.callbacks:
+            emit(self.callbacks, StepSkipped(self.run_id, name, time.time(), reason, status))
 
     def expanded(self, node: Node) -> list[str]:
         """Make the instances of fan-out step ``node``; returns their names.
@@ -205,13 +206,14 @@ class Outcomes:
         self.outputs[name], self.hashes[name] = r.output, h
         self.step_keys[name] = h
         self.ledger.gathered(name, h, verdict.total, r.reason)
-        now = time.time()
-        event: Event = (
-            StepCached(self.run_id, name, now, 0.0, 1)
-            if verdict.cached
-            else StepSucceeded(self.run_id, name, 1, now, 0.0, r.reason)
-        )
-        emit(self.callbacks, event)
+        if self.callbacks:
+            now = time.time()
+            event: Event = (
+                StepCached(self.run_id, name, now, 0.0, 1)
+                if verdict.cached
+                else StepSucceeded(self.run_id, name, 1, now, 0.0, r.reason)
+            )
+            emit(self.callbacks, event)
 
     def started(self, name: str, now: float) -> StepResult:
         """An attempt of ``name`` starts at ``now``: journal it; returns the step's result."""
@@ -278,10 +280,11 @@ class Outcomes:
         r = self.results[name]
         r.retry_delays.append(delay)
         self.ledger.retried(name, r.attempts, delay, err, timed_out)
-        emit(
-            self.callbacks,
-            StepRetrying(self.run_id, name, r.attempts, time.time(), err, delay, timed_out),
-        )
+        if self.callbacks:
+            emit(
+                self.callbacks,
+                StepRetrying(self.run_id, name, r.attempts, time.time(), err, delay, timed_out),
+            )
 
     def failed(self, name: str, err: ErrorInfo, *, timed_out: bool, reason: str) -> Event:
         """The step failed (no retry left, or it could not start); returns its event."""
