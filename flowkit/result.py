@@ -57,22 +57,36 @@ class ErrorInfo:
     type: str
     message: str
     traceback: str = ""
+    exit_code: int | None = None  # a command's exit status, when a command failed
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(type(exc).__qualname__, str(exc), tb)
+        code = getattr(exc, "exit_code", None)
+        exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        return cls(type(exc).__qualname__, str(exc), tb, exit_code)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
 
-    def to_json(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+        }
+        if self.exit_code is not None:
+            out["exit_code"] = self.exit_code
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ErrorInfo:
+        code = data.get("exit_code")
         return cls(
-            str(data.get("type", "")), str(data.get("message", "")), str(data.get("traceback", ""))
+            str(data.get("type", "")),
+            str(data.get("message", "")),
+            str(data.get("traceback", "")),
+            code if isinstance(code, int) and not isinstance(code, bool) else None,
         )
 
 
