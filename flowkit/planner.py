@@ -154,8 +154,11 @@ def plan(
         rerun_ups = [u for u in node.data_deps if u in walk.reruns]
         rerun_ups += [u for u in node.order_deps if u in walk.shaky]
         decision, reason, uncertain = walk.settle(node, verdict)
-        if rerun_ups or (node.fans_out and decision is Decision.RUN):
-            walk.shaky.add(name)  # (a fan-out step's key is the hash of its gathered output)
+        # its key is unknown if it was computed from an unknown input (a step skipped before its
+        # cache is consulted has none, in the plan as in the run); a fan-out step's key is the
+        # hash of its gathered output
+        if (rerun_ups and name in walk.key_of) or (node.fans_out and decision is Decision.RUN):
+            walk.shaky.add(name)
         if rerun_ups and _depends_on_new_outputs(decision, reason):
             # the upstream's new output is not known yet: say so rather than guess
             decision, uncertain = Decision.RUN, True
