@@ -20,6 +20,7 @@ from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
+from .options import RunOptions
 from .result import ErrorInfo, RunResult, fmt_duration
 from .resume import CONDITION_FALSE, Decision
 from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
@@ -245,18 +246,8 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             state_dir=args.state_dir,
             run_id=args.run_id,
             fresh=args.fresh,
-            workers=args.workers,
-            executor=args.executor,
-            address=args.address,
-            fail_fast=not args.continue_on_error,
-            rerun=[*args.rerun, *args.from_],
-            only=args.only,
-            timeout=args.timeout,
-            durability=args.durability,
+            options=_run_options(args),
             listeners=[listener, *notifiers],
-            seed=args.seed,
-            handle_signals=True,
-            grace=args.grace,
         )
     finally:
         close = getattr(listener, "close", None)
@@ -265,6 +256,25 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
     if args.output:
         _write_output(args.output, result)
     return result.exit_code
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """How to run, from the execution options of ``run`` / ``schedule`` (those a command does
+    not have keep their defaults). Raises UsageError naming a bad value."""
+    given = vars(args)
+    return RunOptions(
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        fail_fast=not args.continue_on_error,
+        rerun=(*given.get("rerun", ()), *(given.get("from_") or ())),
+        only=tuple(given.get("only") or ()),
+        timeout=given.get("timeout"),
+        grace=given.get("grace", 10.0),
+        durability=given.get("durability", "flush"),
+        seed=given.get("seed"),
+        handle_signals=True,
+    )
 
 
 def _notifiers(args: argparse.Namespace) -> list[Notifier]:
@@ -313,8 +323,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         state_dir=args.state_dir,
         run_id=args.run_id,
         fresh=args.fresh,
-        rerun=[*args.rerun, *args.from_],
-        only=args.only,
+        options=_run_options(args),  # the options the run would get
     )
     rid = args.run_id or flow.run_id(params)
     print(f"Plan for flow {flow.name}, run {rid} (dry run: nothing is executed or written)")
@@ -343,12 +352,8 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         date_param=args.date_param,
         tz=args.tz,
         state_dir=args.state_dir,
-        workers=args.workers,
-        executor=args.executor,
-        address=args.address,
-        fail_fast=not args.continue_on_error,
+        options=_run_options(args),
         listeners=listeners,
-        handle_signals=True,
     )
     print(f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); Ctrl-C to stop")
     return schedule.loop(max_runs=args.max_runs, run_now=args.run_now)

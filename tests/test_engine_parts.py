@@ -499,3 +499,52 @@ def test_dispatcher_stop_says_how_an_attempt_was_ended() -> None:
         assert killed.done()  # the child is gone
     finally:
         d.shutdown(clean=False)
+
+
+# --- the command line builds the same RunOptions -------------------------------------------------
+
+PIPELINE = """
+from flowkit import Flow
+
+two = Flow("two")
+
+@two.step()
+def a() -> int:
+    return 1
+
+@two.step()
+def b(a: int) -> int:
+    return a + 1
+"""
+
+
+def _cli(tmp_path: Path, *args: str) -> Any:
+    import subprocess
+
+    from conftest import PYTHON, flowkit_env
+
+    return subprocess.run(
+        [PYTHON, "-m", "flowkit", *args],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_run_and_dry_run_take_the_options_and_reject_bad_ones_with_exit_2(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    bad = _cli(tmp_path, "run", "pipeline.py:two", "--workers", "0")
+    assert bad.returncode == 2 and "workers must be >= 1, got 0" in bad.stderr
+    bad = _cli(tmp_path, "run", "pipeline.py:two", "--grace", "-1")
+    assert bad.returncode == 2 and "grace must be" in bad.stderr
+    assert not (tmp_path / ".flowkit").exists()  # nothing was written
+    ok = _cli(tmp_path, "run", "pipeline.py:two", "--workers", "2", "--executor", "thread")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    plan = _cli(tmp_path, "run", "pipeline.py:two", "--dry-run", "--rerun", "b")
+    assert plan.returncode == 0, plan.stderr
+    assert "cached a" in " ".join(plan.stdout.split())
+    assert "run b (--rerun)" in " ".join(plan.stdout.split())
