@@ -64,22 +64,43 @@ if hasattr(os, "register_at_fork"):
 class StepLog:
     """The log of one step attempt: appended to ``path``, opened on the first write."""
 
-    __slots__ = ("_file", "attempt", "path", "start")
+    __slots__ = ("_file", "_lost", "attempt", "path", "start")
 
     def __init__(self, path: str, attempt: int | None, start: float) -> None:
         self.path, self.attempt, self.start = path, attempt, start
         self._file: IO[str] | None = None
+        self._lost = False
 
     def write(self, text: str) -> int:
-        if not text:
-            return 0
-        f = self._file or self._open()
-        f.write(text)
+        if not text or self._lost:
+            return len(text)
+        try:
+            f = self._file or self._open()
+            f.write(text)
+        except OSError as exc:  # a full disk must not fail the step that printed
+            self._give_up(exc)
         return len(text)
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        """The log cannot be written: drop the attempt's output from now on, and say so once."""
+        self._lost = True
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+        with contextlib.suppress(Exception):
+            print(
+                f"flowkit: warning: cannot write the step log {self.path} "
+                f"({exc.strerror or exc}); the rest of this attempt's output is dropped",
+                file=sys.__stderr__,
+            )
 
     def _open(self) -> IO[str]:
         with _open_lock:
@@ -93,7 +114,8 @@ class StepLog:
     def close(self) -> None:
         f, self._file = self._file, None
         if f is not None:
-            f.close()
+            with contextlib.suppress(OSError):  # a full disk: what could be written was
+                f.close()
 
 
 def header(attempt: int | None, start: float) -> str:

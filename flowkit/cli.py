@@ -14,16 +14,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .cancel import cancel_run, was_cancelled
-from .errors import FlowkitError, StateError, UnknownStepError, UsageError
+from .errors import FlowkitError, StateError, StateWriteError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .options import RunOptions
-from .result import ErrorInfo, RunResult, fmt_duration
+from .result import ErrorInfo, RunResult, fmt_duration, shown
 from .resume import CONDITION_FALSE, Decision
-from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
+from .store import (
+    LoadedState,
+    RunStore,
+    check_folder,
+    default_state_dir,
+    duration_of,
+    skip_status,
+)
 from .views import render_graph
 
 if TYPE_CHECKING:
@@ -326,13 +333,18 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         options=_run_options(args),  # the options the run would get
     )
     rid = args.run_id or flow.run_id(params)
-    print(f"Plan for flow {flow.name}, run {rid} (dry run: nothing is executed or written)")
+    print(
+        f"Plan for flow {shown(flow.name)}, run {shown(rid)} "
+        "(dry run: nothing is executed or written)"
+    )
     for i, tier in enumerate(p.tiers):
         print(f"tier {i}:")
         for name in tier:
             s = p.steps[name]
             verdict = "run" if s.decision is Decision.RUN else s.decision.value
-            print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
+            print(
+                f"  {verdict:<6} {shown(name)}" + ("" if verdict == "cached" else f"  ({s.reason})")
+            )
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
     return 0
@@ -372,7 +384,7 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     session = state.headers[-1].get("time") if state.headers else None
     if status == "interrupted" and was_cancelled(store, session):
         status = "cancelled"
-    print(f"Flow {flow.name}, run {store.dir.name}: {status}")
+    print(f"Flow {shown(flow.name)}, run {store.dir.name}: {status}")
     print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
@@ -416,7 +428,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     tries = state.retries.get(name)
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
-    label = indent + name
+    label = indent + shown(name)
     return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
@@ -456,6 +468,7 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
 
 def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str, Any]]]:
     root = default_state_dir(state_dir) / safe_name(flow.name)
+    check_folder(root)
     out: list[tuple[RunStore, dict[str, Any]]] = []
     if root.is_dir():
         for d in sorted(root.iterdir()):
@@ -474,7 +487,12 @@ def _run_info(store: RunStore) -> dict[str, Any]:
     journal = store.journal_path
     try:
         snap = store.summary()
-        if snap is not None and snap.get("journal_size") == journal.stat().st_size:
+        st = journal.stat()
+        if (
+            snap is not None
+            and snap.get("journal_size") == st.st_size
+            and snap.get("journal_mtime_ns", st.st_mtime_ns) == st.st_mtime_ns
+        ):
             started = snap.get("started")
             return {
                 "params": snap.get("params", {}),
@@ -553,10 +571,15 @@ def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
         if args.dry_run:
             print(f"would delete {store.dir}")
             continue
-        shutil.rmtree(store.dir)
         prev = store.dir.with_name(store.dir.name + ".previous")
-        if prev.exists():
-            shutil.rmtree(prev)
+        for folder in (store.dir, prev):
+            try:
+                if folder.exists():
+                    shutil.rmtree(folder)
+            except OSError as exc:
+                raise StateWriteError(
+                    folder, exc, "Make the state folder writable first."
+                ) from None
         print(f"deleted {store.dir}")
     return 0
 

@@ -77,7 +77,13 @@ class Dispatcher:
         ResourceHintError: a step needs more than the largest Dask worker offers.
     """
 
-    def __init__(self, kind: str, workers: int, address: str | None, steps: Iterable[Step]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        workers: int,
+        address: str | None,
+        steps: Iterable[Step],
+    ) -> None:
         self.kind = kind
         self.executor = make_executor(kind, workers, address)
         self.capacity = {"inline": 1, "dask": DASK_IN_FLIGHT * workers}.get(kind, workers)

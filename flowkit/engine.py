@@ -24,7 +24,7 @@ from concurrent.futures import Future, wait
 from typing import Any
 
 from . import capture
-from .codec import OutputMissingError, PickleSerializer, Serializer
+from .codec import OutputMissingError, OutputUntrustedError, PickleSerializer, Serializer
 from .decide import (
     Expand,
     Fail,
@@ -39,6 +39,7 @@ from .decide import (
     settle_condition,
 )
 from .dispatch import AttemptOutcome, Dispatcher
+from .errors import StateError
 from .events import Event, RunFinished, RunStarted, StepStarted, emit
 from .fanout import FanOutError
 from .gcpause import freeze_more
@@ -125,20 +126,45 @@ class Engine:
         with self.store.lock():
             if fresh:
                 self.store.archive()
+            else:
+                self._set_aside_orphans()
             self.state = self.store.load()
             freeze_more()  # the loaded journal too (see Flow.run)
             result = self._execute(started, t0)
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
         return result
 
+    def _set_aside_orphans(self) -> None:
+        """Outputs beside an empty or missing journal: move them aside rather than overwrite."""
+        found = self.store.orphaned()
+        if found:
+            backup = self.store.dir.with_name(self.store.dir.name + ".previous")
+            log.warning(
+                "run folder %s has %s but its journal is %s: which steps finished is unknown, so "
+                "the run starts over; the old files were moved to %s%s",
+                self.store.dir,
+                ", ".join(found),
+                "empty" if self.store.exists() else "missing",
+                backup,
+                " (replacing what --fresh had left there)" if backup.exists() else "",
+            )
+            self.store.archive()
+
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
         opts, steps = self.opts, self.steps
         # before the journal is touched: an unknown executor or a cluster too small stops here
         self.dispatch = Dispatcher(
-            opts.kind, opts.workers, opts.address, (n.spec for n in self.nodes.values())
+            opts.kind,
+            opts.workers,
+            opts.address,
+            (n.spec for n in self.nodes.values()),
         )
-        self.store.open()
+        try:
+            self.store.open()
+        except BaseException:
+            self.dispatch.shutdown(clean=False)
+            raise
         steps.ledger.run_started(self.flow, self.run_id, steps.params, started)
         self.store.commit()
         emit(
@@ -152,6 +178,9 @@ class Engine:
                 capture.session(),
             ):
                 self._loop()
+        except StateError:
+            self.dispatch.abandoned += 1  # the state cannot be written: do not wait for steps
+            raise
         finally:
             self.dispatch.shutdown(clean=self.stop is None)
         result = steps.result(self.stop, started, self.clock() - t0)
@@ -226,6 +255,8 @@ class Engine:
                 steps.restored(name, verdict.record, busy=bool(self.dispatch.running))
                 return self.ready.done(name)
             except OutputMissingError as exc:
+                if isinstance(exc, OutputUntrustedError):
+                    log.warning("step %r re-runs: %s", name, exc)
                 verdict = restore_failed(node, verdict, str(exc), self.selection)
         if type(verdict) is Run and verdict.conditional:
             verdict = settle_condition(verdict, steps.condition(node))
@@ -408,8 +439,8 @@ class Engine:
 
     def _stopping_message(self) -> str:
         return (
-            f"no new steps start; waiting up to {self.opts.grace:g}s for "
-            f"{len(self.dispatch.running)} running step(s). Press Ctrl-C again to stop at once."
+            f"no new steps start; running steps get {self.opts.grace:g}s to finish, then they "
+            "are stopped. Press Ctrl-C again to stop at once."
         )
 
 

@@ -345,6 +345,8 @@ class Flow:
 
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
+            StateWriteError: the disk refused a write of the run's state (full, read-only); at any
+                point of the run, which stops there and can be resumed once the cause is fixed.
         """
         listeners, notifiers = _split_notifiers(
             listeners, [*self.notify, *_notifiers(notify, "notify=")]

@@ -39,10 +39,18 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+#: Longer names are shortened (with a hash) in file names: file systems allow 255 bytes, and
+#: flowkit adds suffixes (``.previous``, ``.pkl``, temporary-file names).
+NAME_MAX = 200
+
+
 def safe_name(name: str) -> str:
-    """``name`` made safe as a file or folder name (same name, same result)."""
+    """``name`` made safe as a file or folder name (same name, same result): unsafe characters
+    are replaced and long names shortened, both with a hash of the name added."""
     cleaned = _SAFE.sub("_", name).strip(".") or "_"
-    return cleaned if cleaned == name else f"{cleaned[:80]}-{digest(name)[:8]}"
+    if cleaned == name and len(name) <= NAME_MAX:
+        return name
+    return f"{cleaned[:80]}-{digest(name)[:8]}"
 
 
 def canonical(params: Mapping[str, Any]) -> bytes:

@@ -23,7 +23,7 @@ from .events import (
     StepSucceeded,
 )
 from .keys import safe_name
-from .result import RunStatus, Status, fmt_duration
+from .result import RunStatus, Status, fmt_duration, shown
 
 __all__ = ["ConsoleListener", "JsonLogListener", "LoggingListener"]
 
@@ -65,33 +65,38 @@ class ConsoleListener:
             self._run_started = event.time
             if v >= 1:
                 how = "resuming" if event.resumed else "starting"
-                self._print(f"Flow {event.flow}: {how} run {event.run_id} ({event.total} steps)")
+                self._print(
+                    f"Flow {shown(event.flow)}: {how} run {shown(event.run_id)} "
+                    f"({event.total} steps)"
+                )
         elif isinstance(event, StepStarted):
             if v >= 2:
-                self._print(f"[STARTED]   {event.step} (attempt {event.attempt}; {event.reason})")
+                self._print(
+                    f"[STARTED]   {shown(event.step)} (attempt {event.attempt}; {event.reason})"
+                )
         elif isinstance(event, StepSucceeded):
             if v >= 1:
                 why = f"; {event.reason}" if event.reason not in ("", "new") else ""
                 self._print(
-                    f"[SUCCEEDED] {event.step} ({_attempts(event.attempts)}, "
+                    f"[SUCCEEDED] {shown(event.step)} ({_attempts(event.attempts)}, "
                     f"{fmt_duration(event.duration_s)}{why})"
                 )
         elif isinstance(event, StepCached):
             if v >= 1:
                 self._print(
-                    f"[CACHED]    {event.step} ({_attempts(event.attempts)}, "
+                    f"[CACHED]    {shown(event.step)} ({_attempts(event.attempts)}, "
                     f"{fmt_duration(event.duration_s)}, finished earlier)"
                 )
         elif isinstance(event, StepRetrying):
             what = "timed out" if event.timed_out else f"failed: {event.error}"
             self._print(
-                f"[RETRY]     {event.step} attempt {event.attempt} {what}; "
+                f"[RETRY]     {shown(event.step)} attempt {event.attempt} {what}; "
                 f"retrying in {event.delay_s:.2f}s"
             )
         elif isinstance(event, StepFailed):
             label = "[TIMED OUT]" if event.timed_out else "[FAILED]   "
             self._print(
-                f"{label} {event.step} ({_attempts(event.attempts)}, "
+                f"{label} {shown(event.step)} ({_attempts(event.attempts)}, "
                 f"{fmt_duration(event.duration_s)}): {event.error}"
             )
             self._print_tail(event)
@@ -100,7 +105,7 @@ class ConsoleListener:
                 label = (
                     "[UPSTREAM_FAILED]" if event.status is Status.UPSTREAM_FAILED else "[SKIPPED]  "
                 )
-                self._print(f"{label} {event.step}: {event.reason}")
+                self._print(f"{label} {shown(event.step)}: {event.reason}")
         elif isinstance(event, RunFinished):
             result = event.result
             self._print(result.summary())

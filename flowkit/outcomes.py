@@ -20,6 +20,7 @@ from .codec import Serializer, decode, encode
 from .context import Context
 from .decide import Gather
 from .dispatch import AttemptOutcome
+from .errors import StateWriteError
 from .events import (
     Event,
     StepCached,
@@ -243,6 +244,8 @@ class Outcomes:
                 if out.writes
                 else None
             )
+        except StateWriteError:
+            raise  # a state problem, not the step's: the run stops (exit 2)
         except Exception as exc:
             return RuntimeError(
                 f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "

@@ -198,12 +198,13 @@ class RunResult:
         counts = self.counts()
         parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
         lines = [
-            f"Flow {self.flow} {verdict} — run {self.run_id}: {', '.join(parts) or 'no steps'} "
+            f"Flow {shown(self.flow)} {verdict} — run {shown(self.run_id)}: "
+            f"{', '.join(parts) or 'no steps'} "
             f"in {_fmt_duration(self.duration_s)}"
         ]
         for r in self.steps.values():
             if r.status.failed and r.error:
-                lines.append(f"  {r.name}: {r.error}")
+                lines.append(f"  {shown(r.name)}: {r.error}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -229,3 +230,11 @@ def _fmt_duration(seconds: float) -> str:
 
 
 fmt_duration = _fmt_duration
+
+
+def shown(name: str) -> str:
+    """``name`` for the console: control characters (a newline, an escape sequence) written as
+    escapes, so a step, flow or run name can neither break a line nor drive the terminal."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
