@@ -254,10 +254,14 @@ def session() -> Iterator[None]:
                 _ROOT.removeHandler(_HANDLER)
 
 
-def failed(sink: StepLog, exc: BaseException) -> None:
-    """Note in the log that the attempt raised (it also opens the log of a silent attempt)."""
+def failed(sink: StepLog, exc: BaseException, traceback: str = "") -> None:
+    """Note in the log that the attempt raised, and its ``traceback`` below (it also opens the
+    log of a silent attempt). :func:`tail` leaves both out: they are not the step's output."""
+    first = str(exc).split("\n", 1)[0]
     with contextlib.suppress(Exception):
-        sink.write(f"{MARK}attempt failed: {type(exc).__qualname__}: {exc} ===\n")
+        sink.write(f"{MARK}attempt failed: {type(exc).__qualname__}: {first} ===\n")
+        if traceback:
+            sink.write(traceback if traceback.endswith("\n") else traceback + "\n")
 
 
 def end(sink: StepLog, token: contextvars.Token[Any]) -> None:
@@ -273,6 +277,7 @@ def end(sink: StepLog, token: contextvars.Token[Any]) -> None:
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_FAILED = MARK + "attempt failed: "
 _HEADER = re.compile(re.escape(MARK) + r"attempt(?: \d+)? started (\S+) ")
 
 
@@ -313,7 +318,9 @@ def tail(path: str | os.PathLike[str], n: int = 10, since: float | None = None) 
                 if started < since - 1.0:
                     return []
             break
-        if not line.startswith(MARK):
+        if line.startswith(_FAILED):
+            section.clear()  # what follows the failure's marker is its traceback
+        elif not line.startswith(MARK):
             section.append(line)
     section.reverse()
     return [clean_line(x) for x in section[-n:]]

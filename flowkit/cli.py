@@ -7,12 +7,19 @@ state; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import pipes
 from .cancel import cancel_run, was_cancelled
 from .errors import FlowkitError, StateError, StateWriteError, UnknownStepError, UsageError
 from .executors import EXECUTORS
@@ -21,7 +28,7 @@ from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .options import RunOptions
-from .result import ErrorInfo, RunResult, fmt_duration, shown
+from .result import ErrorInfo, RunResult, RunStatus, fmt_duration, shown
 from .resume import CONDITION_FALSE, Decision
 from .store import (
     LoadedState,
@@ -37,6 +44,16 @@ if TYPE_CHECKING:
     from .notify import Notifier
 
 __all__ = ["main"]
+
+
+class NoSuchRunError(UsageError):
+    """An inspection command was pointed at a run that has no state."""
+
+    def __init__(self, flow: str, folder: Path) -> None:
+        super().__init__(
+            f"run {folder.name} of flow {flow} has no state (looked in {folder}); run it "
+            "first, or pass the --run-id/--param/--state-dir it used"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,12 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="bind each firing's scheduled date (YYYY-MM-DD) to this run parameter",
     )
+    sc.add_argument(
+        "--run-per",
+        choices=("firing", "day"),
+        default="firing",
+        help="firing: each firing is its own run (default); day: the firings of a day share one "
+        "run (later ones resume it, and run only what failed or changed)",
+    )
     sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
     sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
     _execution_options(sc)
-    target_cmd("status", "Show each step's state in a run.")
+    for name in ("status", "show"):
+        st = target_cmd(
+            name,
+            "Show each step's state in a run" + (" (same as status)." if name == "show" else "."),
+        )
+        st.add_argument(
+            "--step",
+            metavar="STEP",
+            help="one step in detail: its error with the traceback, attempts, log",
+        )
     target_cmd("cancel", "Ask a running run to stop gracefully (as SIGTERM); run resumes it.")
-    target_cmd("show", "Show each step's state in a run (same as status).")
     e = target_cmd("explain", "Say why a step is cached or would run.")
     e.add_argument("step")
     target_cmd("runs", "List the runs of a flow.")
@@ -228,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `flowkit status ... | head`: the reader has all it wanted
+        pipes.discard(sys.stdout)
+        return pipes.EXIT_BROKEN_PIPE
 
 
 def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -262,6 +297,8 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             close()  # the live view, should the run raise
     if args.output:
         _write_output(args.output, result)
+    if result.status is RunStatus.INTERRUPTED:
+        _exit_if_abandoned(result.exit_code)
     return result.exit_code
 
 
@@ -318,6 +355,16 @@ def _write_output(path: str, result: RunResult) -> None:
         raise UsageError(f"--output {path}: cannot write the result ({exc})") from None
 
 
+def _exit_if_abandoned(code: int) -> None:
+    """Exit now if steps' threads were abandoned: the interpreter would wait for them."""
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
 def _rich_available() -> bool:
     from .progress import rich_available
 
@@ -366,18 +413,48 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         state_dir=args.state_dir,
         options=_run_options(args),
         listeners=listeners,
+        run_per=args.run_per,
     )
-    print(f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); Ctrl-C to stop")
-    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now)
+    per = "each firing is its own run" if args.run_per == "firing" else "one run per day"
+    first = "firing now" if args.run_now else "waiting for the first firing"
+    print(
+        f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); {per}; {first}. "
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+
+    def announce(due: datetime, seconds: float) -> None:
+        print(f"Next firing at {due:%Y-%m-%d %H:%M %Z} (in {_wait_text(seconds)})", flush=True)
+
+    # between firings SIGTERM stops the scheduler as Ctrl-C does (exit 130); during a firing,
+    # the run's own handling applies (grace period, then stop)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now, on_wait=announce)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_text(seconds: float) -> str:
+    """``2d 3h``, ``3h 2m``, ``4m 5s``, ``12s``: how long until a firing."""
+    s = max(0, round(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s % 60}s" if m else f"{s}s"
 
 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
-        print(f"run {store.dir.name} of flow {flow.name} has no state yet (in {store.dir})")
-        return 0
+        raise NoSuchRunError(flow.name, store.dir)
     state = store.load()
     holder = store.holder()
+    if args.step is not None:
+        return _status_of_step(flow, store, state, args.step, holder)
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
@@ -402,7 +479,47 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     return 0
 
 
+def _status_of_step(
+    flow: Flow, store: RunStore, state: LoadedState, name: str, holder: str | None
+) -> int:
+    known = {*flow.steps, *state.steps, *state.session}
+    if name not in known:
+        raise UnknownStepError(name, known)
+    st = _step_state(name, state, holder)[0]
+    print(f"Step {shown(name)} of flow {shown(flow.name)}, run {store.dir.name}: {st}")
+    done = state.steps.get(name)
+    if done is not None:
+        took = duration_of(done)
+        print(f"  attempts: {done.get('attempts', '')}")
+        if took is not None:
+            print(f"  duration: {fmt_duration(took)}")
+        if done.get("reason"):
+            print(f"  reason:   {done['reason']}")
+    tries = state.retries.get(name) or []
+    for rec in tries:
+        print(
+            f"  attempt {rec.get('attempt')} failed: {ErrorInfo.from_json(rec.get('error') or {})}"
+        )
+    err = ErrorInfo.from_json(done["error"]) if done is not None and done.get("error") else None
+    if err is not None:
+        print(f"  error:    {err}")
+        for line in (err.traceback or "").rstrip("\n").split("\n"):
+            if line:
+                print(f"    {line}")
+    log = store.logs / f"{safe_name(name)}.log"
+    if log.is_file():
+        print(f"  log:      {log}")
+    return 0
+
+
 def _status_row(name: str, state: LoadedState, holder: str | None, indent: str = "") -> str:
+    st, attempts, dur, detail = _step_state(name, state, holder)
+    label = indent + shown(name)
+    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
+
+
+def _step_state(name: str, state: LoadedState, holder: str | None) -> tuple[str, str, str, str]:
+    """State, attempts, duration and detail of one step, as ``status`` shows them."""
     done = state.steps.get(name)
     sess = state.session.get(name)
     st, attempts, dur, detail = "pending", "", "", ""
@@ -428,8 +545,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     tries = state.retries.get(name)
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
-    label = indent + shown(name)
-    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
+    return st, attempts, dur, detail
 
 
 def _cmd_cancel(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -463,6 +579,14 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
         print(f"{args.step}: would not run (upstream_failed) — {s.reason}.")
     else:
         print(f"{args.step}: would run — {s.reason}.")
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    done = store.load().steps.get(args.step) if store.exists() else None
+    if done is not None and done.get("error"):
+        err = ErrorInfo.from_json(done["error"])
+        print(f"Its last attempt failed: {err}")
+        for line in (err.traceback or "").rstrip("\n").split("\n"):
+            if line:
+                print(f"  {line}")
     return 0
 
 
@@ -598,18 +722,11 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
 
 
 def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .report import collect, render_report_html, render_text
 
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
-        print(
-            f"flowkit: error: run {store.dir.name} of flow {flow.name} has no state (looked in "
-            f"{store.dir}); run it first, or pass the --run-id/--param/--state-dir it used",
-            file=sys.stderr,
-        )
-        return 2
+        raise NoSuchRunError(flow.name, store.dir)
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
     report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
     if not args.html:

@@ -71,6 +71,8 @@ class Dispatcher:
         workers: its number of workers.
         address: a Dask scheduler's address.
         steps: the specs of the run's steps (to map ``cpus=``/``memory=`` onto Dask resources).
+        signals_to_parent: process workers leave SIGINT/SIGTERM to this process (the CLI's
+            clean stop), see :func:`make_executor`.
 
     Raises:
         UsageError / ExecutorUnavailableError: from :func:`make_executor`.
@@ -83,9 +85,11 @@ class Dispatcher:
         workers: int,
         address: str | None,
         steps: Iterable[Step],
+        *,
+        signals_to_parent: bool = False,
     ) -> None:
         self.kind = kind
-        self.executor = make_executor(kind, workers, address)
+        self.executor = make_executor(kind, workers, address, signals_to_parent=signals_to_parent)
         self.capacity = {"inline": 1, "dask": DASK_IN_FLIGHT * workers}.get(kind, workers)
         #: attempts in flight, by future
         self.running: dict[Future[Any], str] = {}

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from typing import Any
 
-from . import capture
+from . import capture, stopping
 from .codec import OutputMissingError, OutputUntrustedError, PickleSerializer, Serializer
 from .decide import (
     Expand,
@@ -49,7 +49,7 @@ from .limits import Limits
 from .options import RunOptions, Selection
 from .outcomes import Outcomes
 from .readyset import ReadySet
-from .result import ErrorInfo, RunResult, RunStatus
+from .result import ErrorInfo, RunResult, RunStatus, json_params
 from .store import LoadedState, RunStore
 from .timers import Timers
 
@@ -159,6 +159,7 @@ class Engine:
             opts.workers,
             opts.address,
             (n.spec for n in self.nodes.values()),
+            signals_to_parent=opts.handle_signals,
         )
         try:
             self.store.open()
@@ -174,7 +175,9 @@ class Engine:
         self.timers.run_deadline = t0 + opts.timeout if opts.timeout else None
         try:
             with (
-                interruptible(self._interrupted, self._stopping_message, opts.handle_signals),
+                interruptible(
+                    self._interrupted, self._stopping_message, opts.handle_signals, opts.grace
+                ),
                 capture.session(),
             ):
                 self._loop()
@@ -189,7 +192,7 @@ class Engine:
             {
                 "flow": self.flow,
                 "run_id": self.run_id,
-                "params": steps.params,
+                "params": json_params(steps.params),
                 "status": result.status.value,
                 "started": started,
                 "duration_s": result.duration_s,
@@ -347,13 +350,16 @@ class Engine:
     def _release(self, finished: list[tuple[str, Event | None]]) -> None:
         """Emit the events of finished steps and make their dependents decidable.
 
-        Their records are in the journal's buffer; :meth:`_commit` makes them durable before
-        any attempt starts (or the loop blocks), so no dependent can start before them.
+        Their records are durable before anyone is told (a listener never reports a step the
+        journal could lose). With no listener, the commit waits until the next attempt starts
+        or the loop blocks, so no dependent can start before them either: one flush per step.
         """
         if not finished:
             return
         self._dirty = True
         callbacks, done = self.callbacks, self.ready.done
+        if callbacks:
+            self._commit()
         for name, event in finished:
             if callbacks and event is not None:
                 emit(callbacks, event)
@@ -422,6 +428,8 @@ class Engine:
             self.request_stop(RunStatus.TIMED_OUT)
         if self.dispatch.running and self.timers.grace_over(now):
             self.dispatch.stop_all()
+            if self.stop is RunStatus.INTERRUPTED and self.opts.handle_signals:
+                stopping.kill_all(final=False)  # shell steps, process workers
 
     # --- stopping -------------------------------------------------------------------------------
 

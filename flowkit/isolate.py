@@ -11,7 +11,6 @@ started), then SIGKILL after a grace period, so nothing the step spawned survive
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import signal
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
-from . import usage
+from . import stopping, usage
 
 __all__ = ["DaemonThreadExecutor", "IsolatedExecutor", "KillableFuture"]
 
@@ -47,19 +46,19 @@ class KillableFuture(Future[Any]):
         pid = self.pid
         if pid is None:
             return
-        _signal_group(pid, signal.SIGTERM)
-        timer = threading.Timer(grace, _signal_group, (pid, signal.SIGKILL))
+        stopping.kill_group(pid, signal.SIGTERM)
+        timer = threading.Timer(grace, stopping.kill_group, (pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
     os.setsid()  # a group of its own: a kill reaches everything the step starts
+    # the parent's handlers (the run's clean stop) are not the step's: a SIGTERM from a kill
+    # must end the child (and the shell commands it started, in sessions of their own), and
+    # Ctrl-C mean what it means in any Python program
+    stopping.die_with_children_on_sigterm()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         value = fn(*args, **kwargs)
         if isinstance(value, tuple) and len(value) == 7:  # an Invocation: add our peak memory
@@ -89,6 +88,7 @@ class IsolatedExecutor(Executor):
         proc.start()
         send.close()
         fut.pid = proc.pid
+        token = stopping.register_group(proc.pid)  # a hard stop of flowkit kills it too
 
         def wait_for_child() -> None:
             try:
@@ -105,6 +105,9 @@ class IsolatedExecutor(Executor):
             finally:
                 recv.close()
             proc.join()
+            stopping.forget(token)
+            if not ok:
+                stopping.hold_if_stopping()  # killed because flowkit exits now: not a failure
             if fut.done():
                 return
             if ok:

@@ -20,7 +20,7 @@ import sysconfig
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import orjson
@@ -55,7 +55,12 @@ def safe_name(name: str) -> str:
 
 def canonical(params: Mapping[str, Any]) -> bytes:
     """Parameters as canonical JSON bytes (sorted keys), for ids and keys."""
-    return orjson.dumps(dict(params), option=orjson.OPT_SORT_KEYS, default=repr)
+    return orjson.dumps(dict(params), option=orjson.OPT_SORT_KEYS, default=_param_default)
+
+
+def _param_default(value: Any) -> Any:
+    # a path keeps the id and keys it had as the text given on the command line
+    return str(value) if isinstance(value, PurePath) else repr(value)
 
 
 def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
@@ -67,7 +72,7 @@ def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
 
 def params_bytes(params: tuple[tuple[str, Any], ...]) -> bytes:
     """How a step's parameter values enter its cache key."""
-    return orjson.dumps(params, default=repr) if params else b"[]"
+    return orjson.dumps(params, default=_param_default) if params else b"[]"
 
 
 def step_key(

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import pipes
 from .capture import tail
 from .events import (
     Event,
@@ -35,7 +36,8 @@ def _attempts(n: int) -> str:
 class ConsoleListener:
     """Prints one plain line per finished step and the run's summary (no control characters).
 
-    ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts too.
+    ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts and
+    the traceback of each failure too (the step's own frames).
     A failed step's line is followed by the last ``tail_lines`` lines of its captured log: the
     file named by the event's ``log_path``, else ``<logs_dir>/<step>.log`` when ``logs_dir`` is
     given (``RunStore.logs``).
@@ -56,8 +58,7 @@ class ConsoleListener:
         self._run_started: float | None = None
 
     def _print(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        pipes.write(self.stream, line + "\n")
 
     def on_event(self, event: Event) -> None:
         v = self.verbosity
@@ -99,6 +100,9 @@ class ConsoleListener:
                 f"{label} {shown(event.step)} ({_attempts(event.attempts)}, "
                 f"{fmt_duration(event.duration_s)}): {event.error}"
             )
+            if v >= 2 and event.error is not None and event.error.traceback:
+                for line in event.error.traceback.rstrip("\n").split("\n"):
+                    self._print(f"            ! {line}".rstrip())
             self._print_tail(event)
         elif isinstance(event, StepSkipped):
             if v >= 1:
@@ -217,5 +221,4 @@ class JsonLogListener:
         if isinstance(event, RunFinished):
             data["status"] = event.status.value
             data["counts"] = event.result.counts()
-        self.stream.write(orjson.dumps(data, default=str).decode() + "\n")
-        self.stream.flush()
+        pipes.write(self.stream, orjson.dumps(data, default=str).decode() + "\n")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import PurePath
 from typing import Any
 
-__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult"]
+__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult", "json_params"]
 
 
 class Status(str, Enum):
@@ -50,6 +52,44 @@ class RunStatus(str, Enum):
     TIMED_OUT = "timed_out"
 
 
+_OWN = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Frames of the machinery between flowkit and a step: pools, threads, event loops.
+_MACHINERY = tuple(
+    os.sep + os.path.join(*parts)
+    for parts in (
+        ("concurrent", "futures", ""),
+        ("asyncio", ""),
+        ("multiprocessing", ""),
+        ("threading.py",),
+    )
+)
+
+
+def _is_user_frame(filename: str) -> bool:
+    return not filename.startswith(_OWN) and not any(m in filename for m in _MACHINERY)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback as Python prints it, without flowkit's own frames (nor those of the
+    pools and event loops that ran the step): what the step's code did. Chained exceptions
+    (``raise ... from``, errors while handling another) are kept, trimmed the same way."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    seen: set[int] = set()
+    todo = [te]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list(
+            [f for f in t.stack if _is_user_frame(f.filename)]
+        )
+        todo.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+    text = "".join(te.format())
+    # an exception raised by flowkit itself has no user frame: its one line says it all
+    return text.replace("Traceback (most recent call last):\n", "", 1) if not te.stack else text
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """An exception, reduced to what can be stored and shown: type, message, traceback."""
@@ -61,7 +101,11 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        """The error of ``exc``; its traceback shows the step's own frames (see
+        :func:`user_traceback`), as taken where it was raised if it crossed a process."""
+        tb = getattr(exc, "flowkit_traceback", None)
+        if not isinstance(tb, str):
+            tb = user_traceback(exc)
         code = getattr(exc, "exit_code", None)
         exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
         return cls(type(exc).__qualname__, str(exc), tb, exit_code)
@@ -133,6 +177,12 @@ class StepResult:
             out["attempt_errors"] = [e.to_json() for e in self.attempt_errors]
             out["retry_delays"] = self.retry_delays
         return out
+
+
+def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run parameters as the journal and reports store them: a path as its text (dates, enums,
+    lists and dicts are JSON already)."""
+    return {k: str(v) if isinstance(v, PurePath) else v for k, v in params.items()}
 
 
 @dataclass(slots=True)
@@ -211,7 +261,7 @@ class RunResult:
         return {
             "flow": self.flow,
             "run_id": self.run_id,
-            "params": self.params,
+            "params": json_params(self.params),
             "status": self.status.value,
             "started": self.started,
             "duration_s": round(self.duration_s, 6),
