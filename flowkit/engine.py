@@ -92,7 +92,7 @@ class Engine:
     ) -> None:
         self.clock = options.clock
         self.sleep = options.sleep or self._pause
-        self.flow, self.run_id, self.store = flow, run_id, store
+        self.flow, self.graph, self.run_id, self.store = flow, graph, run_id, store
         self.opts, self.callbacks = options, callbacks
         self.selection = selection or Selection()
         self.rng = random.Random(options.seed)
@@ -168,6 +168,7 @@ class Engine:
             raise
         steps.ledger.run_started(self.flow, self.run_id, steps.params, started)
         self.store.commit()
+        self.store.write_graph(self.graph.shape_json())
         emit(
             self.callbacks,
             RunStarted(self.run_id, self.flow, steps.params, len(self.nodes), started, resumed),

@@ -289,7 +289,7 @@ class Outcomes:
         """The failed attempt is retried after ``delay`` seconds."""
         r = self.results[name]
         r.retry_delays.append(delay)
-        self.ledger.retried(name, r.attempts, delay, err, timed_out)
+        self.ledger.retried(name, r.attempts, delay, err, timed_out, time.time())
         if self.callbacks:
             emit(
                 self.callbacks,

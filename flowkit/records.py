@@ -81,7 +81,7 @@ EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]
     ),
     "retry": (
         {"step": (str,), "attempt": (int,)},
-        {"delay": _NUM, "error": (dict,), "timed_out": (bool,)},
+        {"time": _NUM, "delay": _NUM, "error": (dict,), "timed_out": (bool,)},
     ),
     # one record per restored step, or (since format 2) one for the steps restored together
     "cached": ({}, {"step": (str,), "steps": (list,)}),

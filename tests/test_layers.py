@@ -42,7 +42,7 @@ LAYERS: list[set[str]] = [
         "interrupt",
         "options",
     },
-    {"graph", "store", "limits", "listeners", "wf_tasks"},
+    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts"},
     {"fanout", "views", "otel", "progress", "notify", "dispatch", "wf_build"},
     {"resume", "wf_notify", "wf_kinds"},
     {"ledger", "decide"},
@@ -51,6 +51,7 @@ LAYERS: list[set[str]] = [
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
     {"loader"},
+    {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
 ]
