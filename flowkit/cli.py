@@ -28,6 +28,7 @@ from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
+from .options import RunOptions
 from .result import ErrorInfo, RunResult, RunStatus, fmt_duration, shown
 from .resume import CONDITION_FALSE, Decision
 from .store import (
@@ -341,20 +342,8 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             state_dir=args.state_dir,
             run_id=args.run_id,
             fresh=args.fresh,
-            workers=args.workers,
-            executor=args.executor,
-            address=args.address,
-            cluster_wait=args.cluster_wait,
-            cost_rates=_cost_rates(args),
-            fail_fast=not args.continue_on_error,
-            rerun=[*args.rerun, *args.from_],
-            only=args.only,
-            timeout=args.timeout,
-            durability=args.durability,
+            options=_run_options(args),
             listeners=[*tracing, listener, *notifiers],
-            seed=args.seed,
-            handle_signals=True,
-            grace=args.grace,
         )
     finally:
         close = getattr(listener, "close", None)
@@ -373,10 +362,31 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
 
 def _cost_rates(args: argparse.Namespace) -> CostRates | None:
     """``--cost-rate``, else ``$FLOWKIT_COST_RATE``, else no cost."""
-    if args.cost_rate:
+    if getattr(args, "cost_rate", None):
         return CostRates.parse(args.cost_rate)
     env = os.environ.get("FLOWKIT_COST_RATE", "").strip()
     return CostRates.parse(env, "FLOWKIT_COST_RATE") if env else None
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """How to run, from the execution options of ``run`` / ``schedule`` (those a command does
+    not have keep their defaults). Raises UsageError naming a bad value."""
+    given = vars(args)
+    return RunOptions(
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        cluster_wait=given.get("cluster_wait", 60.0),
+        cost_rates=_cost_rates(args),
+        fail_fast=not args.continue_on_error,
+        rerun=(*given.get("rerun", ()), *(given.get("from_") or ())),
+        only=tuple(given.get("only") or ()),
+        timeout=given.get("timeout"),
+        grace=given.get("grace", 10.0),
+        durability=given.get("durability", "flush"),
+        seed=given.get("seed"),
+        handle_signals=True,
+    )
 
 
 def _notifiers(args: argparse.Namespace) -> list[Notifier]:
@@ -435,8 +445,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         state_dir=args.state_dir,
         run_id=args.run_id,
         fresh=args.fresh,
-        rerun=[*args.rerun, *args.from_],
-        only=args.only,
+        options=_run_options(args),  # the options the run would get
     )
     rid = args.run_id or flow.run_id(params)
     print(
@@ -470,13 +479,8 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         date_param=args.date_param,
         tz=args.tz,
         state_dir=args.state_dir,
-        workers=args.workers,
-        executor=args.executor,
-        address=args.address,
-        cluster_wait=args.cluster_wait,
-        fail_fast=not args.continue_on_error,
+        options=_run_options(args),
         listeners=listeners,
-        handle_signals=True,
         run_per=args.run_per,
     )
     per = "each firing is its own run" if args.run_per == "firing" else "one run per day"

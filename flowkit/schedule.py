@@ -45,7 +45,8 @@ class Schedule:
             ``<flow run id>-<YYYYmmddTHHMM>``. ``"day"``: the firings of a day share a run,
             ``<flow run id>-<YYYYmmdd>``; with ``date_param``, the run id is the one its
             parameters give, the same as ``flowkit run --param <date_param>=<date>``.
-        run_kwargs: passed to :meth:`Flow.run` (workers, state_dir, listeners, ...).
+        run_kwargs: passed to :meth:`Flow.run` (``options=RunOptions(...)``, or its fields as
+            keywords: ``workers``, ``fail_fast``, ...; ``state_dir``, ``listeners``, ...).
 
     Raises:
         UsageError: the cron expression is invalid (the message shows it).
