@@ -10,17 +10,16 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import pipes
 from .cancel import cancel_run, was_cancelled
+from .cmd_schedule import add_schedule_options, cmd_schedule
 from .errors import FlowkitError, StateError, StateWriteError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
@@ -192,27 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sc = target_cmd("schedule", "Run a flow at every time of a cron expression (foreground).")
-    sc.add_argument("--cron", required=True, help="five fields, e.g. '0 2 * * *' (02:00 daily)")
-    sc.add_argument("--tz", help="time zone of the cron expression (default UTC)")
-    sc.add_argument(
-        "--time-param",
-        metavar="NAME",
-        help="bind each firing's scheduled time (ISO) to this run parameter",
-    )
-    sc.add_argument(
-        "--date-param",
-        metavar="NAME",
-        help="bind each firing's scheduled date (YYYY-MM-DD) to this run parameter",
-    )
-    sc.add_argument(
-        "--run-per",
-        choices=("firing", "day"),
-        default="firing",
-        help="firing: each firing is its own run (default); day: the firings of a day share one "
-        "run (later ones resume it, and run only what failed or changed)",
-    )
-    sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
-    sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
+    add_schedule_options(sc)
     _execution_options(sc)
     for name in ("status", "show"):
         st = target_cmd(
@@ -389,57 +368,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
 
 
 def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    from .schedule import Schedule
-
-    if args.max_runs is not None and args.max_runs < 1:
-        raise UsageError(f"--max-runs must be >= 1, got {args.max_runs}")
-    listeners = [ConsoleListener(), *_notifiers(args)]
-    schedule = Schedule(
-        flow,
-        args.cron,
-        params=params,
-        time_param=args.time_param,
-        date_param=args.date_param,
-        tz=args.tz,
-        state_dir=args.state_dir,
-        workers=args.workers,
-        executor=args.executor,
-        address=args.address,
-        fail_fast=not args.continue_on_error,
-        listeners=listeners,
-        handle_signals=True,
-        run_per=args.run_per,
-    )
-    per = "each firing is its own run" if args.run_per == "firing" else "one run per day"
-    first = "firing now" if args.run_now else "waiting for the first firing"
-    print(
-        f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); {per}; {first}. "
-        "Ctrl-C to stop.",
-        flush=True,
-    )
-
-    def announce(due: datetime, seconds: float) -> None:
-        print(f"Next firing at {due:%Y-%m-%d %H:%M %Z} (in {_wait_text(seconds)})", flush=True)
-
-    # between firings SIGTERM stops the scheduler as Ctrl-C does (exit 130); during a firing,
-    # the run's own handling applies (grace period, then stop)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now, on_wait=announce)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _wait_text(seconds: float) -> str:
-    """``2d 3h``, ``3h 2m``, ``4m 5s``, ``12s``: how long until a firing."""
-    s = max(0, round(seconds))
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    if d:
-        return f"{d}d {h}h"
-    if h:
-        return f"{h}h {m}m"
-    return f"{m}m {s % 60}s" if m else f"{s}s"
+    return cmd_schedule(flow, params, args, _notifiers(args))
 
 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
