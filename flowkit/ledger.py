@@ -106,12 +106,13 @@ class Ledger:
         )
 
     def retried(
-        self, name: str, attempt: int, delay: float, err: ErrorInfo, timed_out: bool
+        self, name: str, attempt: int, delay: float, err: ErrorInfo, timed_out: bool, time: float
     ) -> None:
         self._put(
             {
                 "ev": "retry",
                 "step": name,
+                "time": round(time, 6),
                 "attempt": attempt,
                 "delay": round(delay, 6),
                 "error": {"type": err.type, "message": err.message},

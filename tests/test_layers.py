@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
         "params",
     },
     {"events", "dsl", "codec", "records", "isolate", "shell", "executors", "rules", "interrupt"},
-    {"graph", "store", "limits", "listeners", "wf_tasks"},
+    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts"},
     {"fanout", "views", "otel", "progress", "notify", "wf_build"},
     {"resume", "wf_notify", "wf_kinds"},
     {"ledger"},
@@ -37,6 +37,7 @@ LAYERS: list[set[str]] = [
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
     {"loader"},
+    {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
 ]
