@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -17,12 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import pipes
+from . import config, pipes
 from .cancel import cancel_run, was_cancelled
+from .cli_help import epilog
+from .cmd_project import SHELLS, cmd_completion, cmd_config
 from .cmd_schedule import add_schedule_options, cmd_schedule
 from .errors import FlowkitError, StateError, StateWriteError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
+from .inspect_json import explain_json, graph_json, print_json, runs_json, status_json
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
@@ -125,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def target_cmd(name: str, help: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help, description=help)
+        c = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         c.add_argument("target", help="module:flow or path/to/pipeline.py:flow")
         c.add_argument(
             "--param",
@@ -172,7 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--durability",
         choices=("flush", "fsync"),
-        default="flush",
         help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
@@ -203,16 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="STEP",
             help="one step in detail: its error with the traceback, attempts, log",
         )
+        _json_option(st)
     target_cmd("cancel", "Ask a running run to stop gracefully (as SIGTERM); run resumes it.")
     e = target_cmd("explain", "Say why a step is cached or would run.")
     e.add_argument("step")
-    target_cmd("runs", "List the runs of a flow.")
+    _json_option(e)
+    _json_option(target_cmd("runs", "List the runs of a flow."))
     c = target_cmd("clean", "Delete stored runs of a flow (never a running one).")
     c.add_argument("--all", action="store_true", help="every run of the flow")
     c.add_argument("--older-than", metavar="AGE", help="runs last active before AGE ago: 30d, 12h")
     c.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     g = target_cmd("graph", "Print the flow's graph.")
     g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    _json_option(g)
     rp = target_cmd("report", "Report a run: a short text summary, or one HTML page.")
     rp.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
     lg = target_cmd("logs", "Print what a step printed and logged (every attempt, latest last).")
@@ -241,20 +253,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-actions", action="store_true", help="allow cancelling running runs from the page"
     )
     sv.add_argument("--open", action="store_true", help="open the dashboard in a browser")
+    cf = sub.add_parser(
+        "config",
+        help="Print the effective settings and where each came from.",
+        description="Print the run options set by FLOWKIT_* variables and [tool.flowkit] in "
+        "pyproject.toml (flags override both), and where each value came from.",
+        epilog=epilog("config"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _json_option(cf)
+    co = sub.add_parser(
+        "completion",
+        help="Print a shell completion script.",
+        description="Print the completion script of a shell (needs the completion extra: "
+        "pip install 'flowkit[completion]').",
+        epilog=epilog("completion"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    co.add_argument("shell", choices=SHELLS)
     return p
+
+
+def _json_option(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of text")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The console entry point; returns the exit code (``python -m flowkit`` exits with it)."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `flowkit`: the full help, and exit 2 as for any incomplete line
+        parser.print_help(sys.stderr)
+        print("flowkit: error: a command is required: flowkit COMMAND --help", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command == "config":
+            return cmd_config(args)
+        if args.command == "completion":
+            return cmd_completion(parser, args.shell)
         flow = load_flow(args.target)
         params = _params(args.param)
-        if getattr(args, "workers", 0) is None:
-            args.workers = getattr(flow, "default_workers", 1)
+        config.apply(args, getattr(flow, "default_workers", 1))
         handler = _COMMANDS[args.command]
         return handler(flow, params, args)
     except FlowkitError as exc:
@@ -403,6 +445,8 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     state = store.load()
     holder = store.holder()
     if args.step is not None:
+        if args.json:
+            raise UsageError("--json shows every step; drop --step, or drop --json")
         return _status_of_step(flow, store, state, args.step, holder)
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
@@ -410,12 +454,17 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     session = state.headers[-1].get("time") if state.headers else None
     if status == "interrupted" and was_cancelled(store, session):
         status = "cancelled"
-    print(f"Flow {shown(flow.name)}, run {store.dir.name}: {status}")
-    print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
         if "[" in key and key.endswith("]"):
             instances.setdefault(key[: key.index("[")], []).append(key)
+    if args.json:
+        order = flow.graph().order
+        rows = functools.partial(_step_state, state=state, holder=holder)
+        print_json(status_json(flow.name, store, status, order, instances, rows, state))
+        return 0
+    print(f"Flow {shown(flow.name)}, run {store.dir.name}: {status}")
+    print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     for name in flow.graph().order:
         print(_status_row(name, state, holder))
         for inst in instances.get(name, ()):
@@ -512,6 +561,11 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
         raise UnknownStepError(args.step, flow.steps.keys())
     p = flow.plan(params, state_dir=args.state_dir, run_id=args.run_id)
     s = p.steps[args.step]
+    if args.json:
+        store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+        last = store.load().steps.get(args.step) if store.exists() else None
+        print_json(explain_json(s, args.step, last))
+        return 0
     if s.decision is Decision.CACHED:
         print(
             f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
@@ -599,7 +653,17 @@ def _run_info(store: RunStore) -> dict[str, Any]:
 
 
 def _cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    if params or args.run_id:
+        raise UsageError(
+            "runs lists every run of the flow; it takes no --param or --run-id (status "
+            "shows one run)"
+        )
     runs = _runs_of(flow, args.state_dir)
+    if args.json:
+        print_json(
+            runs_json([(st, i, "running" if st.holder() else i["status"]) for st, i in runs])
+        )
+        return 0
     if not runs:
         print(f"flow {flow.name} has no runs in {default_state_dir(args.state_dir)}")
         return 0
@@ -624,6 +688,12 @@ def _age_seconds(text: str) -> float:
 
 
 def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    if (args.all or args.older_than) and (params or args.run_id):
+        which = "--all" if args.all else "--older-than"
+        raise UsageError(
+            f"{which} chooses runs of every parameter; drop --param/--run-id, or drop {which} "
+            "to delete the one run they name"
+        )
     runs = _runs_of(flow, args.state_dir)
     if args.all:
         chosen = runs
@@ -666,6 +736,11 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
     )
     if store is not None and store.exists():
         statuses = {n: r["status"] for n, r in store.load().steps.items()}
+    if args.json:
+        if args.format != "text":
+            raise UsageError(f"--json and --format {args.format}: choose one")
+        print_json(graph_json(flow.graph(), statuses))
+        return 0
     print(render_graph(flow.graph(), args.format, statuses))
     return 0
 
