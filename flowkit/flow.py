@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .codec import Serializer, check_side_files
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import Engine, EngineOptions
-from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
+from .errors import (
+    DuplicateStepError,
+    FlowDefinitionError,
+    FlowProblemsError,
+    InvalidStepOptionError,
+    UnknownDependencyError,
+    UsageError,
+)
 from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
@@ -199,10 +206,20 @@ class Flow:
 
         Raises:
             UnknownParameterError / UnboundParameterError: see :meth:`FlowGraph.check_params`.
+            FlowProblemsError: several problems (unknown dependencies, undeclared pools and
+                bad parameters), all listed.
             UsageError: a string that does not convert to the parameter's annotated type.
         """
-        g = self.graph()
         given = dict(params or {})
+        try:
+            g = self.graph()
+        except (UnknownDependencyError, FlowProblemsError) as exc:
+            # report the bad parameters too, not just the first thing wrong
+            lenient = FlowGraph(self.name, self._steps, self.pools, lenient=True)
+            problems = [*lenient.problems, *lenient.param_problems(given)]
+            if len(problems) > len(getattr(exc, "problems", [exc])):
+                raise FlowProblemsError(self.name, problems) from None
+            raise
         g.check_params(given)
         for key, value in given.items():
             if isinstance(value, str):
