@@ -40,6 +40,7 @@ from .flow import Flow as Flow
 from .listeners import ConsoleListener as ConsoleListener
 from .listeners import JsonLogListener as JsonLogListener
 from .listeners import LoggingListener as LoggingListener
+from .options import RunOptions as RunOptions
 from .policy import Backoff as Backoff
 from .policy import RetryPolicy as RetryPolicy
 from .policy import Trigger as Trigger
@@ -75,6 +76,7 @@ __all__ = [
     "RetryPolicy",
     "RunFinished",
     "RunLockedError",
+    "RunOptions",
     "RunResult",
     "RunStarted",
     "RunStatus",

@@ -30,6 +30,7 @@ from .inspect_json import explain_json, graph_json, print_json, runs_json, statu
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
+from .options import RunOptions
 from .result import ErrorInfo, RunResult, RunStatus, fmt_duration, shown
 from .resume import CONDITION_FALSE, Decision
 from .store import (
@@ -333,18 +334,8 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             state_dir=args.state_dir,
             run_id=args.run_id,
             fresh=args.fresh,
-            workers=args.workers,
-            executor=args.executor,
-            address=args.address,
-            fail_fast=not args.continue_on_error,
-            rerun=[*args.rerun, *args.from_],
-            only=args.only,
-            timeout=args.timeout,
-            durability=args.durability,
+            options=_run_options(args),
             listeners=[listener, *notifiers],
-            seed=args.seed,
-            handle_signals=True,
-            grace=args.grace,
         )
     finally:
         close = getattr(listener, "close", None)
@@ -355,6 +346,25 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
     if result.status is RunStatus.INTERRUPTED:
         _exit_if_abandoned(result.exit_code)
     return result.exit_code
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """How to run, from the execution options of ``run`` / ``schedule`` (those a command does
+    not have keep their defaults). Raises UsageError naming a bad value."""
+    given = vars(args)
+    return RunOptions(
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        fail_fast=not args.continue_on_error,
+        rerun=(*given.get("rerun", ()), *(given.get("from_") or ())),
+        only=tuple(given.get("only") or ()),
+        timeout=given.get("timeout"),
+        grace=given.get("grace", 10.0),
+        durability=given.get("durability", "flush"),
+        seed=given.get("seed"),
+        handle_signals=True,
+    )
 
 
 def _notifiers(args: argparse.Namespace) -> list[Notifier]:
@@ -413,8 +423,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         state_dir=args.state_dir,
         run_id=args.run_id,
         fresh=args.fresh,
-        rerun=[*args.rerun, *args.from_],
-        only=args.only,
+        options=_run_options(args),  # the options the run would get
     )
     rid = args.run_id or flow.run_id(params)
     print(
@@ -435,7 +444,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
 
 
 def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    return cmd_schedule(flow, params, args, _notifiers(args))
+    return cmd_schedule(flow, params, args, _notifiers(args), _run_options(args))
 
 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from .schedule import CATCHUP, OVERLAP
 
 if TYPE_CHECKING:
     from .notify import Notifier
+    from .options import RunOptions
 
 __all__ = ["add_schedule_options", "cmd_schedule"]
 
@@ -77,9 +78,14 @@ def add_schedule_options(sc: argparse.ArgumentParser) -> None:
 
 
 def cmd_schedule(
-    flow: Flow, params: dict[str, str], args: argparse.Namespace, notifiers: list[Notifier]
+    flow: Flow,
+    params: dict[str, str],
+    args: argparse.Namespace,
+    notifiers: list[Notifier],
+    options: RunOptions,
 ) -> int:
-    """Run the scheduler in the foreground, or print the unit that would."""
+    """Run the scheduler in the foreground (each firing run with ``options``), or print the
+    unit that would."""
     from .schedule import Schedule
 
     if args.run_id is not None:
@@ -97,12 +103,8 @@ def cmd_schedule(
         date_param=args.date_param,
         tz=args.tz,
         state_dir=args.state_dir,
-        workers=args.workers,
-        executor=args.executor,
-        address=args.address,
-        fail_fast=not args.continue_on_error,
+        options=options,
         listeners=[ConsoleListener(), *notifiers],
-        handle_signals=True,
         run_per=args.run_per,
         catchup=args.catchup,
         overlap=args.overlap,

@@ -66,7 +66,8 @@ class Schedule:
             the most recent once, ``"all"`` runs each in order, ``"none"`` skips them.
         overlap: a firing due while the previous run still runs: ``"skip"`` (default, logged)
             or ``"queue"`` (run once the previous run ends).
-        run_kwargs: passed to :meth:`Flow.run` (workers, state_dir, listeners, ...).
+        run_kwargs: passed to :meth:`Flow.run` (``options=RunOptions(...)``, or its fields as
+            keywords: ``workers``, ``fail_fast``, ...; ``state_dir``, ``listeners``, ...).
 
     Raises:
         UsageError: the cron expression is invalid (the message shows it).

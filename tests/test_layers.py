@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
         "capture",
         "usage",
         "gcpause",
+        "readyset",
+        "timers",
         "wf_yaml",
         "wf_schema",
         "wf_expr",
@@ -29,11 +31,23 @@ LAYERS: list[set[str]] = [
         "params",
         "cli_help",
     },
-    {"events", "dsl", "codec", "records", "isolate", "shell", "executors", "rules", "interrupt"},
+    {
+        "events",
+        "dsl",
+        "codec",
+        "records",
+        "isolate",
+        "shell",
+        "executors",
+        "rules",
+        "interrupt",
+        "options",
+    },
     {"graph", "store", "limits", "listeners", "wf_tasks", "attempts", "config"},
-    {"fanout", "views", "otel", "progress", "notify", "wf_build"},
+    {"fanout", "views", "otel", "progress", "notify", "dispatch", "wf_build"},
     {"resume", "wf_notify", "wf_kinds"},
-    {"ledger", "inspect_json"},
+    {"ledger", "decide", "inspect_json"},
+    {"outcomes", "planner"},
     {"engine"},
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
@@ -82,3 +96,23 @@ def test_modules_import_only_from_lower_layers() -> None:
         if rank[dep] >= rank[name]
     ]
     assert wrong == []
+
+
+def _absolute_flowkit_import(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").split(".")[0] == "flowkit"
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] == "flowkit" for a in node.names)
+    return False
+
+
+def test_modules_import_flowkit_only_relatively() -> None:
+    # `from flowkit.x import y` inside the package would slip past the layer check above
+    absolute = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for paths in _modules().values()
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text()))
+        if _absolute_flowkit_import(node)
+    ]
+    assert absolute == []
