@@ -313,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     if args.dry_run:
+        if args.output:
+            raise UsageError("--dry-run runs nothing, so --output would write nothing: drop one")
         return _print_plan(flow, params, args)
     verbosity = 0 if args.quiet else (2 if args.verbose else 1)
     from .events import Listener

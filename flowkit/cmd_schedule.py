@@ -93,6 +93,12 @@ def cmd_schedule(
             "schedule does not take --run-id: each firing names its run after the flow, its "
             "parameters and the scheduled time (see --run-per)"
         )
+    printing = "--print-crontab" if args.print_crontab else "--print-systemd"
+    if (args.print_crontab or args.print_systemd) and (args.run_now or args.max_runs):
+        raise UsageError(
+            f"{printing} prints a unit and runs nothing: drop --run-now/--max-runs (the "
+            "crontab line fires once per cron time by itself)"
+        )
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be >= 1, got {args.max_runs}")
     schedule = Schedule(

@@ -159,8 +159,22 @@ def test_a_bare_flowkit_prints_the_help_and_exits_2(tmp_path: Path) -> None:
         (["clean", "p.py:flow", "--all", "--param", "day=1"], "--all chooses runs of every"),
         (["clean", "p.py:flow", "--older-than", "3d", "--run-id", "x"], "drop --older-than"),
         (["status", "p.py:flow", "--step", "load", "--json"], "--json shows every step"),
+        (["run", "p.py:flow", "--dry-run", "--output", "o.json"], "--output would write nothing"),
+        (
+            ["schedule", "p.py:flow", "--cron", "0 2 * * *", "--print-crontab", "--run-now"],
+            "--print-crontab prints a unit and runs nothing",
+        ),
     ],
-    ids=["runs-param", "runs-run-id", "schedule-run-id", "clean-all", "clean-older", "status"],
+    ids=[
+        "runs-param",
+        "runs-run-id",
+        "schedule-run-id",
+        "clean-all",
+        "clean-older",
+        "status",
+        "dry-run-output",
+        "print-run-now",
+    ],
 )
 def test_options_a_command_would_ignore_are_refused(
     ran: Path, args: list[str], message: str
