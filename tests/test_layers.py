@@ -51,7 +51,7 @@ LAYERS: list[set[str]] = [
     {"engine"},
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
-    {"loader", "cmd_schedule", "cmd_project"},
+    {"loader", "cmd_schedule", "cmd_project", "inspect_cmds"},
     {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
