@@ -47,6 +47,9 @@ OVERLAP = ("skip", "queue")
 
 log = logging.getLogger("flowkit")
 
+#: Missed firings are counted up to this many (for the log) under --catchup latest/none.
+_COUNT_BOUND = 10_000
+
 
 class Schedule:
     """A flow, a cron expression and how each firing is parameterised.
@@ -200,27 +203,39 @@ class Schedule:
         last = self.last_firing()
         if last is None:
             return []
-        times: list[datetime] = []
-        due = self.next_after(last)
-        while due <= now:
-            if not times or not self._same_wall_time(times[-1], due):
-                times.append(due)
-            due = self.next_after(due)
-        if not times:
+        first = self.next_after(last)
+        if first > now:
             return []
-        keep = {"all": times, "latest": times[-1:], "none": []}[self.catchup]
-        if len(keep) < len(times):
+        if self.catchup == "all":
+            times: list[datetime] = []
+            due = first
+            while due <= now:
+                if not times or not self._same_wall_time(times[-1], due):
+                    times.append(due)
+                due = self.next_after(due)
+            return times
+        # latest / none: the last firing due, and how many there were (counted up to a bound:
+        # a minutely schedule down for a year must not take minutes to start)
+        latest = self._croniter(self.cron, now.astimezone(self.tz)).get_prev(datetime)
+        latest = latest.astimezone(timezone.utc)
+        if self.next_after(latest) <= now:  # ``now`` is itself a firing time
+            latest = self.next_after(latest)
+        count, due = 0, first
+        while due <= now and count < _COUNT_BOUND:
+            count, due = count + 1, self.next_after(due)
+        counted = f"{count}{'+' if count == _COUNT_BOUND else ''}"
+        if self.catchup == "none" or count > 1:
             log.warning(
-                "flowkit: %d firing(s) of %s missed while the scheduler was down (%s to %s); "
+                "flowkit: %s firing(s) of %s missed while the scheduler was down (%s to %s); "
                 "--catchup %s: %s",
-                len(times),
+                counted,
                 self.flow.name,
-                times[0].isoformat(),
-                times[-1].isoformat(),
+                first.isoformat(),
+                latest.isoformat(),
                 self.catchup,
-                "running the latest" if keep else "skipping them",
+                "running the latest" if self.catchup == "latest" else "skipping them",
             )
-        return keep
+        return [latest] if self.catchup == "latest" else []
 
     def loop(
         self,

@@ -249,3 +249,22 @@ def test_cli_schedule_refuses_run_id_and_a_flow_without_schedule(tmp_path: Path)
         timeout=60,
     )
     assert proc.returncode == 2 and "flow 'plain' has no schedule: pass --cron" in proc.stderr
+
+
+def test_catchup_after_a_long_outage_of_a_minutely_schedule_is_quick(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    seen: list[str] = []
+    clock = FakeClock(datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
+    flow = _flow(clock, seen)
+    kw = {"time_param": "at", "state_dir": tmp_path}
+    Schedule(flow, "* * * * *", **kw).loop(max_runs=1, now=clock.now, sleep=clock.sleep)
+    clock.t = datetime(2026, 12, 1, 9, 30, 30, tzinfo=UTC)  # eleven months later
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="flowkit"):
+        Schedule(flow, "* * * * *", **kw).loop(max_runs=1, now=clock.now, sleep=clock.sleep)
+    assert time.perf_counter() - started < 5
+    assert seen == ["2026-01-01T00:01:00", "2026-12-01T09:30:00"]
+    assert "10000+ firing(s) of hourly missed" in caplog.text
