@@ -77,6 +77,11 @@ def _execution_options(c: argparse.ArgumentParser) -> None:
     )
     c.add_argument("--address", help="Dask scheduler address for --executor dask")
     c.add_argument(
+        "--durability",
+        choices=("flush", "fsync"),
+        help="fsync each journal commit (survives power loss); default flush",
+    )
+    c.add_argument(
         "--continue-on-error",
         action="store_true",
         help="after a failure, run every step that does not depend on it",
@@ -160,11 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="on Ctrl-C/SIGTERM, seconds running steps get to finish (default 10)",
-    )
-    r.add_argument(
-        "--durability",
-        choices=("flush", "fsync"),
-        help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
     r.add_argument(

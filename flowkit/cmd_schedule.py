@@ -167,6 +167,7 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         ("--workers", None if args.workers in (None, 1) else str(args.workers)),
         ("--executor", args.executor),
         ("--address", args.address),
+        ("--durability", None if args.durability in (None, "flush") else args.durability),
     ):
         if value is not None:
             out += [flag, value]

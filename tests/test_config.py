@@ -129,3 +129,15 @@ def test_a_broken_pyproject_is_reported_with_its_path(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.flowkit\nworkers = 2\n")
     r = _flowkit(tmp_path, "config")
     assert r.returncode == 2 and f"{tmp_path / 'pyproject.toml'}: not valid TOML" in r.stderr
+
+
+def test_the_scheduler_takes_its_run_options_from_pyproject_too(tmp_path: Path) -> None:
+    sub = _project(tmp_path, 'state_dir = "state"\nworkers = 2\ndurability = "fsync"\n')
+    r = _flowkit(
+        sub, "schedule", "p.py:flow", "--cron", "0 2 * * *", "--run-now", "--max-runs", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert _thread(sub) != "MainThread"
+    assert any((tmp_path / "state" / "where").iterdir())
+    unit = _flowkit(sub, "schedule", "p.py:flow", "--cron", "0 2 * * *", "--print-systemd").stdout
+    assert f"--state-dir {tmp_path / 'state'} --workers 2 --durability fsync" in unit
