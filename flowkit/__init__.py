@@ -16,6 +16,7 @@ from .errors import ExecutorUnavailableError as ExecutorUnavailableError
 from .errors import ExtraUnavailableError as ExtraUnavailableError
 from .errors import FlowDefinitionError as FlowDefinitionError
 from .errors import FlowkitError as FlowkitError
+from .errors import FlowProblemsError as FlowProblemsError
 from .errors import InvalidStepOptionError as InvalidStepOptionError
 from .errors import RunLockedError as RunLockedError
 from .errors import StateError as StateError
@@ -66,6 +67,7 @@ __all__ = [
     "ExtraUnavailableError",
     "Flow",
     "FlowDefinitionError",
+    "FlowProblemsError",
     "FlowkitError",
     "InvalidStepOptionError",
     "JsonLogListener",

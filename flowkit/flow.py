@@ -17,7 +17,14 @@ from .codec import Serializer, check_side_files
 from .cost import CostRates
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
 from .engine import AttemptTracer, Engine
-from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
+from .errors import (
+    DuplicateStepError,
+    FlowDefinitionError,
+    FlowProblemsError,
+    InvalidStepOptionError,
+    UnknownDependencyError,
+    UsageError,
+)
 from .events import Event, ListenerLike, as_callbacks
 from .executors import check_picklable
 from .gcpause import gc_frozen_run
@@ -53,12 +60,14 @@ class Flow:
     ``Flow(name, steps=[...])``. ``defaults=`` sets options (``retries``, ``backoff``, ``timeout``,
     ``trigger``, ``cache``, ...) for every step that does not set them itself. ``pools=`` declares
     concurrency pools: ``Flow("etl", pools={"db": 2})`` lets at most 2 ``@step(pool="db")`` steps
-    run at once.
+    run at once. ``schedule=`` is the flow's cron expression (``"0 2 * * *"``), used by
+    ``flowkit schedule TARGET`` and :class:`flowkit.schedule.Schedule` when no ``--cron`` is given.
 
     Raises:
         DuplicateStepError: two steps share a name.
         FlowDefinitionError: a function in ``steps=`` is not marked with ``@step``, or a
-            ``defaults=`` key is not an option that can be defaulted.
+            ``defaults=`` key is not an option that can be defaulted, or ``schedule=`` is not a
+            cron expression.
     """
 
     def __init__(
@@ -70,10 +79,12 @@ class Flow:
         pools: Mapping[str, int] | None = None,
         serializer: Serializer | None = None,
         notify: Iterable[Notifier] | Notifier = (),
+        schedule: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         self.name = name
+        self.schedule = check_cron(name, schedule)
         self.defaults = dict(defaults or {})
         bad = sorted(set(self.defaults) - DEFAULTABLE)
         if bad:
@@ -199,10 +210,20 @@ class Flow:
 
         Raises:
             UnknownParameterError / UnboundParameterError: see :meth:`FlowGraph.check_params`.
+            FlowProblemsError: several problems (unknown dependencies, undeclared pools and
+                bad parameters), all listed.
             UsageError: a string that does not convert to the parameter's annotated type.
         """
-        g = self.graph()
         given = dict(params or {})
+        try:
+            g = self.graph()
+        except (UnknownDependencyError, FlowProblemsError) as exc:
+            # report the bad parameters too, not just the first thing wrong
+            lenient = FlowGraph(self.name, self._steps, self.pools, lenient=True)
+            problems = [*lenient.problems, *lenient.param_problems(given)]
+            if len(problems) > len(getattr(exc, "problems", [exc])):
+                raise FlowProblemsError(self.name, problems) from None
+            raise
         g.check_params(given)
         for key, value in given.items():
             if isinstance(value, str):
@@ -533,3 +554,23 @@ def _annotation(spec: Step, key: str) -> Any:
         with contextlib.suppress(Exception):
             ann = typing.get_type_hints(spec.fn).get(key, ann)
     return ann
+
+
+def check_cron(flow: str, cron: str | None) -> str | None:
+    """``schedule=``: a five-field cron expression (checked now when croniter is installed)."""
+    if cron is None:
+        return None
+    if not isinstance(cron, str) or len(cron.split()) != 5:
+        raise FlowDefinitionError(
+            f"flow {flow!r}: schedule={cron!r} is not a cron expression; use five fields: "
+            "minute hour day-of-month month day-of-week, e.g. '0 2 * * *' (02:00 daily)"
+        )
+    try:
+        from croniter import croniter
+    except ImportError:  # checked when scheduled (flowkit[cron])
+        return cron
+    if not croniter.is_valid(cron):
+        raise FlowDefinitionError(
+            f"flow {flow!r}: schedule={cron!r} is not a valid cron expression, e.g. '0 2 * * *'"
+        )
+    return cron
