@@ -25,13 +25,13 @@ def test_cancel_stops_a_running_run_which_the_same_command_resumes(tmp_path: Pat
     (tmp_path / "wf.yaml").write_text(
         "tasks:\n"
         "  first: echo first >> log.txt\n"
-        "  slow: {command: 'test -f go || sleep 2; echo slow >> log.txt', depends_on: [first]}\n"
+        "  slow: {command: 'test -f go || sleep 30; echo slow >> log.txt', depends_on: [first]}\n"
         "  last: {command: echo last >> log.txt, depends_on: [slow]}\n"
     )
     not_running = _flowkit(tmp_path, "cancel", "wf.yaml")
     assert not_running.returncode == 2 and "is not running" in not_running.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowkit", "run", "wf.yaml", "--plain"],
+        [sys.executable, "-m", "flowkit", "run", "wf.yaml", "--plain", "--grace", "1"],
         cwd=tmp_path,
         env=flowkit_env(),
         stdout=subprocess.PIPE,
