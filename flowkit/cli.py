@@ -365,10 +365,11 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
 
 
 def _cost_rates(args: argparse.Namespace) -> CostRates | None:
-    """``--cost-rate``, else ``$FLOWKIT_COST_RATE``, else no cost."""
+    """``--cost-rate``, else ``$FLOWKIT_COST_RATE``, else ``[tool.flowkit] cost_rate`` (filled in
+    by :func:`flowkit.config.apply`), else no cost."""
     if getattr(args, "cost_rate", None):
         return CostRates.parse(args.cost_rate)
-    env = os.environ.get("FLOWKIT_COST_RATE", "").strip()
+    env = os.environ.get("FLOWKIT_COST_RATE", "").strip()  # commands that skip config.apply
     return CostRates.parse(env, "FLOWKIT_COST_RATE") if env else None
 
 

@@ -12,6 +12,7 @@ workers = 4
 executor = "thread"
 durability = "fsync"
 notify = ["slack:https://hooks.slack.com/services/..."]
+cost_rate = {cpu_hour = 0.05, gb_hour = 0.01}   # or "cpu_hour=0.05,gb_hour=0.01"
 ```
 """
 
@@ -70,6 +71,22 @@ def _specs(value: Any, where: str) -> list[str]:
     return list(value)
 
 
+def _rates(value: Any, where: str) -> str:
+    """Cost rates as ``--cost-rate`` text: ``"cpu_hour=0.05,gb_hour=0.01"``, or in TOML a table
+    ``{cpu_hour = 0.05, gb_hour = 0.01}``."""
+    from .cost import CostRates
+
+    if isinstance(value, Mapping):
+        value = ",".join(f"{k}={v}" for k, v in value.items())
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected rates like 'cpu_hour=0.05,gb_hour=0.01'")
+    try:
+        CostRates.parse(value, where)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One run option settable by project configuration."""
@@ -98,6 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("address", "--address", _text, None, "Dask scheduler address for executor dask"),
     Setting("notify", "--notify", _specs, [], "alerts when a run ends: KIND:TARGET, ..."),
     Setting("durability", "--durability", _choice(DURABILITY), "flush", "flush or fsync"),
+    Setting(
+        "cost_rate", "--cost-rate", _rates, None, "prices of cpu_hour / gb_hour for step costs"
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -141,3 +141,20 @@ def test_the_scheduler_takes_its_run_options_from_pyproject_too(tmp_path: Path) 
     assert any((tmp_path / "state" / "where").iterdir())
     unit = _flowkit(sub, "schedule", "p.py:flow", "--cron", "0 2 * * *", "--print-systemd").stdout
     assert f"--state-dir {tmp_path / 'state'} --workers 2 --durability fsync" in unit
+
+
+def test_cost_rates_from_pyproject_price_the_run_and_a_bad_rate_names_the_key(
+    tmp_path: Path,
+) -> None:
+    sub = _project(tmp_path, "cost_rate = {cpu_hour = 3600.0, gb_hour = 0.0}\n")
+    r = _flowkit(sub, "run", "p.py:flow", "--plain")
+    assert r.returncode == 0, r.stderr
+    (report,) = (sub / ".flowkit").glob("where/*/report.json")
+    assert json.loads(report.read_text())["cost"]["rates"] == {"cpu_hour": 3600.0, "gb_hour": 0.0}
+    got = resolve({}, cwd=sub, environ={"FLOWKIT_COST_RATE": "gb_hour=1"})
+    assert got["cost_rate"].value == "gb_hour=1" and got["cost_rate"].source.startswith("env")
+    (tmp_path / "bad").mkdir()
+    bad = _project(tmp_path / "bad", 'cost_rate = "cpu_hours=1"\n')
+    r = _flowkit(bad, "run", "p.py:flow")
+    assert r.returncode == 2 and "[tool.flowkit] cost_rate" in r.stderr, r.stderr
+    assert "cpu_hour" in r.stderr
