@@ -20,6 +20,7 @@ from .errors import InvalidStepOptionError as InvalidStepOptionError
 from .errors import RunLockedError as RunLockedError
 from .errors import StateError as StateError
 from .errors import StateVersionError as StateVersionError
+from .errors import StepTimeoutError as StepTimeoutError
 from .errors import UnboundParameterError as UnboundParameterError
 from .errors import UnknownDependencyError as UnknownDependencyError
 from .errors import UnknownParameterError as UnknownParameterError
@@ -41,6 +42,7 @@ from .listeners import LoggingListener as LoggingListener
 from .policy import Backoff as Backoff
 from .policy import RetryPolicy as RetryPolicy
 from .policy import Trigger as Trigger
+from .remote import ExceptionStandIn as ExceptionStandIn
 from .result import ErrorInfo as ErrorInfo
 from .result import RunResult as RunResult
 from .result import RunStatus as RunStatus
@@ -59,6 +61,7 @@ __all__ = [
     "CycleError",
     "DuplicateStepError",
     "ErrorInfo",
+    "ExceptionStandIn",
     "ExecutorUnavailableError",
     "ExtraUnavailableError",
     "Flow",
@@ -89,6 +92,7 @@ __all__ = [
     "StepSkipped",
     "StepStarted",
     "StepSucceeded",
+    "StepTimeoutError",
     "Trigger",
     "UnboundParameterError",
     "UnknownDependencyError",

@@ -27,6 +27,7 @@ from . import capture
 from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
 from .context import Context
 from .dsl import Step
+from .errors import StepTimeoutError
 from .events import (
     Event,
     RunFinished,
@@ -62,10 +63,6 @@ log = logging.getLogger("flowkit")
 #: Steps kept in flight per worker on Dask: its scheduler queues them, which hides the round trip
 #: to the cluster (a few ms) that would otherwise idle the workers between steps.
 DASK_IN_FLIGHT = 4
-
-
-class StepTimeoutError(TimeoutError):
-    """An attempt ran past its step's ``timeout``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +161,9 @@ class Engine:
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
-        self.executor = make_executor(self.opts.executor, self.opts.workers, self.opts.address)
+        self.executor = make_executor(
+            self.opts.executor, self.opts.workers, self.opts.address, str(self.store.root)
+        )
         try:
             self._check_cluster_fit()  # before the journal is touched
         except BaseException:
@@ -522,7 +521,7 @@ class Engine:
         local = self.opts.executor in ("inline", "thread")
         if spec.isolate or (spec.timeout is not None and self.opts.executor == "process"):
             if self._isolated is None:
-                self._isolated = IsolatedExecutor()
+                self._isolated = IsolatedExecutor(str(self.store.root))
             return self._isolated, invoke
         if spec.is_async and local:  # async steps share one event loop; a timeout cancels them
             if self._async is None:

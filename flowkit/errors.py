@@ -17,6 +17,9 @@ FlowkitError                every error flowkit raises on purpose; ``exit_code``
 └── ExtraUnavailableError (+ImportError) an optional feature's extra is not installed: exit 2
 
 A step that fails is not an error of flowkit's: it is recorded in the run result (exit 1).
+Its exception is the step's own, or one of these, which flowkit raises on a step's behalf:
+
+StepTimeoutError (+TimeoutError)        an attempt ran past its step's ``timeout``
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "RunLockedError",
     "StateError",
     "StateVersionError",
+    "StepTimeoutError",
     "UnboundParameterError",
     "UnknownDependencyError",
     "UnknownParameterError",
@@ -218,3 +222,12 @@ class ExtraUnavailableError(FlowkitError, ImportError):
             f"{feature} needs the {extra!r} extra ({missing} is not installed): "
             f"pip install 'flowkit[{extra}]'"
         )
+
+
+class StepTimeoutError(TimeoutError):
+    """An attempt ran past its step's ``timeout`` (the step ends ``timed_out``).
+
+    A ``TimeoutError``, so the default ``retry_on=(Exception,)`` retries it; leave it out with
+    ``giveup_on=(StepTimeoutError,)``. A shell step's timeout raises
+    :class:`flowkit.ShellTimeoutError`, also a ``TimeoutError``.
+    """

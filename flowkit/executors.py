@@ -3,6 +3,9 @@
 ``inline`` runs each call at once in the calling thread (sequential, lowest overhead);
 ``thread`` and ``process`` are the stdlib pools; ``dask`` (extra ``flowkit[dask]``) wraps a
 ``distributed.Client``'s executor and closes the client on shutdown.
+
+Process workers die with the process that started them (see :mod:`flowkit.orphans`), and an
+exception that cannot be pickled comes back as a stand-in (see :mod:`flowkit.remote`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from . import capture, usage
+from . import capture, orphans, usage
 from .errors import ExecutorUnavailableError, UsageError
+from .remote import portable
 
 __all__ = [
     "EXECUTORS",
@@ -196,6 +200,34 @@ class _Finished(Future[Any]):
         self._done_callbacks: list[Any] = []
 
 
+def call_portable(fn: Callable[..., Any], /, *args: Any) -> Any:
+    """``fn(*args)`` in a worker process; an exception that would not pickle back is replaced
+    by its stand-in (:func:`flowkit.remote.portable`)."""
+    try:
+        return fn(*args)
+    except BaseException as exc:
+        standin = portable(exc)
+        if standin is exc:
+            raise
+        raise standin from None
+
+
+class _ProcessPool(ProcessPoolExecutor):
+    """The stdlib pool, with workers that die with this process and portable exceptions."""
+
+    def __init__(self, workers: int, state_dir: str | None) -> None:
+        super().__init__(
+            max_workers=workers,
+            initializer=orphans.worker_init,
+            initargs=(os.getpid(), state_dir),
+        )
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            raise TypeError("flowkit's process pool takes positional arguments only")
+        return super().submit(call_portable, fn, *args)
+
+
 class _DaskExecutor(Executor):
     def __init__(self, address: str | None, workers: int) -> None:
         try:
@@ -224,7 +256,9 @@ class _DaskExecutor(Executor):
         self._inner = self.client.get_executor(pure=False)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self._inner.submit(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        if kwargs:
+            return self._inner.submit(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        return self._inner.submit(call_portable, fn, *args)  # type: ignore[no-any-return]
 
     def worker_resources(self) -> list[dict[str, float]]:
         """The resources each worker declares (``dask worker --resources "CPU=8,MEMORY=32e9"``)."""
@@ -235,7 +269,9 @@ class _DaskExecutor(Executor):
         self, resources: dict[str, float], fn: Callable[..., Any], /, *args: Any
     ) -> Future[Any]:
         """Submit ``fn(*args)`` to a worker that has ``resources`` free."""
-        return self._inner.submit(fn, *args, resources=resources)  # type: ignore[no-any-return]
+        return self._inner.submit(  # type: ignore[no-any-return]
+            call_portable, fn, *args, resources=resources
+        )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._inner.shutdown(wait=wait)
@@ -244,8 +280,13 @@ class _DaskExecutor(Executor):
             self.cluster.close()
 
 
-def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
+def make_executor(
+    kind: str, workers: int, address: str | None = None, state_dir: str | None = None
+) -> Executor:
     """The executor named ``kind`` with ``workers`` workers.
+
+    ``state_dir``: process workers let go of the files they inherited from under it (the
+    journal, the run lock), so that only the process running the flow holds them.
 
     Raises:
         UsageError: unknown kind or workers < 1.
@@ -258,7 +299,7 @@ def make_executor(kind: str, workers: int, address: str | None = None) -> Execut
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=workers)
+        return _ProcessPool(workers, state_dir)
     if kind == "dask":
         return _DaskExecutor(address, workers)
     raise UsageError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

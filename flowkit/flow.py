@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import os
@@ -103,6 +104,7 @@ class Flow:
             )
         if self.defaults:
             spec = spec.with_defaults(self.defaults)
+        spec = _shell_timeout(spec)
         other = self._steps.get(spec.name)
         if other is not None:
             raise DuplicateStepError(self.name, spec.name, other.location, spec.location)
@@ -497,3 +499,19 @@ def _scalar_kind(ann: Any) -> str | None:
     if args and typing.get_origin(ann) in (typing.Union, types.UnionType):
         return _scalar_kind(args[0]) if len(args) == 1 else None
     return getattr(ann, "__name__", None)
+
+
+def _shell_timeout(spec: Step) -> Step:
+    """A shell step's timeout, wherever it was set, is enforced by its command.
+
+    The command kills its whole process group when it expires, as ``shell(timeout=)`` says; a
+    timeout from ``defaults=`` must mean the same (not an abandoned attempt whose command runs
+    on), and the command's own timeout wins over a default.
+    """
+    cmd = spec.fn
+    if not isinstance(cmd, ShellCommand) or spec.timeout is None:
+        return spec
+    if cmd.timeout is None:
+        cmd = copy.copy(cmd)
+        cmd.timeout = spec.timeout
+    return dataclasses.replace(spec, fn=cmd, timeout=None)

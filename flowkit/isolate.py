@@ -22,7 +22,8 @@ from concurrent.futures import Executor, Future
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import usage
+from . import orphans, usage
+from .remote import portable
 
 __all__ = ["DaemonThreadExecutor", "IsolatedExecutor", "KillableFuture"]
 
@@ -52,8 +53,16 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+def _child(
+    conn: Connection,
+    parent: int,
+    state_dir: str | None,
+    fn: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+) -> None:
     os.setsid()  # a group of its own: a kill reaches everything the step starts
+    orphans.worker_init(parent, state_dir)
     try:
         value = fn(*args, **kwargs)
         if isinstance(value, tuple) and len(value) == 7:  # an Invocation: add our peak memory
@@ -61,24 +70,36 @@ def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> 
             value = (*value[:6], peak)
         result: tuple[bool, Any] = (True, value)
     except BaseException as exc:
-        result = (False, exc)
+        result = (False, portable(exc))
     try:
         conn.send_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-    except Exception as exc:  # an unpicklable result or exception
-        conn.send_bytes(pickle.dumps((False, RuntimeError(f"result not picklable: {exc!r}"))))
+    except Exception as exc:  # a result that does not pickle (exceptions were made portable)
+        why = RuntimeError(f"the step's result is not picklable: {type(exc).__name__}: {exc}")
+        conn.send_bytes(pickle.dumps((False, why)))
     finally:
         conn.close()
 
 
 class IsolatedExecutor(Executor):
-    """One child process per call; returns :class:`KillableFuture` objects."""
+    """One child process per call; returns :class:`KillableFuture` objects.
+
+    ``state_dir``: the children let go of the files they inherit from under it (see
+    :func:`flowkit.orphans.worker_init`); they die with this process.
+    """
+
+    def __init__(self, state_dir: str | None = None) -> None:
+        self.state_dir = state_dir
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> KillableFuture:
         fut = KillableFuture()
         fut.set_running_or_notify_cancel()
         recv, send = _CTX.Pipe(duplex=False)
         # fork copies the call into the child: local functions and lambdas work too
-        proc = _CTX.Process(target=_child, args=(send, fn, args, kwargs), daemon=True)
+        proc = _CTX.Process(
+            target=_child,
+            args=(send, os.getpid(), self.state_dir, fn, args, kwargs),
+            daemon=True,
+        )
         proc.start()
         send.close()
         fut.pid = proc.pid

@@ -61,7 +61,13 @@ class ErrorInfo:
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(type(exc).__qualname__, str(exc), tb)
+        message = str(exc)
+        fields = getattr(exc, "__dict__", {})
+        why = fields.get("pickle_error")
+        if why:  # a stand-in for an exception that did not pickle (see flowkit.remote)
+            tb = f"{fields.get('original_traceback', tb)}\n({why}; a stand-in came back)\n"
+            message = f"{message} ({why})"
+        return cls(type(exc).__qualname__, message, tb)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type

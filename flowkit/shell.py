@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import usage
+from . import orphans, usage
 
 __all__ = ["ShellCommand", "ShellCommandError", "ShellTimeoutError"]
 
@@ -83,6 +83,7 @@ class ShellCommand:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        orphans.track_group(proc.pid)  # killed with it if this worker has to die
         timed_out = threading.Event()
 
         def expire() -> None:
@@ -113,6 +114,7 @@ class ShellCommand:
             _kill_group(proc, signal.SIGKILL)
             raise
         finally:
+            orphans.untrack_group(proc.pid)
             if timer is not None:
                 timer.cancel()
         output = b"".join(chunks).decode(errors="replace")

@@ -11,7 +11,19 @@ PACKAGE = Path(flowkit.__file__).parent
 
 #: Bottom to top. A module may import only from layers below its own.
 LAYERS: list[set[str]] = [
-    {"errors", "result", "keys", "policy", "context", "capture", "usage", "gcpause", "interrupt"},
+    {
+        "errors",
+        "result",
+        "keys",
+        "policy",
+        "context",
+        "capture",
+        "usage",
+        "gcpause",
+        "interrupt",
+        "orphans",
+        "remote",
+    },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
     {"graph", "store", "limits", "listeners"},
     {"fanout", "views", "otel", "progress", "notify"},
