@@ -20,7 +20,7 @@ from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
 from .result import ErrorInfo, fmt_duration
-from .resume import CONDITION_FALSE, Decision
+from .resume import CONDITION_FALSE, Decision, PlannedStep
 from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
 
@@ -281,9 +281,27 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
             s = p.steps[name]
             verdict = "run" if s.decision is Decision.RUN else s.decision.value
             print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
+            _print_instances(s.instances)
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
     return 0
+
+
+#: Instances listed by name in a dry run, per step; the rest are counted.
+PLAN_INSTANCES_SHOWN = 20
+
+
+def _print_instances(planned: Sequence[PlannedStep]) -> None:
+    """The instances of a fan-out step that would run, by name (the cached ones are counted)."""
+    run = [i for i in planned if i.decision is not Decision.CACHED]
+    for i in run[:PLAN_INSTANCES_SHOWN]:
+        verdict = "run" if i.decision is Decision.RUN else i.decision.value
+        print(f"    {verdict:<6} {i.name}  ({i.reason})")
+    if len(run) > PLAN_INSTANCES_SHOWN:
+        print(f"    ... and {len(run) - PLAN_INSTANCES_SHOWN} more instance(s) would run")
+    cached = len(planned) - len(run)
+    if cached and run:
+        print(f"    ({cached} instance(s) cached)")
 
 
 def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -365,23 +383,41 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
 
 
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    if args.step not in flow.steps:
-        raise UnknownStepError(args.step, flow.steps.keys())
+    name = args.step
+    base = name.split("[", 1)[0]  # a fan-out instance: fetch[page-7], fit[lr=0.1]
+    if name not in flow.steps and (base == name or base not in flow.steps):
+        raise UnknownStepError(name, flow.steps.keys())
     p = flow.plan(params, state_dir=args.state_dir, run_id=args.run_id)
-    s = p.steps[args.step]
-    if s.decision is Decision.CACHED:
-        print(
-            f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
-            "finished."
-        )
-    elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
-        print(f"{args.step}: skipped again — its when= condition was false for these inputs.")
-    elif s.decision is Decision.SKIP:
-        print(f"{args.step}: would be skipped — {s.reason}.")
-    elif s.decision is Decision.UPSTREAM_FAILED:
-        print(f"{args.step}: would not run (upstream_failed) — {s.reason}.")
+    if name in flow.steps:
+        s = p.steps[name]
     else:
-        print(f"{args.step}: would run — {s.reason}.")
+        parent = p.steps[base]
+        found = next((i for i in parent.instances if i.name == name), None)
+        if found is None:
+            known = [i.name for i in parent.instances]
+            if not known:  # not known before the run: what the journal remembers
+                store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+                done = store.load().steps if store.exists() else {}
+                known = [k for k in done if k.startswith(base + "[")]
+                if name in known:
+                    print(
+                        f"{name}: last {done[name].get('status', 'recorded')}; whether it runs "
+                        f"again is decided during the run — {parent.reason}."
+                    )
+                    return 0
+            raise UnknownStepError(name, known or flow.steps.keys())
+        s = found
+    if s.decision is Decision.CACHED:
+        print(f"{name}: cached — its code, inputs and parameters are unchanged since it finished.")
+    elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
+        print(f"{name}: skipped again — its when= condition was false for these inputs.")
+    elif s.decision is Decision.SKIP:
+        print(f"{name}: would be skipped — {s.reason}.")
+    elif s.decision is Decision.UPSTREAM_FAILED:
+        print(f"{name}: would not run (upstream_failed) — {s.reason}.")
+    else:
+        print(f"{name}: would run — {s.reason}.")
+    _print_instances(s.instances)
     return 0
 
 

@@ -17,7 +17,7 @@ from .dsl import Step
 from .errors import UnknownStepError
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
-from .keys import code_hash, step_key
+from .keys import canonical, code_hash, digest, step_key
 from .result import Status
 from .rules import judge
 
@@ -43,12 +43,17 @@ class Inputs:
     data: tuple[tuple[str, str], ...]
     order: tuple[tuple[str, str], ...]
     key: str
+    instance: bool = False  # a fan-out instance (its item or combination is in ``params``)
+    #: (run parameter, short hash of its value, whether the value is the function's default)
+    param_hashes: tuple[tuple[str, str, bool], ...] = ()
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"key": self.key, "code": self.code}
         if self.data or self.order:
             # short prefixes: enough to name the input that changed (the key covers the rest)
             rec["in"] = {n: h[:INPUT_PREFIX] for n, h in self.data + self.order}
+        if self.param_hashes:  # to name the parameter that changed, and how
+            rec["p"] = {n: h for n, h, _ in self.param_hashes}
         return rec
 
 
@@ -58,6 +63,7 @@ class KeyMaker:
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = params
         self._code: dict[Any, str] = {}
+        self._param_hash: dict[tuple[str, str | None], tuple[str, str, bool]] = {}
 
     def code(self, spec: Step) -> str:
         if spec.code_version is not None:
@@ -72,16 +78,37 @@ class KeyMaker:
         p, d = self.params, node.spec.defaults
         return tuple((k, p[k] if k in p else d[k]) for k in node.run_params)
 
+    def param_hashes(self, node: Node) -> tuple[tuple[str, str, bool], ...]:
+        """Each run parameter of ``node``: a short hash of its value, and whether it is the
+        function's default (computed once per run and parameter)."""
+        out = []
+        p, d = self.params, node.spec.defaults
+        for k in node.run_params:
+            given = k in p
+            slot = (k, None if given else node.spec.name)  # defaults differ from step to step
+            entry = self._param_hash.get(slot)
+            if entry is None:
+                value = p[k] if given else d[k]
+                entry = self._param_hash[slot] = (k, _short(value), not given)
+            out.append(entry)
+        return tuple(out)
+
     def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
         code = self.code(node.spec)
         params = self.param_values(node)
+        ph = self.param_hashes(node) if node.run_params else ()
         data = tuple((d, hashes.get(d, "-")) for d in node.data_deps)
         if node.binding_keys:  # a fan-out instance: its own item instead of the whole input
             bound = {k for k, _ in node.binding_keys}
             data = tuple(x for x in data if x[0] not in bound)
             params += node.binding_keys
         order = tuple((d, keys.get(d, "-")) for d in node.order_deps)
-        return Inputs(code, params, data, order, step_key(code, params, data, order))
+        key = step_key(code, params, data, order)
+        return Inputs(code, params, data, order, key, bool(node.binding_keys), ph)
+
+
+def _short(value: Any) -> str:
+    return digest(canonical({"v": value}))[:INPUT_PREFIX]
 
 
 def decide(
@@ -98,7 +125,7 @@ def decide(
     if not spec.cache:
         return Decision.RUN, "cache=False"
     if prev is None:
-        return Decision.RUN, "new"
+        return Decision.RUN, "new instance" if inputs.instance else "new"
     status = prev.get("status")
     same_key = prev.get("key") == inputs.key
     if status == "skipped":
@@ -116,13 +143,31 @@ def decide(
 
 
 def changed_reason(prev: Mapping[str, Any], inputs: Inputs) -> str:
-    """Name what differs between a stored record and the current inputs."""
+    """Name what differs between a stored record and the current inputs.
+
+    A changed default shows as a code change too (the default is in the source): a run
+    parameter that took its default, and whose value changed, names it.
+    """
+    was = prev.get("p")
+    moved = (
+        [(n, dflt) for n, h, dflt in inputs.param_hashes if was.get(n) != h]
+        if isinstance(was, dict)
+        else []
+    )
+    defaults = [n for n, dflt in moved if dflt]
+    if defaults:
+        return "parameter default changed: " + ", ".join(defaults)
     if prev.get("code") != inputs.code:
         return "code changed"
     before = prev.get("in") or {}
     changed = [n for n, h in inputs.data + inputs.order if before.get(n) != h[:INPUT_PREFIX]]
     if changed:
         return "input changed: " + ", ".join(changed)
+    if moved:
+        return "parameter changed: " + ", ".join(n for n, _ in moved)
+    if inputs.instance:
+        # same name, another item or combination: an old journal's positional instance name
+        return "new instance"
     return "parameters changed"
 
 
@@ -147,6 +192,8 @@ class PlannedStep:
     decision: Decision
     reason: str
     uncertain: bool = False  # depends on an upstream output not known until it runs
+    #: a fan-out step's instances, when they are known before the run (each with its verdict)
+    instances: tuple[PlannedStep, ...] = ()
 
 
 @dataclass(slots=True)
@@ -207,9 +254,10 @@ def plan(
         rerun_ups += [u for u in node.order_deps if u in shaky]
         uncertain = False
         fails = False
+        made: tuple[PlannedStep, ...] = ()
         if node.fans_out:
-            decision, reason, gathered, fails = _plan_fanout(
-                node, stored, keys, hashes, key_of, force, check
+            decision, reason, gathered, fails, made = _plan_fanout(
+                node, stored, keys, hashes, key_of, force, check, tier_of[name]
             )
             prev = {"hash": gathered} if gathered is not None else None
             key_of[name] = gathered or "-"
@@ -240,7 +288,9 @@ def plan(
                 assumed.add(name)
         else:
             outcome[name] = Status.CACHED if decision is Decision.CACHED else Status.SKIPPED
-        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
+        if made and (uncertain or not is_selected(name)):
+            made = ()  # their inputs are not known yet, or they are not run: no verdicts
+        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain, made)
     return result
 
 
@@ -252,34 +302,41 @@ def _plan_fanout(
     key_of: Mapping[str, str],
     force: set[str],
     check: Callable[[Mapping[str, Any]], str | None],
-) -> tuple[Decision, str, str | None, bool]:
+    tier: int,
+) -> tuple[Decision, str, str | None, bool, tuple[PlannedStep, ...]]:
     """Predict a fan-out step from its instances.
 
-    Returns the decision, its reason, the gathered hash when all instances are cached, and
-    whether the step is known to fail (what it maps over cannot be expanded).
+    Returns the decision, its reason, the gathered hash when all instances are cached,
+    whether the step is known to fail (what it maps over cannot be expanded), and the
+    instances with their own verdicts (none when they are only known at run time).
     """
     spec = node.spec
     mapped = None
     if spec.map_over is not None:
         rec = stored.get(spec.map_over)
         if rec is None or "ref" in rec or spec.map_over not in hashes:
-            return Decision.RUN, f"instances of {spec.map_over!r} known at run time", None, False
+            why = f"instances of {spec.map_over!r} known at run time"
+            return Decision.RUN, why, None, False, ()
         mapped = rec.get("out")
     try:
         made = instances(node, mapped)
     except FanOutError as exc:
-        return Decision.RUN, f"fails: {exc}", None, True
-    todo, gathered = 0, []
+        return Decision.RUN, f"fails: {exc}", None, True, ()
+    todo, gathered, planned = 0, [], []
     for inst in made:
         prev = stored.get(inst.name)
         inputs = keys.inputs(inst, hashes, key_of)
-        decision, _ = decide(spec, prev, inputs, forced=node.name in force)
-        if decision is Decision.CACHED and prev is not None and check(prev) is not None:
-            decision = Decision.RUN
+        decision, why = decide(spec, prev, inputs, forced=node.name in force)
+        if decision is Decision.CACHED and prev is not None:
+            damaged = check(prev)
+            if damaged is not None:
+                decision, why = Decision.RUN, damaged
         if decision is Decision.CACHED and prev is not None:
             gathered.append(str(prev.get("hash", "-")))
         elif decision is Decision.RUN:
             todo += 1
+        planned.append(PlannedStep(inst.name, tier, decision, why))
     if todo:
-        return Decision.RUN, f"{todo} of {len(made)} instances would run", None, False
-    return Decision.CACHED, "unchanged", gather_hash(gathered), False
+        why = f"{todo} of {len(made)} instances would run"
+        return Decision.RUN, why, None, False, tuple(planned)
+    return Decision.CACHED, "unchanged", gather_hash(gathered), False, tuple(planned)
