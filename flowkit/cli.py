@@ -349,6 +349,11 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         print(_status_row(name, state, holder))
         for inst in instances.get(name, ()):
             print(_status_row(inst, state, holder, indent="  "))
+    if state.notifications:
+        from .report import alert_line
+
+        for rec in state.notifications:
+            print(f"alert {alert_line(rec)}")
     return 0
 
 

@@ -65,7 +65,7 @@ class Flow:
         defaults: Mapping[str, Any] | None = None,
         pools: Mapping[str, int] | None = None,
         serializer: Serializer | None = None,
-        notify: Iterable[Notifier] = (),
+        notify: Iterable[Notifier] | Notifier = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
@@ -309,7 +309,7 @@ class Flow:
         seed: int | None = None,
         handle_signals: bool = False,
         grace: float = 10.0,
-        notify: Iterable[Notifier] = (),
+        notify: Iterable[Notifier] | Notifier = (),
     ) -> RunResult:
         """Run the flow, resuming the run with the same id if it has state; return the result.
 
@@ -338,7 +338,9 @@ class Flow:
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
         """
-        listeners, notifiers = _split_notifiers(listeners, [*self.notify, *notify])
+        listeners, notifiers = _split_notifiers(
+            listeners, [*self.notify, *_notifiers(notify, "notify=")]
+        )
         given = self.resolve_params(params)
         g = self.graph()
         rid = run_id or run_id_for(self.name, given)
@@ -460,12 +462,19 @@ class Flow:
             raise errors[0]
 
 
-def _notifiers(given: Iterable[Notifier], what: str) -> list[Notifier]:
-    out = list(given)
-    if not out:
-        return out
+def _notifiers(given: Iterable[Notifier] | Notifier, what: str) -> list[Notifier]:
+    if not given:
+        return []
     from .notify import Notifier  # only when used: `import flowkit` stays free of SMTP and HTTP
 
+    if isinstance(given, Notifier):  # one notifier given without a list
+        return [given]
+    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        raise FlowDefinitionError(
+            f"{what} takes a list of notifiers (flowkit.notify.Slack, Email, PagerDuty, "
+            f"Webhook), got {type(given).__name__}"
+        )
+    out = list(given)
     for x in out:
         if not isinstance(x, Notifier):
             raise FlowDefinitionError(
@@ -479,8 +488,7 @@ def _split_notifiers(
     listeners: Iterable[ListenerLike], notify: list[Notifier]
 ) -> tuple[list[ListenerLike], list[Notifier]]:
     """The listeners that are not notifiers, and all notifiers (``notify`` + those listeners)."""
-    given = list(listeners)
-    notifiers = _notifiers(notify, "notify=")
+    given, notifiers = list(listeners), notify
     if "flowkit.notify" not in sys.modules:  # then no listener can be a notifier
         return given, notifiers
     from .notify import Notifier

@@ -28,7 +28,15 @@ from .result import ErrorInfo, fmt_duration
 from .store import LoadedState, duration_of, skip_status
 from .views import STATUS_COLOURS
 
-__all__ = ["STATUSES", "RunReport", "StepRow", "collect", "render_html", "render_text"]
+__all__ = [
+    "STATUSES",
+    "RunReport",
+    "StepRow",
+    "alert_line",
+    "collect",
+    "render_html",
+    "render_text",
+]
 
 #: Every status a report row can have, in display order, with its colour.
 STATUSES = STATUS_COLOURS
@@ -289,11 +297,11 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
         lines.append(
             "  slowest: " + ", ".join(f"{r.name} ({fmt_duration(r.duration or 0.0)})" for r in ran)
         )
-    lines += [f"  alert {_alert_text(a)}" for a in report.alerts]
+    lines += [f"  alert {alert_line(a)}" for a in report.alerts]
     return "\n".join(lines)
 
 
-def _alert_text(a: Mapping[str, Any]) -> str:
+def alert_line(a: Mapping[str, Any]) -> str:
     """``slack (message) to https://hooks.slack.com/…: delivered`` (or why not)."""
     what = f"{a.get('notifier', '?')} ({a.get('event', '?')}) to {a.get('target', '?')}"
     if a.get("ok"):
@@ -427,7 +435,7 @@ def _summary_html(report: RunReport) -> str:
         ("Steps", str(len(report.steps))),
     ]
     if report.alerts:
-        alerts = "<br>".join(e(_alert_text(a)) for a in report.alerts)
+        alerts = "<br>".join(e(alert_line(a)) for a in report.alerts)
         items.append(("Alerts", f'<span id="alerts">{alerts}</span>'))
     chips = "".join(
         f'<button type="button" class="st-{e(s)}" data-status="{e(s)}">{n} {e(s)}</button>'

@@ -6,6 +6,8 @@ leaving its ``with`` block), which also releases handlers that are hanging or tr
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import socket
 import socketserver
@@ -60,6 +62,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
+
+    def do_CONNECT(self) -> None:  # as a proxy: a tunnel to host:port, bytes relayed both ways
+        srv = self.server
+        with srv.lock:
+            srv.requests.append(Received(self.path, dict(self.headers.items()), b""))
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join(10)
+        upstream.close()
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -161,13 +190,26 @@ class _Smtp(socketserver.StreamRequestHandler):
     server: _SmtpServer
 
     def handle(self) -> None:
+        if self.server.implicit and not self._secure():  # SMTPS: TLS from the first byte
+            return
         self.wfile.write(b"220 localhost test SMTP\r\n")
         sender, rcpt = "", []
         while line := self.rfile.readline():
             text = line.decode().strip()
             cmd = text.upper()
-            if cmd.startswith(("EHLO", "HELO")):
+            if cmd.startswith("EHLO"):
+                tls = b"250-STARTTLS\r\n" if self.server.tls else b""
+                self.wfile.write(b"250-localhost\r\n" + tls + b"250 AUTH PLAIN\r\n")
+            elif cmd == "STARTTLS" and self.server.tls:
+                self.wfile.write(b"220 ready\r\n")
+                if not self._secure():
+                    return
+            elif cmd.startswith("HELO"):
                 self.wfile.write(b"250 localhost\r\n")
+            elif cmd.startswith("AUTH PLAIN"):  # "\0user\0password", base64
+                _, user, password = base64.b64decode(text.split()[2]).decode().split("\0")
+                self.server.logins.append((user, password))
+                self.wfile.write(b"235 authenticated\r\n")
             elif cmd.startswith("MAIL FROM:"):
                 sender = text[10:].strip(" <>")
                 self.wfile.write(b"250 ok\r\n")
@@ -188,19 +230,42 @@ class _Smtp(socketserver.StreamRequestHandler):
             else:  # RSET, NOOP
                 self.wfile.write(b"250 ok\r\n")
 
+    def _secure(self) -> bool:
+        assert self.server.tls is not None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self.server.tls)
+        try:
+            self.connection = ctx.wrap_socket(self.connection, server_side=True)
+        except (OSError, ssl.SSLError):
+            return False  # the client did not trust us
+        self.rfile = self.connection.makefile("rb")
+        self.wfile = self.connection.makefile("wb", buffering=0)
+        self.server.secured += 1
+        return True
+
 
 class _SmtpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     messages: list[Mail]
+    logins: list[tuple[str, str]]
+    tls: tuple[str, str] | None
+    implicit: bool
+    secured: int
 
 
 class SmtpReceiver:
-    """A local SMTP server; ``messages`` holds what it accepted."""
+    """A local SMTP server; ``messages`` holds what it accepted. With ``tls`` (certificate, key)
+    it offers STARTTLS, or with ``implicit`` speaks TLS from the start (SMTPS); ``secured`` counts
+    the sessions that used TLS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None, *, implicit: bool = False) -> None:
         self.server = _SmtpServer(("127.0.0.1", 0), _Smtp)
         self.server.messages = []
+        self.server.logins = []
+        self.server.tls = tls
+        self.server.implicit = implicit
+        self.server.secured = 0
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -211,6 +276,10 @@ class SmtpReceiver:
     @property
     def messages(self) -> list[Mail]:
         return list(self.server.messages)
+
+    @property
+    def logins(self) -> list[tuple[str, str]]:
+        return list(self.server.logins)
 
     def close(self) -> None:
         self.server.shutdown()

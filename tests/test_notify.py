@@ -194,9 +194,13 @@ def test_notifiers_given_as_listeners_are_delivered_and_recorded(
     assert len(receiver.requests) == 1 and result.notifications[0]["notifier"] == "slack"
 
 
-def test_notify_takes_only_notifiers() -> None:
-    with pytest.raises(FlowDefinitionError, match="notify= takes notifiers"):
+def test_notify_takes_notifiers_only(receiver: Receiver, tmp_path: Path) -> None:
+    with pytest.raises(FlowDefinitionError, match=r"notify= takes notifiers .* got str"):
         Flow("x", notify=["slack:https://hooks.slack.com/x"])  # type: ignore[list-item]
+    with pytest.raises(FlowDefinitionError, match="notify= takes a list of notifiers"):
+        _failing_flow().run(state_dir=tmp_path, notify="slack:https://x.example/")  # type: ignore[arg-type]
+    result = _failing_flow().run(state_dir=tmp_path, notify=Slack(receiver.url()))
+    assert len(receiver.requests) == 1 and result.notifications[0]["ok"]
 
 
 def test_cli_notify_posts_to_a_slack_webhook(receiver: Receiver, tmp_path: Path) -> None:
@@ -218,3 +222,54 @@ def test_cli_notify_posts_to_a_slack_webhook(receiver: Receiver, tmp_path: Path)
     text = got.json["text"]
     assert "cli_alert FAILED" in text and "bad row 7" in text
     assert "Resume: python -m flowkit run p.py:flow --notify 'slack:<redacted>'" in text
+
+
+def _summary(flow: str, failed: int) -> dict[str, object]:
+    return {
+        "flow": flow,
+        "run_id": flow,
+        "status": "failed",
+        "host": "etl-1",
+        "duration_s": 1.5,
+        "counts": {"failed": failed},
+        "failed": [
+            {"step": f"s{i}", "status": "failed", "error": "E: x", "last_line": "E: x"}
+            for i in range(failed)
+        ],
+        "resume_command": None,
+    }
+
+
+def test_a_slack_message_stays_within_block_kit_limits() -> None:
+    payload = Slack("https://hooks.slack.com/x").payload(_summary("f" * 300, 15))
+    blocks = payload["blocks"]
+    assert len(blocks[0]["text"]["text"]) == 150
+    failed = blocks[2]["text"]["text"].splitlines()
+    assert len(failed) == 1 + 10 + 1 and failed[-1] == "… and 5 more"
+    assert all(len(f["text"]) <= 2000 for f in blocks[1]["fields"])
+    assert blocks[3]["elements"][0]["text"] == "Run the same command again to resume."
+
+
+def test_email_recipients_may_be_one_comma_separated_string() -> None:
+    assert Email("a@example.com, b@example.com").to == ["a@example.com", "b@example.com"]
+
+
+def test_email_logs_in_with_the_user_and_password_of_the_environment(
+    smtp: SmtpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWKIT_SMTP_USER", "etl")
+    monkeypatch.setenv("FLOWKIT_SMTP_PASSWORD", "SmTpPaSsWoRd")
+    mail = Email("ops@example.com", host="127.0.0.1", port=smtp.port)
+    result = _failing_flow().run(state_dir=tmp_path, notify=[mail])
+    assert smtp.logins == [("etl", "SmTpPaSsWoRd")] and len(smtp.messages) == 1
+    report = (tmp_path / "alerting" / "alerting" / "report.json").read_text()
+    assert result.notifications[0]["ok"] and "SmTpPaSsWoRd" not in report + repr(mail)
+
+
+def test_a_notifier_also_works_as_a_plain_event_callback(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    hook = Webhook(receiver.url())
+    result = _failing_flow().run(state_dir=tmp_path, on_event=hook.on_event)
+    assert len(receiver.requests) == 1 and receiver.requests[0].json["status"] == "failed"
+    assert result.notifications == []  # sent by the callback, not recorded by the run

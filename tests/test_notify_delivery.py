@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import flowkit_env
-from notifyservers import Receiver, closed_port, self_signed
+from notifyservers import Receiver, SmtpReceiver, closed_port, self_signed
 
 from flowkit import Flow
 from flowkit.notify import Email, PagerDuty, Slack, Webhook
@@ -127,6 +127,14 @@ def test_the_report_views_show_each_delivery(tmp_path: Path) -> None:
         0
     ].endswith("/…: delivered")
     assert "NOT delivered after 3 attempt(s)" in lines[1]
+    status = subprocess.run(
+        [sys.executable, "-m", "flowkit", "status", "p.py:flow"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert [x for x in status.stdout.splitlines() if x.startswith("alert ")] == lines
     html = subprocess.run(
         [sys.executable, "-m", "flowkit", "report", "p.py:flow", "--html", "r.html"],
         cwd=tmp_path,
@@ -275,3 +283,70 @@ def test_an_untrusted_certificate_fails_at_once(tls: tuple[str, str], tmp_path: 
         assert r.requests == []
     [d] = result.notifications
     assert d["ok"] is False and d["attempts"] == 1 and "CERTIFICATE_VERIFY_FAILED" in d["error"]
+
+
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_http_alerts_go_through_the_proxy_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    with Receiver() as proxy:
+        monkeypatch.setenv("http_proxy", f"http://etl:pr0xy@127.0.0.1:{proxy.port}")
+        hook = Webhook("http://alerts.example.invalid/hook", on=["always"])
+        result = _ok_flow().run(state_dir=tmp_path, notify=[hook])
+        [got] = proxy.requests
+    assert result.notifications[0]["ok"] is True
+    assert got.path == "http://alerts.example.invalid/hook"
+    assert got.headers["Proxy-Authorization"] == "Basic ZXRsOnByMHh5"  # etl:pr0xy
+    assert got.json["flow"] == "fine"
+
+
+def test_https_alerts_tunnel_through_the_proxy_unless_no_proxy_says_not(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_proxy_settings(monkeypatch)
+    monkeypatch.setenv("SSL_CERT_FILE", tls[0])
+    with Receiver(tls=tls) as target, Receiver() as proxy:
+        monkeypatch.setenv("https_proxy", proxy.url(""))
+        hook = Webhook(target.url(), on=["always"])
+        result = _ok_flow().run(state_dir=tmp_path, notify=[hook])
+        assert [r.path for r in proxy.requests] == [f"127.0.0.1:{target.port}"]
+        assert len(target.requests) == 1 and result.notifications[0]["ok"] is True
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        _ok_flow().run(state_dir=tmp_path, fresh=True, notify=[hook])
+        assert len(proxy.requests) == 1 and len(target.requests) == 2
+
+
+def test_email_starttls_verifies_the_servers_certificate(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SmtpReceiver(tls=tls) as smtp:
+        mail = Email(
+            "ops@example.com", host="127.0.0.1", port=smtp.port, starttls=True, on=["always"]
+        )
+        untrusted = _ok_flow().run(state_dir=tmp_path, notify=[mail])
+        assert smtp.messages == []
+        monkeypatch.setenv("SSL_CERT_FILE", tls[0])  # now trust the test's certificate
+        trusted = _ok_flow().run(state_dir=tmp_path, fresh=True, notify=[mail])
+        assert len(smtp.messages) == 1 and smtp.server.secured == 1
+    [bad] = untrusted.notifications
+    assert bad["ok"] is False and "CERTIFICATE_VERIFY_FAILED" in bad["error"]
+    assert trusted.notifications[0]["ok"] is True
+
+
+def test_email_over_smtps_with_the_environments_settings(
+    tls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", tls[0])
+    with SmtpReceiver(tls=tls, implicit=True) as smtp:
+        monkeypatch.setenv("FLOWKIT_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("FLOWKIT_SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("FLOWKIT_SMTP_SSL", "1")
+        result = _ok_flow().run(state_dir=tmp_path, notify=[Email("ops@x.org", on=["always"])])
+        assert len(smtp.messages) == 1 and smtp.server.secured == 1
+    assert result.notifications[0]["ok"] is True

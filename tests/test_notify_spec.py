@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from conftest import flowkit_env
 
 from flowkit import UsageError
 from flowkit.notify import (
@@ -172,9 +177,12 @@ def test_cli_signs_webhooks_when_a_secret_is_in_the_environment(
 def test_bad_notify_specs_are_usage_errors() -> None:
     with pytest.raises(UsageError, match=r"unknown kind 'pager'.*Did you mean 'pagerduty'"):
         notifier_from_spec("pager:123")
-    with pytest.raises(UsageError, match="use slack:URL"):
+    with pytest.raises(UsageError, match=r"takes KIND:TARGET: slack:URL.*\(got 'slack'\)"):
         notifier_from_spec("slack")
-    with pytest.raises(UsageError, match="--notify-on"):
+    with pytest.raises(UsageError) as info:
+        notifier_from_spec("hooks.slack.com/services/SeCrEt")
+    assert "SeCrEt" not in str(info.value)
+    with pytest.raises(UsageError, match="--notify-on: 'sometimes' is not a run outcome; use"):
         notifier_from_spec(f"slack:{HOOK}", on=["sometimes"])
     with pytest.raises(UsageError, match=r"--notify slack:\.\.\.: slack webhook must start with"):
         notifier_from_spec("slack:hooks.slack.com/T1/B2/SeCrEt")
@@ -192,3 +200,47 @@ def test_the_resume_command_drops_fresh_and_hides_notify_targets() -> None:
     assert resume_command(["/x/flowkit/__main__.py", "run", "p:f"]) == "python -m flowkit run p:f"
     assert resume_command(["pipeline.py"]) == "python pipeline.py"
     assert resume_command(["-c"]) is None and resume_command([]) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--notify", "email:ops"], "email recipient 'ops' is not an e-mail address"),
+        (["--notify", "pager:abc"], "Did you mean 'pagerduty'?"),
+        (["--notify", "slack:https://x.example/y", "--notify-on", "sometimes"], "--notify-on"),
+        (["--notify", "slack:https://x.example/y", "--notify-timeout", "0"], "--notify-timeout"),
+    ],
+)
+def test_the_cli_refuses_bad_notify_options_before_running(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "p.py").write_text(
+        "from flowkit import Flow\nflow = Flow('t')\n@flow.step()\ndef a() -> int:\n    return 1\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowkit", "run", "p.py:flow", *args],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / ".flowkit").exists()
+
+
+def test_an_entrys_shape_can_be_checked_before_its_templates_are_rendered() -> None:
+    from flowkit.notify import entry_problems
+
+    ok = {"type": "slack", "webhook": "{{ env.SLACK_WEBHOOK }}", "message": "done"}
+    assert entry_problems(ok, WHERE) == []
+    bad = {"type": "pagerduty", "integration_kye": "{{ env.PD_KEY }}", "severity": "high"}
+    assert entry_problems(bad, WHERE) == [
+        "nightly.yaml:42: pagerduty notification: unknown key 'integration_kye'. "
+        "Did you mean 'integration_key'? It accepts integration_key, routing_key, severity, url, "
+        "message, timeout_seconds, retries.",
+        "nightly.yaml:42: pagerduty notification needs 'integration_key'",
+        "nightly.yaml:42: pagerduty severity 'high' is not one of critical, error, warning, info",
+    ]
+    assert entry_problems("slack", WHERE) == [
+        "nightly.yaml:42: a notification must be a mapping like {type: slack, webhook: URL}"
+    ]

@@ -7,8 +7,9 @@ a couple of retries; how each delivery went is logged on the ``flowkit`` logger 
 the run's report. A delivery that fails never changes the run's outcome, and secrets (webhook
 URLs, keys, passwords) never appear in messages, logs, reports or ``repr``.
 
-Workflow files build notifiers with :func:`notifier_from_mapping`; :data:`NOTIFIER_KEYS` lists
-the keys each ``type`` accepts.
+Workflow files build notifiers with :func:`notifier_from_mapping` (:func:`entry_problems` checks an
+entry's shape before its templates are rendered); :data:`NOTIFIER_KEYS` lists the keys each
+``type`` accepts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .pagerduty import PagerDuty as PagerDuty
 from .pagerduty import dedup_key as dedup_key
 from .spec import NOTIFIER_KEYS as NOTIFIER_KEYS
 from .spec import NotifierEntryError as NotifierEntryError
+from .spec import entry_problems as entry_problems
 from .spec import notifier_from_mapping as notifier_from_mapping
 from .spec import notifier_from_spec as notifier_from_spec
 from .transport import DeliveryError as DeliveryError
@@ -47,6 +49,7 @@ __all__ = [
     "alert",
     "dedup_key",
     "deliver_all",
+    "entry_problems",
     "notifier_from_mapping",
     "notifier_from_spec",
     "run_summary",

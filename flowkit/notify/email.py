@@ -12,7 +12,7 @@ from typing import Any
 
 from ..result import RunStatus
 from .base import Notifier, counts_text, headline, resume_text, text_body
-from .transport import Deadline, smtp_connection
+from .transport import Deadline, smtp_connection, tls_context
 
 __all__ = ["Email"]
 
@@ -30,7 +30,7 @@ class Email(Notifier):
     ``FLOWKIT_SMTP_STARTTLS=1`` and ``FLOWKIT_SMTP_SSL=1``.
 
     Args:
-        to: one address or several.
+        to: one address, several separated by commas, or a list.
         subject: the subject (default: the run's headline, ``flowkit: daily FAILED (run ...)``).
         message: a line shown first in the body.
         Others: see :class:`Notifier`.
@@ -60,7 +60,7 @@ class Email(Notifier):
     ) -> None:
         super().__init__(on, timeout=timeout, retries=retries)
         env = os.environ
-        self.to = [to] if isinstance(to, str) else list(to)
+        self.to = [a.strip() for a in to.split(",")] if isinstance(to, str) else list(to)
         if not self.to:
             raise ValueError("email needs at least one recipient")
         for address in self.to:
@@ -111,7 +111,7 @@ class Email(Notifier):
         msg = self.message_for(summary)
         with smtp_connection(self.host, self.port, deadline, tls=self.ssl) as smtp:
             if self.starttls:
-                smtp.starttls()
+                smtp.starttls(context=tls_context())  # verifies the certificate
                 if smtp.sock is not None:
                     deadline.register(smtp.sock)
             if self.user:

@@ -7,12 +7,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import UsageError, suggest
-from .base import Notifier, final_statuses, parse_on
+from .base import Notifier, parse_on
 from .email import Email
 from .pagerduty import SEVERITIES, PagerDuty
 from .webhook import Slack, Webhook
 
-__all__ = ["NOTIFIER_KEYS", "NotifierEntryError", "notifier_from_mapping", "notifier_from_spec"]
+__all__ = [
+    "NOTIFIER_KEYS",
+    "NotifierEntryError",
+    "entry_problems",
+    "notifier_from_mapping",
+    "notifier_from_spec",
+]
 
 #: The keys a workflow file's notification entry accepts, per ``type``.
 NOTIFIER_KEYS: dict[str, tuple[str, ...]] = {
@@ -154,35 +160,23 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any], frozenset[Any]], Notifier]] = 
 }
 
 
-def notifier_from_mapping(entry: Mapping[str, Any], on: Iterable[str], where: str) -> Notifier:
-    """Build one notifier from a (rendered) workflow entry such as ``{type: slack, webhook: URL}``.
+def entry_problems(entry: Any, where: str) -> list[str]:
+    """Every problem of a workflow entry's shape (its type and keys), before any value is rendered.
 
-    Args:
-        entry: the entry; its keys per ``type`` are in :data:`NOTIFIER_KEYS`.
-            ``routing_key`` is a synonym of ``integration_key``.
-        on: the run outcomes it is for: ``failed``, ``timed_out``, ``interrupted``,
-            ``succeeded``, or ``always``.
-        where: ``file:line`` of the entry, put at the start of every message.
-
-    Raises:
-        NotifierEntryError (a ValueError): every problem of the entry, one per line, each naming
-            the key and how to fix it (with a did-you-mean for a misspelt key or type). Values
-            that may be secrets are never quoted.
+    Templates in values (``{{ env.SLACK_WEBHOOK }}``) are fine here: values are checked by
+    :func:`notifier_from_mapping`. Returns messages that start with ``where``; empty when the
+    entry is well formed.
     """
     if not isinstance(entry, Mapping):
-        raise NotifierEntryError(
-            [f"{where}: a notification must be a mapping like {{type: slack, webhook: URL}}"]
-        )
+        return [f"{where}: a notification must be a mapping like {{type: slack, webhook: URL}}"]
     kind = entry.get("type")
     if kind not in NOTIFIER_KEYS:
         known = ", ".join(NOTIFIER_KEYS)
         if kind is None:
-            raise NotifierEntryError([f"{where}: notification has no 'type'; use one of {known}"])
+            return [f"{where}: notification has no 'type'; use one of {known}"]
         close = suggest(str(kind), NOTIFIER_KEYS)
         hint = f" Did you mean {close!r}?" if close else ""
-        raise NotifierEntryError(
-            [f"{where}: unknown notification type {kind!r}; use one of {known}.{hint}"]
-        )
+        return [f"{where}: unknown notification type {kind!r}; use one of {known}.{hint}"]
     keys = NOTIFIER_KEYS[kind]
     problems = []
     for key in entry:
@@ -201,8 +195,28 @@ def notifier_from_mapping(entry: Mapping[str, Any], on: Iterable[str], where: st
             f"{where}: pagerduty severity {entry['severity']!r} is not one of "
             + ", ".join(SEVERITIES)
         )
+    return problems
+
+
+def notifier_from_mapping(entry: Mapping[str, Any], on: Iterable[str], where: str) -> Notifier:
+    """Build one notifier from a (rendered) workflow entry such as ``{type: slack, webhook: URL}``.
+
+    Args:
+        entry: the entry; its keys per ``type`` are in :data:`NOTIFIER_KEYS`.
+            ``routing_key`` is a synonym of ``integration_key``.
+        on: the run outcomes it is for: ``failed``, ``timed_out``, ``interrupted``,
+            ``succeeded``, or ``always``.
+        where: ``file:line`` of the entry, put at the start of every message.
+
+    Raises:
+        NotifierEntryError (a ValueError): every problem of the entry, one per line, each naming
+            the key and how to fix it (with a did-you-mean for a misspelt key or type). Values
+            that may be secrets are never quoted.
+    """
+    problems = entry_problems(entry, where)
     if problems:
         raise NotifierEntryError(problems)
+    kind = entry["type"]
     try:
         statuses = parse_on(list(on))
         return _BUILDERS[kind](entry, statuses)
@@ -228,14 +242,13 @@ def notifier_from_spec(
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise UsageError(
-            f"--notify {kind or spec!r}...: use slack:URL, email:ADDRESS, pagerduty:KEY "
-            "or webhook:URL"
+            "--notify takes KIND:TARGET: slack:URL, email:ADDRESS, pagerduty:KEY or webhook:URL"
+            + (f" (got {spec!r})" if len(spec) <= 12 else "")
         )
     try:
         statuses = parse_on(on)
     except ValueError as exc:
-        valid = ", ".join([*final_statuses(), "always"])
-        raise UsageError(f"--notify-on: {exc}; use {valid}") from None
+        raise UsageError(f"--notify-on: {exc}") from None
     try:
         if kind == "webhook":
             secret = os.environ.get("FLOWKIT_WEBHOOK_SECRET") or None

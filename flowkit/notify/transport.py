@@ -9,6 +9,7 @@ even a hung name lookup cannot hold a run.)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import smtplib
@@ -16,12 +17,21 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
-__all__ = ["Deadline", "DeliveryError", "post", "retrying", "smtp_connection"]
+__all__ = [
+    "Deadline",
+    "DeliveryError",
+    "post",
+    "proxy_for",
+    "retrying",
+    "smtp_connection",
+    "tls_context",
+]
 
 T = TypeVar("T")
 
@@ -164,21 +174,35 @@ def post(
     """
     parts = urlsplit(url)
     timeout = max(0.01, deadline.remaining())
+    host, port = parts.hostname or "", parts.port
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    extra: dict[str, str] = {}
+    proxy = proxy_for(parts.scheme, host)
+    if proxy is not None:  # as urllib does: $https_proxy / $http_proxy, unless $no_proxy says not
+        if proxy.username:
+            token = base64.b64encode(
+                f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+            ).decode()
+            extra["Proxy-Authorization"] = f"Basic {token}"
+        if parts.scheme == "http":  # the proxy gets the whole URL
+            host, port, path = proxy.hostname or "", proxy.port or 80, url
+            headers = {**headers, **extra}
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        https = _Https(parts.hostname or "", parts.port, timeout=timeout)
+        if proxy is not None:  # a CONNECT tunnel through the proxy, TLS to the receiver inside
+            https = _Https(proxy.hostname or "", proxy.port or 80, timeout=timeout)
+            https.set_tunnel(host, port, headers=extra)
+        else:
+            https = _Https(host, port, timeout=timeout)
         https.deadline = deadline
         conn = https
     else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
 
     def create_connection(address: tuple[str, int], *args: Any) -> socket.socket:
         return deadline.register(socket.create_connection(address, *args))
 
     conn._create_connection = create_connection  # type: ignore[attr-defined]
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
     try:
         conn.request("POST", path, body=body, headers={"User-Agent": "flowkit", **headers})
         response = conn.getresponse()
@@ -193,29 +217,38 @@ def post(
     return status, answer
 
 
+def proxy_for(scheme: str, host: str) -> SplitResult | None:
+    """The proxy that urllib would use for ``scheme`` to ``host`` (from the environment)."""
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+
+
 class _Smtp(smtplib.SMTP):
-    deadline: Deadline
+    def __init__(self, host: str, port: int, deadline: Deadline) -> None:
+        self.deadline = deadline  # before __init__ connects
+        super().__init__(host, port, timeout=max(0.01, deadline.remaining()))
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return self.deadline.register(super()._get_socket(host, port, timeout))  # type: ignore[misc]
 
 
 class _SmtpSsl(smtplib.SMTP_SSL):
-    deadline: Deadline
+    def __init__(self, host: str, port: int, deadline: Deadline) -> None:
+        self.deadline = deadline
+        timeout = max(0.01, deadline.remaining())
+        super().__init__(host, port, timeout=timeout, context=tls_context())
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return self.deadline.register(super()._get_socket(host, port, timeout))  # type: ignore[misc]
 
 
+def tls_context() -> ssl.SSLContext:
+    """A context that verifies certificates and host names (smtplib's default does neither)."""
+    return ssl.create_default_context()
+
+
 def smtp_connection(host: str, port: int, deadline: Deadline, *, tls: bool) -> smtplib.SMTP:
     """A connected SMTP client whose sockets the deadline shuts down (``tls``: SMTPS)."""
-    timeout = max(0.01, deadline.remaining())
-    client: smtplib.SMTP
-    if tls:
-        client = _SmtpSsl(timeout=timeout)
-        client.deadline = deadline
-    else:
-        client = _Smtp(timeout=timeout)
-        client.deadline = deadline
-    client.connect(host, port)
-    return client
+    return _SmtpSsl(host, port, deadline) if tls else _Smtp(host, port, deadline)
