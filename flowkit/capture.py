@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
-__all__ = ["MARK", "StepLog", "begin", "end", "failed", "tail"]
+__all__ = ["MARK", "StepLog", "begin", "end", "failed", "note", "tail"]
 
 #: Lines flowkit writes into a step log (attempt headers, failures) start with this.
 MARK = "=== flowkit: "
@@ -236,6 +236,15 @@ def failed(sink: StepLog, exc: BaseException) -> None:
     """Note in the log that the attempt raised (it also opens the log of a silent attempt)."""
     with contextlib.suppress(Exception):
         sink.write(f"{MARK}attempt failed: {type(exc).__qualname__}: {exc} ===\n")
+
+
+def note(path: str, text: str) -> None:
+    """Append a flowkit marker line to the log at ``path`` (for what the attempt could not
+    write itself: that it timed out and was killed or abandoned)."""
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{MARK}{text} ===\n")
 
 
 def end(sink: StepLog, token: contextvars.Token[Any]) -> None:

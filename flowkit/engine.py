@@ -571,7 +571,9 @@ class Engine:
             )
         r = self.results[name]
         r.status, r.output, r.ended = Status.SUCCEEDED, value, end
-        r.duration_s = end - start
+        # several attempts: the span of all of them (as for a failure), not the last one's
+        first = r.started if r.attempts > 1 and r.started is not None else start
+        r.duration_s = end - min(first, start)
         inputs = self.inputs_of[name]
         self.ledger.succeeded(r, inputs, start, end, cpu, worker, peak_rss, enc, enc_ctx)
         if writes:
@@ -659,6 +661,9 @@ class Engine:
                     timeout,
                 )
             exc = StepTimeoutError(f"step {name!r} timed out after {timeout:g}s ({how})")
+            attempt = self.results[name].attempts
+            log_path = f"{self._logs}{os.sep}{self._stem(name)}.log"
+            capture.note(log_path, f"attempt {attempt} timed out after {timeout:g}s ({how})")
             event = self._attempt_failed(name, exc, timed_out=True)
             if event is not None:
                 expired.append((name, event))

@@ -83,7 +83,8 @@ class ConsoleListener:
                     f"{fmt_duration(event.duration_s)}, finished earlier)"
                 )
         elif isinstance(event, StepRetrying):
-            what = "timed out" if event.timed_out else f"failed: {event.error}"
+            # one line per retry: the whole error is in the step's log and `flowkit status`
+            what = "timed out" if event.timed_out else f"failed: {event.error.headline()}"
             self._print(
                 f"[RETRY]     {event.step} attempt {event.attempt} {what}; "
                 f"retrying in {event.delay_s:.2f}s"
@@ -92,7 +93,7 @@ class ConsoleListener:
             label = "[TIMED OUT]" if event.timed_out else "[FAILED]   "
             self._print(
                 f"{label} {event.step} ({_attempts(event.attempts)}, "
-                f"{fmt_duration(event.duration_s)}): {event.error}"
+                f"{fmt_duration(event.duration_s)}): {event.error.headline()}"
             )
             self._print_tail(event)
         elif isinstance(event, StepSkipped):

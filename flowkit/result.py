@@ -72,6 +72,16 @@ class ErrorInfo:
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
 
+    def headline(self, width: int = 200) -> str:
+        """``type: message`` on one line: the message's first non-blank line, cut to ``width``
+        characters, with `` [...]`` when something was left out (the rest is in the step's log)."""
+        lines = [x for x in self.message.splitlines() if x.strip()]
+        first = lines[0].strip() if lines else ""
+        text = f"{self.type}: {first}" if first else self.type
+        if len(text) > width:
+            return text[: width - 6].rstrip() + " [...]"
+        return text + " [...]" if len(lines) > 1 else text
+
     def to_json(self) -> dict[str, str]:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}
 
@@ -195,7 +205,7 @@ class RunResult:
         ]
         for r in self.steps.values():
             if r.status.failed and r.error:
-                lines.append(f"  {r.name}: {r.error}")
+                lines.append(f"  {r.name}: {r.error.headline()}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
