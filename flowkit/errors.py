@@ -100,6 +100,13 @@ class UnknownDependencyError(FlowDefinitionError):
         self.step, self.missing = step, missing
         self.suggestion = suggest(missing, known)
         hint = f" Did you mean {self.suggestion!r}?" if self.suggestion else ""
+        if set("*?[") & set(missing):
+            steps = ", ".join(sorted(known)[:20]) or "none"
+            super().__init__(
+                f"step {step!r} depends on {missing!r}, a pattern that matches no other step "
+                f"of this flow (steps: {steps}). Fix the pattern, or name the steps."
+            )
+            return
         super().__init__(
             f"step {step!r} depends on {missing!r}, which is not a step of this flow.{hint}"
         )

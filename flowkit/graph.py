@@ -7,6 +7,7 @@ parameter named u (it receives u's output), an *order* dependency when it only c
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,30 @@ class Node:
         return self.data_deps + self.order_deps
 
 
+_GLOB = frozenset("*?[")
+
+
+def _expand_globs(name: str, deps: tuple[str, ...], steps: Mapping[str, Step]) -> tuple[str, ...]:
+    """``depends_on`` with its glob patterns (``fetch_*``) replaced by the steps they match
+    (the step itself left out), as ``--rerun`` matches them.
+
+    Raises:
+        UnknownDependencyError: a name that is not a step, or a pattern that matches none.
+    """
+    out: dict[str, None] = {}
+    for dep in deps:
+        if dep in steps:
+            out[dep] = None
+            continue
+        hits = []
+        if _GLOB & set(dep):
+            hits = sorted(s for s in fnmatch.filter(steps, dep) if s != name)
+        if not hits:
+            raise UnknownDependencyError(name, dep, [s for s in steps if s != name])
+        out.update(dict.fromkeys(hits))
+    return tuple(out)
+
+
 class FlowGraph:
     """A validated DAG of steps with a deterministic topological order.
 
@@ -87,7 +112,8 @@ class FlowGraph:
             data = tuple([p for p in sp if p in steps and p != name]) if sp else ()
             for dep in deps:
                 if dep not in steps:
-                    raise UnknownDependencyError(name, dep, steps.keys())
+                    deps = _expand_globs(name, deps, steps)
+                    break
             if spec.map_over is not None and spec.map_over not in data:
                 raise UnknownDependencyError(name, spec.map_over, steps.keys())
             if spec.pool is not None:

@@ -1,16 +1,19 @@
-"""What a run shows about retries: one console line each, and the time of all attempts."""
+"""Reading a run: one console line per retry, the time of all attempts, timeouts, globs."""
 
 from __future__ import annotations
 
 import subprocess
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 from conftest import PYTHON, flowkit_env
 
-from flowkit import Flow, Status
+from flowkit import Flow, Status, UnknownDependencyError, step
+from flowkit.errors import StepTimeoutError
 from flowkit.result import ErrorInfo
 
 
@@ -89,3 +92,73 @@ def test_a_step_that_succeeds_after_timed_out_attempts_shows_the_time_of_all_of_
     text = log.read_text()
     assert "attempt 1 timed out after 0.3s (attempt abandoned)" in text
     assert "attempt 2 timed out after 0.3s (attempt abandoned)" in text
+
+
+# --- depends_on globs ---
+
+
+def test_depends_on_accepts_glob_patterns_as_rerun_does(tmp_path: Path) -> None:
+    flow = Flow("globs")
+    order: list[str] = []
+
+    for name in ("fetch_users", "fetch_orders", "audit"):
+        flow.add(step(name=name)(_recorder(order, name)))
+    flow.add(step(name="report", depends_on=["fetch_*"])(_recorder(order, "report")))
+    node = flow.graph().nodes["report"]
+    assert node.order_deps == ("fetch_orders", "fetch_users")
+    flow.run(state_dir=tmp_path)
+    assert order.index("report") > max(order.index("fetch_users"), order.index("fetch_orders"))
+
+
+def _recorder(order: list[str], name: str) -> Callable[[], None]:
+    def record() -> None:
+        order.append(name)
+
+    record.__name__ = name
+    return record
+
+
+def test_a_depends_on_pattern_that_matches_no_step_is_a_clear_error() -> None:
+    flow = Flow("noglob")
+    flow.add(step(name="load")(_recorder([], "load")))
+    flow.add(step(name="report", depends_on=["fetch_*"])(_recorder([], "report")))
+    with pytest.raises(UnknownDependencyError, match=r"'fetch_\*', a pattern that matches no"):
+        flow.graph()
+
+
+def test_a_workflow_depends_on_glob_orders_the_steps(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        textwrap.dedent(
+            """
+            name: etl
+            steps:
+              extract_a: "echo a >> order.txt"
+              extract_b: "echo b >> order.txt"
+              load:
+                run: "echo load >> order.txt"
+                depends_on: "extract_*"
+            """
+        )
+    )
+    done = _flowkit(tmp_path, "run", "wf.yaml", "-w", "3", "--plain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "order.txt").read_text().splitlines()[-1] == "load"
+    (tmp_path / "bad.yaml").write_text(
+        "steps:\n  load:\n    run: 'true'\n    depends_on: [nope_*]\n"
+    )
+    bad = _flowkit(tmp_path, "run", "bad.yaml")
+    assert bad.returncode == 2
+    assert "bad.yaml" in bad.stderr and "'nope_*', a pattern that matches no" in bad.stderr
+
+
+def test_step_timeout_error_is_raised_for_a_timed_out_attempt(tmp_path: Path) -> None:
+    flow = Flow("timeout_type")
+
+    @flow.step(timeout=0.2, giveup_on=(StepTimeoutError,), retries=3)
+    def hangs() -> None:
+        time.sleep(1.0)
+
+    result = flow.run(state_dir=tmp_path)
+    assert result["hangs"].status is Status.TIMED_OUT
+    assert result["hangs"].attempts == 1  # giveup_on matched the StepTimeoutError
+    assert result["hangs"].error is not None and result["hangs"].error.type == "StepTimeoutError"
