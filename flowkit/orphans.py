@@ -6,9 +6,9 @@ run's journal and lock open. :func:`worker_init` runs first in each such worker:
 
 - it lets go of the files it inherited from under the state folder (they become ``/dev/null``),
   so that the run lock is held by the flowkit process alone;
-- it restores the default meaning of SIGTERM (a plain ``kill`` ends it; the run's own signal
-  handlers, inherited through fork, would have ignored it) and ignores SIGINT (a Ctrl-C in the
-  terminal is for flowkit, which gives running steps their grace period);
+- a plain ``kill`` (SIGTERM) ends it: the run's own SIGTERM handler, inherited through fork,
+  would have ignored it (SIGINT keeps the inherited handling: a Ctrl-C in the terminal is for
+  flowkit, which gives running steps their grace period);
 - on Linux it asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``);
 - everywhere, a watchdog thread checks the parent every half second, in case the step holds
   the main thread in native code where no signal handler can run.
@@ -51,7 +51,6 @@ def worker_init(parent_pid: int, state_dir: str | None) -> None:
 
     Meant as a ``ProcessPoolExecutor`` initializer (or the first call of a forked child).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_term)
     if state_dir is not None:
         release_state_files(state_dir)
