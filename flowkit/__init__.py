@@ -48,6 +48,9 @@ from .result import RunResult as RunResult
 from .result import RunStatus as RunStatus
 from .result import Status as Status
 from .result import StepResult as StepResult
+from .serializers import ByType as ByType
+from .serializers import NumpySerializer as NumpySerializer
+from .serializers import ParquetSerializer as ParquetSerializer
 from .shell import ShellCommandError as ShellCommandError
 from .shell import ShellTimeoutError as ShellTimeoutError
 
@@ -55,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "ByType",
     "ConsoleListener",
     "Context",
     "CorruptStateError",
@@ -71,6 +75,8 @@ __all__ = [
     "JsonLogListener",
     "Listener",
     "LoggingListener",
+    "NumpySerializer",
+    "ParquetSerializer",
     "PickleSerializer",
     "RetryPolicy",
     "RunFinished",

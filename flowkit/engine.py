@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import capture
-from .codec import OutputMissingError, PickleSerializer, Serializer, decode, encode
+from .codec import OutputMissingError, Serializer, decode, encode
 from .context import Context
 from .dsl import Step
 from .errors import StepTimeoutError
@@ -52,6 +52,7 @@ from .limits import Limits
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
 from .rules import trigger_blocks
+from .serializers import ByType, default_registry, reader_for
 from .shell import ShellTimeoutError
 from .store import LoadedState, RunStore, duration_of
 
@@ -104,7 +105,7 @@ class Engine:
         self.flow, self.graph, self.run_id = flow, graph, run_id
         self.params = dict(params)
         self.store, self.opts, self.callbacks = store, options, callbacks
-        self.serializer = serializer or PickleSerializer()
+        self.serializer: Serializer = serializer or default_registry()
         self.rng = random.Random(options.seed)
         self.keys = KeyMaker(self.params)
         self.nodes = dict(graph.nodes)  # fan-out instances are added at run time
@@ -368,7 +369,9 @@ class Engine:
         self._release(name)
 
     def _restore(self, name: str, prev: Mapping[str, Any]) -> None:
-        value = decode(prev, self.store.outputs, self.serializer)
+        ser = self.nodes[name].spec.serializer or self.serializer
+        ref = prev.get("ref")
+        value = decode(prev, self.store.outputs, reader_for(ref, ser) if ref else ser)
         ctx = prev.get("ctx")
         if ctx is not None:
             self._ctx_update(decode(ctx, self.store.ctx_outputs, self.serializer) or {})
@@ -559,15 +562,24 @@ class Engine:
         stored."""
         value, writes, start, end, cpu, worker, peak_rss = inv
         stem = self._stem(name)
+        configured = self.nodes[name].spec.serializer or self.serializer
+        ser = configured.for_value(value) if isinstance(configured, ByType) else configured
         try:
-            enc = encode(value, self.store.outputs, stem, self.serializer)
+            try:
+                enc = encode(value, self.store.outputs, stem, ser)
+            except Exception:
+                if not isinstance(configured, ByType) or ser is configured.fallback:
+                    raise
+                ser = configured.fallback  # a value its typed serializer cannot hold
+                enc = encode(value, self.store.outputs, stem, ser)
             enc_ctx = (
                 encode(writes, self.store.ctx_outputs, stem, self.serializer) if writes else None
             )
         except Exception as exc:
             return RuntimeError(
-                f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "
-                f"{exc}); return something picklable, or configure a serializer"
+                f"step {name!r} returned a {type(value).__name__} that cannot be stored: "
+                f"{type(ser).__name__} failed ({type(exc).__name__}: {exc}). Give the step a "
+                "serializer that can store it (@step(serializer=...)), or return another value"
             )
         r = self.results[name]
         r.status, r.output, r.ended = Status.SUCCEEDED, value, end

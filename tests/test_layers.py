@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
         "remote",
     },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
-    {"graph", "store", "limits", "listeners"},
+    {"graph", "store", "limits", "listeners", "serializers"},
     {"fanout", "views", "otel", "progress", "notify"},
     {"resume"},
     {"ledger"},
