@@ -13,13 +13,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .cancel import cancel_run, was_cancelled
 from .errors import FlowkitError, StateError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
-from .result import ErrorInfo, fmt_duration
+from .result import ErrorInfo, RunResult, fmt_duration
 from .resume import CONDITION_FALSE, Decision, PlannedStep
 from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
 from .views import render_graph
@@ -54,7 +55,14 @@ def _version() -> str:
 
 def _execution_options(c: argparse.ArgumentParser) -> None:
     """How steps run, and who hears about it: shared by ``run`` and ``schedule``."""
-    c.add_argument("--workers", "-w", type=int, default=1, help="steps run at once (default 1)")
+    c.add_argument(
+        "--workers",
+        "-w",
+        "--parallelism",
+        dest="workers",
+        type=int,
+        help="steps run at once (default 1; a workflow file: its largest parallelism)",
+    )
     c.add_argument(
         "--executor", choices=EXECUTORS, help="default: inline for 1 worker, thread otherwise"
     )
@@ -145,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="fsync each journal commit (survives power loss); default flush",
     )
     r.add_argument("--seed", type=int, help="seed for retry jitter")
+    r.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the run's result as JSON to FILE (status, counts, every step)",
+    )
     r.add_argument("--log-format", choices=("text", "json"), default="text")
     r.add_argument("--quiet", "-q", action="store_true", help="print failures and summary only")
     r.add_argument("--verbose", "-v", action="store_true", help="print step starts too")
@@ -171,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
     _execution_options(sc)
     target_cmd("status", "Show each step's state in a run.")
+    target_cmd("cancel", "Ask a running run to stop gracefully (as SIGTERM); run resumes it.")
     target_cmd("show", "Show each step's state in a run (same as status).")
     e = target_cmd("explain", "Say why a step is cached or would run.")
     e.add_argument("step")
@@ -196,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         flow = load_flow(args.target)
         params = _params(args.param)
+        if getattr(args, "workers", 0) is None:
+            args.workers = getattr(flow, "default_workers", 1)
         handler = _COMMANDS[args.command]
         return handler(flow, params, args)
     except FlowkitError as exc:
@@ -246,6 +262,8 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         close = getattr(listener, "close", None)
         if close is not None:
             close()  # the live view, should the run raise
+    if args.output:
+        _write_output(args.output, result)
     return result.exit_code
 
 
@@ -256,6 +274,31 @@ def _notifiers(args: argparse.Namespace) -> list[Notifier]:
     from .notify import notifier_from_spec
 
     return [notifier_from_spec(s, args.notify_on, timeout=args.notify_timeout) for s in args.notify]
+
+
+def _write_output(path: str, result: RunResult) -> None:
+    """``--output FILE``: the run's result as JSON, every step with its exit code."""
+    import os
+    from pathlib import Path
+
+    import orjson
+
+    data = result.to_json()
+    for step in data["steps"]:
+        r = result.steps[step["name"]]
+        code = r.error.exit_code if r.error is not None else None
+        step["exit_code"] = (
+            0 if r.status.ok else (code if code is not None else (1 if r.status.failed else None))
+        )
+        step.setdefault("error", None)
+    data["exit_code"] = result.exit_code
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise UsageError(f"--output {path}: cannot write the result ({exc})") from None
 
 
 def _rich_available() -> bool:
@@ -339,6 +382,9 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
+    session = state.headers[-1].get("time") if state.headers else None
+    if status == "interrupted" and was_cancelled(store, session):
+        status = "cancelled"
     print(f"Flow {flow.name}, run {store.dir.name}: {status}")
     print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
@@ -387,6 +433,16 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
+def _cmd_cancel(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    pid = cancel_run(store)
+    print(
+        f"asked run {store.dir.name} of flow {flow.name} (pid {pid}) to stop: no new steps "
+        "start, running ones get their grace period. Run the same command again to resume."
+    )
+    return 0
+
+
 def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     name = args.step
     base = name.split("[", 1)[0]  # a fan-out instance: fetch[page-7], fit[lr=0.1]
@@ -415,7 +471,10 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
     if s.decision is Decision.CACHED:
         print(f"{name}: cached — its code, inputs and parameters are unchanged since it finished.")
     elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
-        print(f"{name}: skipped again — its when= condition was false for these inputs.")
+        print(
+            f"{name}: skipped again — its condition (when=; condition/skip_if in a "
+            "workflow file) was false for these inputs."
+        )
     elif s.decision is Decision.SKIP:
         print(f"{name}: would be skipped — {s.reason}.")
     elif s.decision is Decision.UPSTREAM_FAILED:
@@ -599,6 +658,7 @@ def _cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
 _COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
+    "cancel": _cmd_cancel,
     "schedule": _cmd_schedule,
     "show": _cmd_status,
     "explain": _cmd_explain,

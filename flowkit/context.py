@@ -7,6 +7,7 @@ return values.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
@@ -23,12 +24,26 @@ class Context(MutableMapping[str, Any]):
         params: the run parameters (given and defaulted).
         log: a logger named ``flowkit.step.<step>``.
 
+    ``ctx.upstream`` maps each upstream step's name to its ``StepResult`` (status, attempts,
+    duration, error; the output is passed as an argument to steps that take it).
+
     Reading ``ctx[key]`` sees values written by steps that finished before this one (this run or
     a resumed one) and this step's own writes. Keys cannot be deleted: a checkpointed write is
     never silently undone.
     """
 
-    __slots__ = ("_base", "attempt", "flow", "log", "params", "run_id", "step", "writes")
+    __slots__ = (
+        "_base",
+        "_results",
+        "_up",
+        "attempt",
+        "flow",
+        "log",
+        "params",
+        "run_id",
+        "step",
+        "writes",
+    )
 
     def __init__(
         self,
@@ -38,12 +53,23 @@ class Context(MutableMapping[str, Any]):
         attempt: int,
         params: Mapping[str, Any],
         base: Mapping[str, Any],
+        results: Mapping[str, Any] | None = None,
+        upstream: tuple[str, ...] = (),
     ) -> None:
         self.run_id, self.flow, self.step, self.attempt = run_id, flow, step, attempt
         self.params = dict(params)
         self.log = logging.getLogger(f"flowkit.step.{step}")
         self._base = base
         self.writes: dict[str, Any] = {}
+        self._results, self._up = results, upstream
+
+    @property
+    def upstream(self) -> dict[str, Any]:
+        """The results of this step's upstream steps, by name (see the class docstring)."""
+        results = self._results
+        if not results:
+            return {}
+        return {n: results[n] for n in self._up if n in results}
 
     def __getitem__(self, key: str) -> Any:
         if key in self.writes:
@@ -70,7 +96,21 @@ class Context(MutableMapping[str, Any]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # to a process worker: a copy of what it may read; its writes come back in the result
+        # (and the upstream results without their outputs, which steps receive as arguments)
+        upstream = {}
+        for name, result in self.upstream.items():
+            upstream[name] = light = copy.copy(result)
+            light.output = None
         return (
             Context,
-            (self.run_id, self.flow, self.step, self.attempt, self.params, dict(self._base)),
+            (
+                self.run_id,
+                self.flow,
+                self.step,
+                self.attempt,
+                self.params,
+                dict(self._base),
+                upstream,
+                tuple(upstream),
+            ),
         )

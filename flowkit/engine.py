@@ -445,7 +445,14 @@ class Engine:
             kwargs.update(node.bindings)
         if node.spec.takes_ctx:
             kwargs["ctx"] = Context(
-                self.run_id, self.flow, node.name, attempt, self.params, self.ctx_store
+                self.run_id,
+                self.flow,
+                node.name,
+                attempt,
+                self.params,
+                self.ctx_store,
+                self.results,
+                node.upstream,
             )
         return kwargs
 

@@ -57,6 +57,7 @@ class ErrorInfo:
     type: str
     message: str
     traceback: str = ""
+    exit_code: int | None = None  # a command's exit status, when a command failed
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
@@ -67,7 +68,9 @@ class ErrorInfo:
         if why:  # a stand-in for an exception that did not pickle (see flowkit.remote)
             tb = f"{fields.get('original_traceback', tb)}\n({why}; a stand-in came back)\n"
             message = f"{message} ({why})"
-        return cls(type(exc).__qualname__, message, tb)
+        code = getattr(exc, "exit_code", None)
+        exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        return cls(type(exc).__qualname__, message, tb, exit_code)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
@@ -82,13 +85,24 @@ class ErrorInfo:
             return text[: width - 6].rstrip() + " [...]"
         return text + " [...]" if len(lines) > 1 else text
 
-    def to_json(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+        }
+        if self.exit_code is not None:
+            out["exit_code"] = self.exit_code
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ErrorInfo:
+        code = data.get("exit_code")
         return cls(
-            str(data.get("type", "")), str(data.get("message", "")), str(data.get("traceback", ""))
+            str(data.get("type", "")),
+            str(data.get("message", "")),
+            str(data.get("traceback", "")),
+            code if isinstance(code, int) and not isinstance(code, bool) else None,
         )
 
 

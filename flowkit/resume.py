@@ -158,7 +158,7 @@ def changed_reason(prev: Mapping[str, Any], inputs: Inputs) -> str:
     if defaults:
         return "parameter default changed: " + ", ".join(defaults)
     if prev.get("code") != inputs.code:
-        return "code changed"
+        return _code_change(str(prev.get("code") or ""), inputs.code)
     before = prev.get("in") or {}
     changed = [n for n, h in inputs.data + inputs.order if before.get(n) != h[:INPUT_PREFIX]]
     if changed:
@@ -169,6 +169,29 @@ def changed_reason(prev: Mapping[str, Any], inputs: Inputs) -> str:
         # same name, another item or combination: an old journal's positional instance name
         return "new instance"
     return "parameters changed"
+
+
+#: ``code_version`` of workflow tasks: "wf|kind:what=hash|...", so a change can be named.
+PARTS_PREFIX = "v:wf|"
+_PART_NAMES = {"script": "script", "input": "input files", "fn": "function"}
+
+
+def _code_change(before: str, now: str) -> str:
+    """ "code changed", or for a workflow task which script, input files or settings changed."""
+    if not (before.startswith(PARTS_PREFIX) and now.startswith(PARTS_PREFIX)):
+        return "code changed"
+    old = dict(p.rpartition("=")[::2] for p in before[len(PARTS_PREFIX) :].split("|"))
+    said = []
+    for part in now[len(PARTS_PREFIX) :].split("|"):
+        label, _, h = part.rpartition("=")
+        if old.get(label) == h:
+            continue
+        kind, _, what = label.partition(":")
+        if kind in _PART_NAMES:
+            said.append(f"{_PART_NAMES[kind]} changed: {what}")
+        else:
+            said.append("task definition changed")
+    return "; ".join(said) or "task definition changed"
 
 
 def select(graph: FlowGraph, patterns: Iterable[str]) -> set[str]:

@@ -31,11 +31,19 @@ GRACE_S = 2.0
 class ShellCommandError(RuntimeError):
     """A shell step's command exited with a non-zero status."""
 
-    def __init__(self, command: str, code: int, tail: str) -> None:
-        self.command, self.code = command, code
+    def __init__(self, command: str, code: int, tail: str, what: str = "command") -> None:
+        self.command, self.code, self.tail, self.what = command, code, tail, what
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         detail = f"\n{tail}" if tail else ""
-        super().__init__(f"command {command!r} {how}{detail}")
+        super().__init__(f"{what} {command!r} {how}{detail}")
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status (negative: the signal that killed it)."""
+        return self.code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # to and from process workers
+        return (ShellCommandError, (self.command, self.code, self.tail, self.what))
 
 
 class ShellTimeoutError(TimeoutError):

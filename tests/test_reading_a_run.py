@@ -148,7 +148,7 @@ def test_a_workflow_depends_on_glob_orders_the_steps(tmp_path: Path) -> None:
     )
     bad = _flowkit(tmp_path, "run", "bad.yaml")
     assert bad.returncode == 2
-    assert "bad.yaml" in bad.stderr and "'nope_*', a pattern that matches no" in bad.stderr
+    assert "bad.yaml:4" in bad.stderr and "'nope_*', a pattern that matches no" in bad.stderr
 
 
 def test_step_timeout_error_is_raised_for_a_timed_out_attempt(tmp_path: Path) -> None:

@@ -87,13 +87,13 @@ def test_json_workflow_with_defaults_retries_a_failing_command(tmp_path: Path) -
     [
         (
             "steps:\n  a: echo\n  b:\n    run: echo\n    dependson: [a]\n",
-            3,
+            5,  # the line of the offending key
             "step 'b': unknown key 'dependson'. Did you mean 'depends_on'?",
         ),
         ("steps:\n  a:\n    depends_on: []\n", 2, "step 'a' has no 'run' command"),
         ("stepz:\n  a: echo\n", 1, "unknown key 'stepz'. Did you mean 'steps'?"),
         ("steps:\n  a: echo\n  b: [unclosed\n", 4, "not valid YAML"),
-        ("steps:\n  a:\n    run: echo\n    retries: -1\n", 2, "retries=-1 is invalid"),
+        ("steps:\n  a:\n    run: echo\n    retries: -1\n", 4, "retries=-1 is invalid"),
         ("steps:\n  a: {run: echo, trigger: sometimes}\n", 2, "trigger='sometimes' is invalid"),
     ],
 )
