@@ -78,6 +78,8 @@ class StepRow:
     order_deps: tuple[str, ...] = ()
     parent: str | None = None  # set on a fan-out instance (``load[7]``): the step it belongs to
     retried: tuple[tuple[int, str, float], ...] = ()  # (attempt, error, delay) of retried attempts
+    #: (start, end, status) of the retried attempts whose times are known, for the timeline
+    attempt_spans: tuple[tuple[float, float, str], ...] = ()
 
     @property
     def on_timeline(self) -> bool:
@@ -212,6 +214,11 @@ def _row(
     base["retried"] = tuple(
         (int(x.get("attempt", 0)), _error_text(x.get("error")), float(x.get("delay", 0.0)))
         for x in state.retries.get(name, ())
+    )
+    base["attempt_spans"] = tuple(
+        (float(x["start"]), float(x["end"]), "timed_out" if x.get("timed_out") else "failed")
+        for x in state.retries.get(name, ())
+        if isinstance(x.get("start"), (int, float)) and isinstance(x.get("end"), (int, float))
     )
     done = state.steps.get(name)
     sess = state.session.get(name)
@@ -597,6 +604,7 @@ def _timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
             "latest session (everything was cached, skipped or not reached).</p>"
         )
     t0 = min(r.start for r in ran if r.start is not None)
+    t0 = min([t0, *(a[0] for r in ran for a in r.attempt_spans)])
     if report.started is not None:
         t0 = min(t0, report.started)
     fallback_end = report.ended or max((r.end or r.start or t0) for r in ran)
@@ -606,7 +614,10 @@ def _timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
     for r in ran:
         start = r.start if r.start is not None else t0
         end = r.end if r.end is not None else fallback_end
-        lanes.setdefault(r.worker or "(worker not recorded)", []).append((start, end, r))
+        lane = lanes.setdefault(r.worker or "(worker not recorded)", [])
+        lane.append((start, end, r))
+        for a_start, a_end, a_status in r.attempt_spans:  # each retried attempt: a bar too
+            lane.append((a_start, max(a_start, a_end), replace(r, status=a_status, attempts=1)))
     order = sorted(lanes, key=lambda w: (w.startswith("("), min(b[0] for b in lanes[w]), w))
     packed = {w: _pack(lanes[w]) for w in order}
     total_rows = sum(len(p) for p in packed.values())
