@@ -7,10 +7,13 @@ state; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cancel import cancel_run, was_cancelled
@@ -543,14 +546,41 @@ def _cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
     if not runs:
         print(f"flow {flow.name} has no runs in {default_state_dir(args.state_dir)}")
         return 0
-    print(f"{'RUN ID':<32} {'STATUS':<12} {'LAST ACTIVE':<20} {'STEPS':<28} PARAMS")
+    print(f"{'RUN ID':<32} {'STATUS':<12} {'LAST ACTIVE':<20} {'SIZE':>9} {'STEPS':<28} PARAMS")
+    total = 0
     for store, info in runs:
         holder = store.holder()
         st = "running" if holder else info["status"]
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["last"] or 0))
         counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items()))
-        print(f"{store.dir.name:<32} {st:<12} {when:<20} {counts:<28} {info['params']}")
+        size = _disk_size(store.dir)
+        prev = _disk_size(store.dir.with_name(store.dir.name + ".previous"))
+        total += size + prev
+        extra = f" (+{_fmt_size(prev)} in {store.dir.name}.previous)" if prev else ""
+        print(
+            f"{store.dir.name:<32} {st:<12} {when:<20} {_fmt_size(size):>9} {counts:<28} "
+            f"{info['params']}{extra}"
+        )
+    print(f"{len(runs)} run(s), {_fmt_size(total)} on disk")
     return 0
+
+
+def _disk_size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, f), follow_symlinks=False).st_size
+    return total
+
+
+def _fmt_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
 
 
 def _age_seconds(text: str) -> float:

@@ -171,3 +171,37 @@ def test_step_timeout_error_is_raised_for_a_timed_out_attempt(tmp_path: Path) ->
     assert result["hangs"].status is Status.TIMED_OUT
     assert result["hangs"].attempts == 1  # giveup_on matched the StepTimeoutError
     assert result["hangs"].error is not None and result["hangs"].error.type == "StepTimeoutError"
+
+
+# --- runs: how much disk each run takes ---
+
+
+def test_runs_shows_each_runs_size_and_what_fresh_kept_aside(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from flowkit import Flow
+
+            big = Flow("big")
+
+            @big.step()
+            def blob() -> bytes:
+                return os.urandom(300_000)  # bytes are not JSON: a 300 KB side file
+            """
+        )
+    )
+    assert _flowkit(tmp_path, "run", "pipeline.py:big").returncode == 0
+    runs = _flowkit(tmp_path, "runs", "pipeline.py:big")
+    assert runs.returncode == 0, runs.stderr
+    header, row, total = runs.stdout.splitlines()
+    assert "SIZE" in header
+    size = row.split()[4:6]  # RUN ID, STATUS, date, time, then the size and its unit
+    assert size[1] == "KB" and 290 < float(size[0]) < 400
+    assert total.startswith("1 run(s), ")
+    assert _flowkit(tmp_path, "run", "pipeline.py:big", "--fresh").returncode == 0
+    again = _flowkit(tmp_path, "runs", "pipeline.py:big").stdout.splitlines()
+    assert "KB in big.previous)" in again[1]
+    words = again[2].split()  # 1 run(s), 587.9 KB on disk
+    assert words[:2] == ["1", "run(s),"] and words[3] == "KB"
+    assert 580 < float(words[2]) < 800  # the run and its .previous
