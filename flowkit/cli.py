@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--all", action="store_true", help="every run of the flow")
     c.add_argument("--older-than", metavar="AGE", help="runs last active before AGE ago: 30d, 12h")
     c.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    c.add_argument(
+        "--orphans",
+        action="store_true",
+        help="delete only the output files the run's latest state no longer uses",
+    )
     g = target_cmd("graph", "Print the flow's graph.")
     g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     rp = target_cmd("report", "Report a run: a short text summary, or one HTML page.")
@@ -611,6 +616,9 @@ def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
         if holder:
             print(f"kept {store.dir.name}: it is running ({holder})")
             continue
+        if args.orphans:
+            _clean_orphans(flow, store, args.dry_run)
+            continue
         if args.dry_run:
             print(f"would delete {store.dir}")
             continue
@@ -620,6 +628,23 @@ def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
             shutil.rmtree(prev)
         print(f"deleted {store.dir}")
     return 0
+
+
+def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
+    from .reclaim import find_orphans
+
+    with store.lock():  # no run of it can start meanwhile
+        found = find_orphans(flow.graph(), store, store.load())
+        if not found.files:
+            print(f"{store.dir.name}: no orphaned output files")
+            return
+        if dry_run:
+            for path in found.files:
+                print(f"would delete {path}")
+            print(f"{store.dir.name}: {len(found.files)} file(s), {_fmt_size(found.size)}")
+            return
+        freed = found.delete()
+    print(f"{store.dir.name}: deleted {len(found.files)} orphaned file(s), {_fmt_size(freed)}")
 
 
 def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

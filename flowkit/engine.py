@@ -358,7 +358,7 @@ class Engine:
         h = gather_hash([self.hashes[n] for n in done])
         self.outputs[name], self.hashes[name] = r.output, h
         self.step_keys[name] = h
-        self.ledger.gathered(name, h, len(names), r.reason)
+        self.ledger.gathered(name, h, names, r.reason)
         now = time.time()
         event: Event = (
             StepCached(self.run_id, name, now, 0.0, 1)

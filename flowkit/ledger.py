@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time as _time
+from collections.abc import Sequence
 from typing import Any
 
 from .codec import Encoded
@@ -144,7 +145,9 @@ class Ledger:
         self.store.append(rec)
         self.state.session[name] = rec  # what apply() would do, minus the dispatch
 
-    def gathered(self, name: str, content_hash: str, instances: int, reason: str) -> None:
+    def gathered(self, name: str, content_hash: str, instances: Sequence[str], reason: str) -> None:
+        """A fan-out step gathered its instances (``of``: their names, which ``clean
+        --orphans`` keeps; the outputs of instances no longer made are reclaimed)."""
         self._put(
             {
                 "ev": "done",
@@ -152,7 +155,8 @@ class Ledger:
                 "status": "succeeded",
                 "hash": content_hash,
                 "attempts": 1,
-                "instances": instances,
+                "instances": len(instances),
+                "of": list(instances),
                 "reason": reason,
             }
         )

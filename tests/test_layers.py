@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     },
     {"events", "dsl", "codec", "isolate", "shell", "executors", "rules"},
     {"graph", "store", "limits", "listeners", "wf_tasks", "serializers"},
-    {"fanout", "views", "otel", "progress", "notify", "wf_build"},
+    {"fanout", "views", "otel", "progress", "notify", "wf_build", "reclaim"},
     {"resume", "wf_notify", "wf_kinds"},
     {"ledger"},
     {"engine"},

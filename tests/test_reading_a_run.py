@@ -205,3 +205,62 @@ def test_runs_shows_each_runs_size_and_what_fresh_kept_aside(tmp_path: Path) -> 
     words = again[2].split()  # 1 run(s), 587.9 KB on disk
     assert words[:2] == ["1", "run(s),"] and words[3] == "KB"
     assert 580 < float(words[2]) < 800  # the run and its .previous
+
+
+# --- clean --orphans ---
+
+GRID = """
+    import os
+
+    from flowkit import Flow
+
+    grid = Flow("grid")
+
+    @grid.step(matrix={"depth": [int(x) for x in os.environ["DEPTHS"].split(",")]})
+    def fit(depth: int) -> tuple[int, bytes]:
+        print("fitting", depth)
+        return depth, bytes(50_000)  # a tuple: pickled to a side file
+
+    @grid.step()
+    def best(fit: list[tuple[int, bytes]]) -> int:
+        return max(d for d, _ in fit)
+"""
+
+
+def _grid(cwd: Path, depths: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "flowkit", *args],
+        cwd=cwd,
+        env=flowkit_env(DEPTHS=depths),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_clean_orphans_reclaims_the_output_of_a_value_removed_from_the_grid(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pipeline.py").write_text(textwrap.dedent(GRID))
+    assert _grid(tmp_path, "2,4,8", "run", "pipeline.py:grid").returncode == 0
+    assert _grid(tmp_path, "2,4", "run", "pipeline.py:grid").returncode == 0
+    outputs = tmp_path / ".flowkit" / "grid" / "grid" / "outputs"
+    assert (outputs / "fit[depth=8].pkl").exists()
+    dry = _grid(tmp_path, "2,4", "clean", "pipeline.py:grid", "--orphans", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "would delete .flowkit/grid/grid/outputs/fit[depth=8].pkl",
+        "grid: 1 file(s), 48.8 KB",
+    ]
+    assert (outputs / "fit[depth=8].pkl").exists()
+    done = _grid(tmp_path, "2,4", "clean", "pipeline.py:grid", "--orphans")
+    assert done.stdout.strip() == "grid: deleted 1 orphaned file(s), 48.8 KB"
+    assert sorted(p.name for p in outputs.iterdir()) == ["fit[depth=2].pkl", "fit[depth=4].pkl"]
+    again = _grid(tmp_path, "2,4", "run", "pipeline.py:grid", "--plain")
+    assert again.returncode == 0 and "fitting" not in again.stdout
+    assert "[SUCCEEDED]" not in again.stdout  # everything still used was kept
+    back = _grid(tmp_path, "2,4,8", "run", "pipeline.py:grid", "--plain")
+    assert back.returncode == 0
+    assert "[SUCCEEDED] fit[depth=8]" in back.stdout  # its output is gone: it runs again
+    nothing = _grid(tmp_path, "2,4,8", "clean", "pipeline.py:grid", "--orphans")
+    assert nothing.stdout.strip() == "grid: no orphaned output files"
