@@ -20,6 +20,7 @@ from .errors import InvalidStepOptionError as InvalidStepOptionError
 from .errors import RunLockedError as RunLockedError
 from .errors import StateError as StateError
 from .errors import StateVersionError as StateVersionError
+from .errors import StateWriteError as StateWriteError
 from .errors import StepTimeoutError as StepTimeoutError
 from .errors import UnboundParameterError as UnboundParameterError
 from .errors import UnknownDependencyError as UnknownDependencyError
@@ -89,6 +90,7 @@ __all__ = [
     "ShellTimeoutError",
     "StateError",
     "StateVersionError",
+    "StateWriteError",
     "Status",
     "Step",
     "StepCached",

@@ -64,22 +64,43 @@ if hasattr(os, "register_at_fork"):
 class StepLog:
     """The log of one step attempt: appended to ``path``, opened on the first write."""
 
-    __slots__ = ("_file", "attempt", "path", "start")
+    __slots__ = ("_file", "_lost", "attempt", "path", "start")
 
     def __init__(self, path: str, attempt: int | None, start: float) -> None:
         self.path, self.attempt, self.start = path, attempt, start
         self._file: IO[str] | None = None
+        self._lost = False
 
     def write(self, text: str) -> int:
-        if not text:
-            return 0
-        f = self._file or self._open()
-        f.write(text)
+        if not text or self._lost:
+            return len(text)
+        try:
+            f = self._file or self._open()
+            f.write(text)
+        except OSError as exc:  # a full disk must not fail the step that printed
+            self._give_up(exc)
         return len(text)
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        """The log cannot be written: drop the attempt's output from now on, and say so once."""
+        self._lost = True
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+        with contextlib.suppress(Exception):
+            print(
+                f"flowkit: warning: cannot write the step log {self.path} "
+                f"({exc.strerror or exc}); the rest of this attempt's output is dropped",
+                file=sys.__stderr__,
+            )
 
     def _open(self) -> IO[str]:
         with _open_lock:
@@ -93,7 +114,8 @@ class StepLog:
     def close(self) -> None:
         f, self._file = self._file, None
         if f is not None:
-            f.close()
+            with contextlib.suppress(OSError):  # a full disk: what could be written was
+                f.close()
 
 
 def header(attempt: int | None, start: float) -> str:
@@ -232,10 +254,14 @@ def session() -> Iterator[None]:
                 _ROOT.removeHandler(_HANDLER)
 
 
-def failed(sink: StepLog, exc: BaseException) -> None:
-    """Note in the log that the attempt raised (it also opens the log of a silent attempt)."""
+def failed(sink: StepLog, exc: BaseException, traceback: str = "") -> None:
+    """Note in the log that the attempt raised, and its ``traceback`` below (it also opens the
+    log of a silent attempt). :func:`tail` leaves both out: they are not the step's output."""
+    first = str(exc).split("\n", 1)[0]
     with contextlib.suppress(Exception):
-        sink.write(f"{MARK}attempt failed: {type(exc).__qualname__}: {exc} ===\n")
+        sink.write(f"{MARK}attempt failed: {type(exc).__qualname__}: {first} ===\n")
+        if traceback:
+            sink.write(traceback if traceback.endswith("\n") else traceback + "\n")
 
 
 def note(path: str, text: str) -> None:
@@ -260,6 +286,7 @@ def end(sink: StepLog, token: contextvars.Token[Any]) -> None:
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_FAILED = MARK + "attempt failed: "
 _HEADER = re.compile(re.escape(MARK) + r"attempt(?: \d+)? started (\S+) ")
 
 
@@ -300,7 +327,9 @@ def tail(path: str | os.PathLike[str], n: int = 10, since: float | None = None) 
                 if started < since - 1.0:
                     return []
             break
-        if not line.startswith(MARK):
+        if line.startswith(_FAILED):
+            section.clear()  # what follows the failure's marker is its traceback
+        elif not line.startswith(MARK):
             section.append(line)
     section.reverse()
     return [clean_line(x) for x in section[-n:]]

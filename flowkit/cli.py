@@ -10,28 +10,49 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import pipes
 from .cancel import cancel_run, was_cancelled
-from .errors import FlowkitError, StateError, UnknownStepError, UsageError
+from .errors import FlowkitError, StateError, StateWriteError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
-from .result import ErrorInfo, RunResult, fmt_duration
+from .result import ErrorInfo, RunResult, RunStatus, fmt_duration, shown
 from .resume import CONDITION_FALSE, Decision, PlannedStep
-from .store import LoadedState, RunStore, default_state_dir, duration_of, skip_status
+from .store import (
+    LoadedState,
+    RunStore,
+    check_folder,
+    default_state_dir,
+    duration_of,
+    skip_status,
+)
 from .views import render_graph
 
 if TYPE_CHECKING:
     from .notify import Notifier
 
 __all__ = ["main"]
+
+
+class NoSuchRunError(UsageError):
+    """An inspection command was pointed at a run that has no state."""
+
+    def __init__(self, flow: str, folder: Path) -> None:
+        super().__init__(
+            f"run {folder.name} of flow {flow} has no state (looked in {folder}); run it "
+            "first, or pass the --run-id/--param/--state-dir it used"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,12 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="bind each firing's scheduled date (YYYY-MM-DD) to this run parameter",
     )
+    sc.add_argument(
+        "--run-per",
+        choices=("firing", "day"),
+        default="firing",
+        help="firing: each firing is its own run (default); day: the firings of a day share one "
+        "run (later ones resume it, and run only what failed or changed)",
+    )
     sc.add_argument("--run-now", action="store_true", help="fire once at start, then follow --cron")
     sc.add_argument("--max-runs", type=int, metavar="N", help="stop after N firings")
     _execution_options(sc)
-    target_cmd("status", "Show each step's state in a run.")
+    for name in ("status", "show"):
+        st = target_cmd(
+            name,
+            "Show each step's state in a run" + (" (same as status)." if name == "show" else "."),
+        )
+        st.add_argument(
+            "--step",
+            metavar="STEP",
+            help="one step in detail: its error with the traceback, attempts, log",
+        )
     target_cmd("cancel", "Ask a running run to stop gracefully (as SIGTERM); run resumes it.")
-    target_cmd("show", "Show each step's state in a run (same as status).")
     e = target_cmd("explain", "Say why a step is cached or would run.")
     e.add_argument("step")
     target_cmd("runs", "List the runs of a flow.")
@@ -228,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `flowkit status ... | head`: the reader has all it wanted
+        pipes.discard(sys.stdout)
+        return pipes.EXIT_BROKEN_PIPE
 
 
 def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -272,6 +311,8 @@ def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             close()  # the live view, should the run raise
     if args.output:
         _write_output(args.output, result)
+    if result.status is RunStatus.INTERRUPTED:
+        _exit_if_abandoned(result.exit_code)
     return result.exit_code
 
 
@@ -309,6 +350,16 @@ def _write_output(path: str, result: RunResult) -> None:
         raise UsageError(f"--output {path}: cannot write the result ({exc})") from None
 
 
+def _exit_if_abandoned(code: int) -> None:
+    """Exit now if steps' threads were abandoned: the interpreter would wait for them."""
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
 def _rich_available() -> bool:
     from .progress import rich_available
 
@@ -325,13 +376,18 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         only=args.only,
     )
     rid = args.run_id or flow.run_id(params)
-    print(f"Plan for flow {flow.name}, run {rid} (dry run: nothing is executed or written)")
+    print(
+        f"Plan for flow {shown(flow.name)}, run {shown(rid)} "
+        "(dry run: nothing is executed or written)"
+    )
     for i, tier in enumerate(p.tiers):
         print(f"tier {i}:")
         for name in tier:
             s = p.steps[name]
             verdict = "run" if s.decision is Decision.RUN else s.decision.value
-            print(f"  {verdict:<6} {name}" + ("" if verdict == "cached" else f"  ({s.reason})"))
+            print(
+                f"  {verdict:<6} {shown(name)}" + ("" if verdict == "cached" else f"  ({s.reason})")
+            )
             _print_instances(s.instances)
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
@@ -375,25 +431,55 @@ def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) 
         fail_fast=not args.continue_on_error,
         listeners=listeners,
         handle_signals=True,
+        run_per=args.run_per,
     )
-    print(f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); Ctrl-C to stop")
-    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now)
+    per = "each firing is its own run" if args.run_per == "firing" else "one run per day"
+    first = "firing now" if args.run_now else "waiting for the first firing"
+    print(
+        f"Flow {flow.name}: scheduled at '{args.cron}' ({args.tz or 'UTC'}); {per}; {first}. "
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+
+    def announce(due: datetime, seconds: float) -> None:
+        print(f"Next firing at {due:%Y-%m-%d %H:%M %Z} (in {_wait_text(seconds)})", flush=True)
+
+    # between firings SIGTERM stops the scheduler as Ctrl-C does (exit 130); during a firing,
+    # the run's own handling applies (grace period, then stop)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    return schedule.loop(max_runs=args.max_runs, run_now=args.run_now, on_wait=announce)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_text(seconds: float) -> str:
+    """``2d 3h``, ``3h 2m``, ``4m 5s``, ``12s``: how long until a firing."""
+    s = max(0, round(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s % 60}s" if m else f"{s}s"
 
 
 def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
-        print(f"run {store.dir.name} of flow {flow.name} has no state yet (in {store.dir})")
-        return 0
+        raise NoSuchRunError(flow.name, store.dir)
     state = store.load()
     holder = store.holder()
+    if args.step is not None:
+        return _status_of_step(flow, store, state, args.step, holder)
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
     session = state.headers[-1].get("time") if state.headers else None
     if status == "interrupted" and was_cancelled(store, session):
         status = "cancelled"
-    print(f"Flow {flow.name}, run {store.dir.name}: {status}")
+    print(f"Flow {shown(flow.name)}, run {store.dir.name}: {status}")
     print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
     instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
     for key in dict.fromkeys([*state.steps, *state.session]):
@@ -411,7 +497,47 @@ def _cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     return 0
 
 
+def _status_of_step(
+    flow: Flow, store: RunStore, state: LoadedState, name: str, holder: str | None
+) -> int:
+    known = {*flow.steps, *state.steps, *state.session}
+    if name not in known:
+        raise UnknownStepError(name, known)
+    st = _step_state(name, state, holder)[0]
+    print(f"Step {shown(name)} of flow {shown(flow.name)}, run {store.dir.name}: {st}")
+    done = state.steps.get(name)
+    if done is not None:
+        took = duration_of(done)
+        print(f"  attempts: {done.get('attempts', '')}")
+        if took is not None:
+            print(f"  duration: {fmt_duration(took)}")
+        if done.get("reason"):
+            print(f"  reason:   {done['reason']}")
+    tries = state.retries.get(name) or []
+    for rec in tries:
+        print(
+            f"  attempt {rec.get('attempt')} failed: {ErrorInfo.from_json(rec.get('error') or {})}"
+        )
+    err = ErrorInfo.from_json(done["error"]) if done is not None and done.get("error") else None
+    if err is not None:
+        print(f"  error:    {err}")
+        for line in (err.traceback or "").rstrip("\n").split("\n"):
+            if line:
+                print(f"    {line}")
+    log = store.logs / f"{safe_name(name)}.log"
+    if log.is_file():
+        print(f"  log:      {log}")
+    return 0
+
+
 def _status_row(name: str, state: LoadedState, holder: str | None, indent: str = "") -> str:
+    st, attempts, dur, detail = _step_state(name, state, holder)
+    label = indent + shown(name)
+    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
+
+
+def _step_state(name: str, state: LoadedState, holder: str | None) -> tuple[str, str, str, str]:
+    """State, attempts, duration and detail of one step, as ``status`` shows them."""
     done = state.steps.get(name)
     sess = state.session.get(name)
     st, attempts, dur, detail = "pending", "", "", ""
@@ -437,8 +563,7 @@ def _status_row(name: str, state: LoadedState, holder: str | None, indent: str =
     tries = state.retries.get(name)
     if tries and not detail:
         detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
-    label = indent + name
-    return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
+    return st, attempts, dur, detail
 
 
 def _cmd_cancel(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -490,11 +615,20 @@ def _cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -
     else:
         print(f"{name}: would run — {s.reason}.")
     _print_instances(s.instances)
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    last = store.load().steps.get(name) if store.exists() else None
+    if last is not None and last.get("error"):
+        err = ErrorInfo.from_json(last["error"])
+        print(f"Its last attempt failed: {err}")
+        for line in (err.traceback or "").rstrip("\n").split("\n"):
+            if line:
+                print(f"  {line}")
     return 0
 
 
 def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str, Any]]]:
     root = default_state_dir(state_dir) / safe_name(flow.name)
+    check_folder(root)
     out: list[tuple[RunStore, dict[str, Any]]] = []
     if root.is_dir():
         for d in sorted(root.iterdir()):
@@ -513,7 +647,12 @@ def _run_info(store: RunStore) -> dict[str, Any]:
     journal = store.journal_path
     try:
         snap = store.summary()
-        if snap is not None and snap.get("journal_size") == journal.stat().st_size:
+        st = journal.stat()
+        if (
+            snap is not None
+            and snap.get("journal_size") == st.st_size
+            and snap.get("journal_mtime_ns", st.st_mtime_ns) == st.st_mtime_ns
+        ):
             started = snap.get("started")
             return {
                 "params": snap.get("params", {}),
@@ -622,10 +761,15 @@ def _cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
         if args.dry_run:
             print(f"would delete {store.dir}")
             continue
-        shutil.rmtree(store.dir)
         prev = store.dir.with_name(store.dir.name + ".previous")
-        if prev.exists():
-            shutil.rmtree(prev)
+        for folder in (store.dir, prev):
+            try:
+                if folder.exists():
+                    shutil.rmtree(folder)
+            except OSError as exc:
+                raise StateWriteError(
+                    folder, exc, "Make the state folder writable first."
+                ) from None
         print(f"deleted {store.dir}")
     return 0
 
@@ -661,18 +805,11 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
 
 
 def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .report import collect, render_report_html, render_text
 
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
-        print(
-            f"flowkit: error: run {store.dir.name} of flow {flow.name} has no state (looked in "
-            f"{store.dir}); run it first, or pass the --run-id/--param/--state-dir it used",
-            file=sys.stderr,
-        )
-        return 2
+        raise NoSuchRunError(flow.name, store.dir)
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
     report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
     if not args.html:

@@ -23,11 +23,17 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-from . import capture
-from .codec import OutputMissingError, Serializer, decode, encode
+from . import capture, stopping
+from .codec import (
+    OutputMissingError,
+    OutputUntrustedError,
+    Serializer,
+    decode,
+    encode,
+)
 from .context import Context
 from .dsl import Step
-from .errors import StepTimeoutError
+from .errors import StateError, StateWriteError, StepTimeoutError
 from .events import (
     Event,
     RunFinished,
@@ -49,7 +55,7 @@ from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .keys import safe_name
 from .ledger import Ledger
 from .limits import Limits
-from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
+from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult, json_params
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, decide
 from .rules import trigger_blocks
 from .serializers import ByType, default_registry, reader_for
@@ -154,23 +160,45 @@ class Engine:
         with self.store.lock():
             if fresh:
                 self.store.archive()
+            else:
+                self._set_aside_orphans()
             self.state = self.store.load()
             freeze_more()  # the loaded journal too (see Flow.run)
             result = self._execute(started, t0)
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
         return result
 
+    def _set_aside_orphans(self) -> None:
+        """Outputs beside an empty or missing journal: move them aside rather than overwrite."""
+        found = self.store.orphaned()
+        if found:
+            backup = self.store.dir.with_name(self.store.dir.name + ".previous")
+            log.warning(
+                "run folder %s has %s but its journal is %s: which steps finished is unknown, so "
+                "the run starts over; the old files were moved to %s%s",
+                self.store.dir,
+                ", ".join(found),
+                "empty" if self.store.exists() else "missing",
+                backup,
+                " (replacing what --fresh had left there)" if backup.exists() else "",
+            )
+            self.store.archive()
+
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
         self.executor = make_executor(
-            self.opts.executor, self.opts.workers, self.opts.address, str(self.store.root)
+            self.opts.executor,
+            self.opts.workers,
+            self.opts.address,
+            signals_to_parent=self.opts.handle_signals,
+            state_dir=str(self.store.root),
         )
         try:
             self._check_cluster_fit()  # before the journal is touched
+            self.store.open()
         except BaseException:
             self.executor.shutdown(wait=False)
             raise
-        self.store.open()
         self.ledger = Ledger(self.store, self.state)
         self.ledger.run_started(self.flow, self.run_id, self.params, started)
         self.store.commit()
@@ -184,10 +212,18 @@ class Engine:
         self.run_deadline = t0 + self.opts.timeout if self.opts.timeout else None
         try:
             with (
-                interruptible(self._interrupted, self._stopping_message, self.opts.handle_signals),
+                interruptible(
+                    self._interrupted,
+                    self._stopping_message,
+                    self.opts.handle_signals,
+                    self.opts.grace,
+                ),
                 capture.session(),
             ):
                 self._loop()
+        except StateError:
+            self.abandoned += 1  # the state cannot be written: do not wait for running steps
+            raise
         finally:
             clean = not self.abandoned and self.stop is None
             self.executor.shutdown(wait=clean, cancel_futures=True)
@@ -200,7 +236,7 @@ class Engine:
             {
                 "flow": self.flow,
                 "run_id": self.run_id,
-                "params": self.params,
+                "params": json_params(self.params),
                 "status": result.status.value,
                 "started": started,
                 "duration_s": result.duration_s,
@@ -299,6 +335,8 @@ class Engine:
                 return
             except OutputMissingError as exc:
                 decision, reason = Decision.RUN, f"{exc}"
+                if isinstance(exc, OutputUntrustedError):
+                    log.warning("step %r re-runs: %s", name, exc)
         if decision is Decision.SKIP:
             return self._skip(name, CONDITION_FALSE, journal=False)
         if self.opts.only is not None and name not in self.opts.only:
@@ -574,6 +612,8 @@ class Engine:
         try:
             try:
                 enc = encode(value, self.store.outputs, stem, ser)
+            except StateWriteError:
+                raise
             except Exception:
                 if not isinstance(configured, ByType) or ser is configured.fallback:
                     raise
@@ -582,6 +622,8 @@ class Engine:
             enc_ctx = (
                 encode(writes, self.store.ctx_outputs, stem, self.serializer) if writes else None
             )
+        except StateWriteError:
+            raise  # a state problem, not the step's: the run stops (exit 2)
         except Exception as exc:
             return RuntimeError(
                 f"step {name!r} returned a {type(value).__name__} that cannot be stored: "
@@ -703,6 +745,8 @@ class Engine:
                     else:
                         fut.cancel()
                         self.abandoned += 1
+                if self.stop is RunStatus.INTERRUPTED and self.opts.handle_signals:
+                    stopping.kill_all(final=False)  # shell steps, process workers
                 self.running.clear()
 
     def _due_retries(self) -> None:
@@ -728,8 +772,8 @@ class Engine:
 
     def _stopping_message(self) -> str:
         return (
-            f"no new steps start; waiting up to {self.opts.grace:g}s for {len(self.running)} "
-            "running step(s). Press Ctrl-C again to stop at once."
+            f"no new steps start; running steps get {self.opts.grace:g}s to finish, then they "
+            "are stopped. Press Ctrl-C again to stop at once."
         )
 
     # --- the result -----------------------------------------------------------------------------

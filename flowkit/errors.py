@@ -12,7 +12,8 @@ FlowkitError                every error flowkit raises on purpose; ``exit_code``
 ├── StateError                          the state folder cannot be used: exit 2, files untouched
 │   ├── CorruptStateError
 │   ├── StateVersionError
-│   └── RunLockedError
+│   ├── RunLockedError
+│   └── StateWriteError             the disk refused a write (full, read-only, not a folder)
 ├── ExecutorUnavailableError            an optional backend is not installed: exit 2
 └── ExtraUnavailableError (+ImportError) an optional feature's extra is not installed: exit 2
 
@@ -25,6 +26,7 @@ StepTimeoutError (+TimeoutError)        an attempt ran past its step's ``timeout
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -41,6 +43,7 @@ __all__ = [
     "RunLockedError",
     "StateError",
     "StateVersionError",
+    "StateWriteError",
     "StepTimeoutError",
     "UnboundParameterError",
     "UnknownDependencyError",
@@ -210,6 +213,39 @@ class RunLockedError(StateError):
             f"run {run_id!r} is already running ({holder}). Wait for it to finish, or stop it; "
             "a lock left by a killed process is released automatically."
         )
+
+
+class StateWriteError(StateError):
+    """The state folder cannot be written: the disk is full, it is read-only, or not a folder.
+
+    Temporary files are removed and the journal keeps its last complete record, so the run can be
+    resumed once the cause is fixed.
+    """
+
+    def __init__(self, path: Path, cause: OSError, hint: str | None = None) -> None:
+        self.path, self.cause = path, cause
+        reason = cause.strerror or str(cause)
+        if hint is None:
+            hint = (
+                f"{_write_hint(cause)} Finished steps are kept: run the same command again to "
+                "resume once this is fixed."
+            )
+        super().__init__(f"cannot write state to {path}: {reason}. {hint}")
+
+
+def _write_hint(cause: OSError) -> str:
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "Free some space (or raise the quota), or pass --state-dir on another disk."
+    if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            "The state folder is read-only: make it writable, or pass a writable --state-dir "
+            "(status, report, runs, logs, explain and graph only read it)."
+        )
+    if cause.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "A file is in the way of the state folder: pass --state-dir a folder, or move it."
+    if cause.errno == errno.ENAMETOOLONG:
+        return "Use a shorter --state-dir."
+    return "Check the state folder, or pass another --state-dir."
 
 
 class ExecutorUnavailableError(FlowkitError):

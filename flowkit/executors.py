@@ -14,15 +14,17 @@ import asyncio
 import contextlib
 import inspect
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from . import capture, orphans, usage
+from . import capture, orphans, stopping, usage
 from .errors import ExecutorUnavailableError, UsageError
 from .remote import portable
+from .result import user_traceback
 
 __all__ = [
     "EXECUTORS",
@@ -65,13 +67,17 @@ class _Attempt:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        text = ""
         if exc is not None:
-            # where the failed attempt ran travels with the exception (pickled with it too)
+            # where the failed attempt ran, and the step's frames, travel with the exception
+            # (pickled with it too: a process or Dask worker's traceback is not)
+            text = user_traceback(exc)
             with contextlib.suppress(Exception):
                 exc.flowkit_worker = _worker_id()  # type: ignore[attr-defined]
+                exc.flowkit_traceback = text  # type: ignore[attr-defined]
         if self.sink is not None:
             if exc is not None:
-                capture.failed(self.sink, exc)
+                capture.failed(self.sink, exc, text)
             capture.end(self.sink, self.tokens[1])
         usage.end(self.tokens[0])
 
@@ -179,7 +185,9 @@ class InlineExecutor(Executor):
         try:
             return _Finished(fn(*args, **kwargs), None)
         except BaseException as exc:  # the step's failure is data for the engine
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # sys.exit() in a step fails the step, as on every other executor; so does a
+            # KeyboardInterrupt the step raised itself, but not a real Ctrl-C: that stops the run
+            if isinstance(exc, KeyboardInterrupt) and stopping.signal_arrived():
                 raise
             return _Finished(None, exc)
 
@@ -210,22 +218,6 @@ def call_portable(fn: Callable[..., Any], /, *args: Any) -> Any:
         if standin is exc:
             raise
         raise standin from None
-
-
-class _ProcessPool(ProcessPoolExecutor):
-    """The stdlib pool, with workers that die with this process and portable exceptions."""
-
-    def __init__(self, workers: int, state_dir: str | None) -> None:
-        super().__init__(
-            max_workers=workers,
-            initializer=orphans.worker_init,
-            initargs=(os.getpid(), state_dir),
-        )
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if kwargs:
-            raise TypeError("flowkit's process pool takes positional arguments only")
-        return super().submit(call_portable, fn, *args)
 
 
 class _DaskExecutor(Executor):
@@ -280,13 +272,71 @@ class _DaskExecutor(Executor):
             self.cluster.close()
 
 
+class _ProcessPool(ProcessPoolExecutor):
+    """The stdlib process pool, whose workers a hard stop of flowkit can kill.
+
+    With ``signals_to_parent``, the workers leave Ctrl-C to the parent (a terminal sends it to
+    every process of the group), which gives running steps their grace period.
+    """
+
+    def __init__(self, workers: int, signals_to_parent: bool, state_dir: str | None) -> None:
+        super().__init__(
+            max_workers=workers,
+            initializer=_pool_worker_init,
+            initargs=(signals_to_parent, os.getpid(), state_dir),
+        )
+        self._token = stopping.register(self.kill_workers)
+
+    def kill_workers(self, wait: float = 1.0) -> None:
+        """SIGTERM every worker: each kills the processes its steps started, then exits. Those
+        still alive after ``wait`` seconds (a step stuck in C code) get SIGKILL."""
+        procs = list((getattr(self, "_processes", None) or {}).values())
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            raise TypeError("flowkit's process pool takes positional arguments only")
+        return super().submit(call_portable, fn, *args)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        stopping.forget(self._token)
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _pool_worker_init(signals_to_parent: bool, parent: int, state_dir: str | None) -> None:
+    stopping.die_with_children_on_sigterm()
+    signal.signal(
+        signal.SIGINT, _ignore_signal if signals_to_parent else signal.default_int_handler
+    )
+    orphans.worker_init(parent, state_dir)  # dies with flowkit, holds no state file
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """A handler that does nothing (unlike SIG_IGN, not inherited by programs a step runs)."""
+
+
 def make_executor(
-    kind: str, workers: int, address: str | None = None, state_dir: str | None = None
+    kind: str,
+    workers: int,
+    address: str | None = None,
+    *,
+    signals_to_parent: bool = False,
+    state_dir: str | None = None,
 ) -> Executor:
     """The executor named ``kind`` with ``workers`` workers.
 
-    ``state_dir``: process workers let go of the files they inherited from under it (the
-    journal, the run lock), so that only the process running the flow holds them.
+    ``signals_to_parent``: the caller handles SIGINT/SIGTERM for the run (process workers then
+    ignore the Ctrl-C a terminal also sends them). ``state_dir``: process workers let go of
+    the files they inherited from under it (the journal, the run lock), so that only the
+    process running the flow holds them.
 
     Raises:
         UsageError: unknown kind or workers < 1.
@@ -299,7 +349,7 @@ def make_executor(
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
-        return _ProcessPool(workers, state_dir)
+        return _ProcessPool(workers, signals_to_parent, state_dir)
     if kind == "dask":
         return _DaskExecutor(address, workers)
     raise UsageError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -9,7 +10,6 @@ import os
 import queue
 import sys
 import threading
-import types
 import typing
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -22,6 +22,7 @@ from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
 from .keys import load_code_cache, run_id_for, save_code_cache
+from .params import ParamValueError, convert, describe
 from .result import RunResult
 from .resume import KeyMaker, Plan, plan, select
 from .shell import ShellCommand
@@ -210,25 +211,14 @@ class Flow:
         for node in g.nodes.values():
             if key not in node.run_params:
                 continue
-            kind = _scalar_kind(node.spec.annotations.get(key))
+            ann = _annotation(node.spec, key)
             try:
-                if kind == "int":
-                    return int(value)
-                if kind == "float":
-                    return float(value)
-                if kind == "bool":
-                    low = value.lower()
-                    if low in ("1", "true", "yes", "on"):
-                        return True
-                    if low in ("0", "false", "no", "off"):
-                        return False
-                    raise ValueError(value)
-            except ValueError:
+                return convert(value, ann)
+            except ParamValueError as exc:
                 raise UsageError(
-                    f"--param {key}={value}: step {node.name!r} declares {key}: {kind}, "
-                    f"and {value!r} is not a valid {kind}"
+                    f"parameter {key}={value!r}: step {node.name!r} declares "
+                    f"{key}: {describe(ann)}, and {exc}"
                 ) from None
-            return value
         return value
 
     def run_id(self, params: Mapping[str, Any] | None = None) -> str:
@@ -337,6 +327,8 @@ class Flow:
 
         Raises:
             FlowDefinitionError, UsageError, StateError: before anything runs or is written.
+            StateWriteError: the disk refused a write of the run's state (full, read-only); at any
+                point of the run, which stops there and can be resumed once the cause is fixed.
         """
         listeners, notifiers = _split_notifiers(
             listeners, [*self.notify, *_notifiers(notify, "notify=")]
@@ -497,16 +489,15 @@ def _split_notifiers(
     return [x for x in given if not isinstance(x, Notifier)], notifiers
 
 
-def _scalar_kind(ann: Any) -> str | None:
-    """``"int"``, ``"float"``, ``"bool"`` or ``"str"`` for such an annotation (Optional too)."""
+def _annotation(spec: Step, key: str) -> Any:
+    """The annotation of parameter ``key`` of ``spec``'s function, resolved if it is a string
+    (``from __future__ import annotations``); the string itself if it cannot be resolved."""
+    ann = spec.annotations.get(key)
     if isinstance(ann, str):
-        parts = [p.strip() for p in ann.replace("Optional[", "").rstrip("]").split("|")]
-        parts = [p for p in parts if p not in ("None", "")]
-        return parts[0] if len(parts) == 1 else None
-    args = [a for a in typing.get_args(ann) if a is not type(None)]
-    if args and typing.get_origin(ann) in (typing.Union, types.UnionType):
-        return _scalar_kind(args[0]) if len(args) == 1 else None
-    return getattr(ann, "__name__", None)
+        # a name the module imports only under TYPE_CHECKING, say, leaves the string
+        with contextlib.suppress(Exception):
+            ann = typing.get_type_hints(spec.fn).get(key, ann)
+    return ann
 
 
 def _shell_timeout(spec: Step) -> Step:

@@ -11,7 +11,6 @@ started), then SIGKILL after a grace period, so nothing the step spawned survive
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import pickle
@@ -22,7 +21,7 @@ from concurrent.futures import Executor, Future
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import orphans, usage
+from . import orphans, stopping, usage
 from .remote import portable
 
 __all__ = ["DaemonThreadExecutor", "IsolatedExecutor", "KillableFuture"]
@@ -42,15 +41,10 @@ class KillableFuture(Future[Any]):
         pid = self.pid
         if pid is None:
             return
-        _signal_group(pid, signal.SIGTERM)
-        timer = threading.Timer(grace, _signal_group, (pid, signal.SIGKILL))
+        stopping.kill_group(pid, signal.SIGTERM)
+        timer = threading.Timer(grace, stopping.kill_group, (pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 def _child(
@@ -62,7 +56,12 @@ def _child(
     kwargs: Any,
 ) -> None:
     os.setsid()  # a group of its own: a kill reaches everything the step starts
-    orphans.worker_init(parent, state_dir)
+    # the parent's handlers (the run's clean stop) are not the step's: a SIGTERM from a kill
+    # must end the child (and the shell commands it started, in sessions of their own), and
+    # Ctrl-C mean what it means in any Python program
+    stopping.die_with_children_on_sigterm()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    orphans.worker_init(parent, state_dir)  # and it dies with flowkit
     try:
         value = fn(*args, **kwargs)
         if isinstance(value, tuple) and len(value) == 7:  # an Invocation: add our peak memory
@@ -103,6 +102,7 @@ class IsolatedExecutor(Executor):
         proc.start()
         send.close()
         fut.pid = proc.pid
+        token = stopping.register_group(proc.pid)  # a hard stop of flowkit kills it too
 
         def wait_for_child() -> None:
             try:
@@ -119,6 +119,9 @@ class IsolatedExecutor(Executor):
             finally:
                 recv.close()
             proc.join()
+            stopping.forget(token)
+            if not ok:
+                stopping.hold_if_stopping()  # killed because flowkit exits now: not a failure
             if fut.done():
                 return
             if ok:

@@ -20,7 +20,7 @@ import sysconfig
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import orjson
@@ -39,15 +39,28 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+#: Longer names are shortened (with a hash) in file names: file systems allow 255 bytes, and
+#: flowkit adds suffixes (``.previous``, ``.pkl``, temporary-file names).
+NAME_MAX = 200
+
+
 def safe_name(name: str) -> str:
-    """``name`` made safe as a file or folder name (same name, same result)."""
+    """``name`` made safe as a file or folder name (same name, same result): unsafe characters
+    are replaced and long names shortened, both with a hash of the name added."""
     cleaned = _SAFE.sub("_", name).strip(".") or "_"
-    return cleaned if cleaned == name else f"{cleaned[:80]}-{digest(name)[:8]}"
+    if cleaned == name and len(name) <= NAME_MAX:
+        return name
+    return f"{cleaned[:80]}-{digest(name)[:8]}"
 
 
 def canonical(params: Mapping[str, Any]) -> bytes:
     """Parameters as canonical JSON bytes (sorted keys), for ids and keys."""
-    return orjson.dumps(dict(params), option=orjson.OPT_SORT_KEYS, default=repr)
+    return orjson.dumps(dict(params), option=orjson.OPT_SORT_KEYS, default=_param_default)
+
+
+def _param_default(value: Any) -> Any:
+    # a path keeps the id and keys it had as the text given on the command line
+    return str(value) if isinstance(value, PurePath) else repr(value)
 
 
 def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
@@ -66,7 +79,7 @@ def step_key(
     """The cache key of one step execution (see the module docstring)."""
     data = "|".join([f"{n}={h}" for n, h in data_inputs])
     order = "|".join([f"{n}={h}" for n, h in order_inputs])
-    p = orjson.dumps(params, default=repr) if params else b"[]"
+    p = orjson.dumps(params, default=_param_default) if params else b"[]"
     return digest(f"{code}\x00{data}\x00{order}\x00".encode() + p)
 
 

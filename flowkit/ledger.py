@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .codec import Encoded
-from .result import ErrorInfo, Status, StepResult
+from .result import ErrorInfo, Status, StepResult, json_params
 from .resume import Inputs
 from .store import FORMAT, LoadedState, RunStore
 
@@ -39,7 +39,7 @@ class Ledger:
                 "format": FORMAT,
                 "flow": flow,
                 "run_id": run_id,
-                "params": params,
+                "params": json_params(params),
                 "time": time,
                 "pid": os.getpid(),
             }

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import pipes
 from .capture import tail
 from .events import (
     Event,
@@ -23,7 +24,7 @@ from .events import (
     StepSucceeded,
 )
 from .keys import safe_name
-from .result import RunStatus, Status, fmt_duration
+from .result import RunStatus, Status, fmt_duration, shown
 
 __all__ = ["ConsoleListener", "JsonLogListener", "LoggingListener"]
 
@@ -35,7 +36,8 @@ def _attempts(n: int) -> str:
 class ConsoleListener:
     """Prints one plain line per finished step and the run's summary (no control characters).
 
-    ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts too.
+    ``verbosity``: 0 prints only failures and the summary, 1 every finished step, 2 starts and
+    the traceback of each failure too (the step's own frames).
     A failed step's line is followed by the last ``tail_lines`` lines of its captured log: the
     file named by the event's ``log_path``, else ``<logs_dir>/<step>.log`` when ``logs_dir`` is
     given (``RunStore.logs``).
@@ -56,8 +58,7 @@ class ConsoleListener:
         self._run_started: float | None = None
 
     def _print(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        pipes.write(self.stream, line + "\n")
 
     def on_event(self, event: Event) -> None:
         v = self.verbosity
@@ -65,43 +66,51 @@ class ConsoleListener:
             self._run_started = event.time
             if v >= 1:
                 how = "resuming" if event.resumed else "starting"
-                self._print(f"Flow {event.flow}: {how} run {event.run_id} ({event.total} steps)")
+                self._print(
+                    f"Flow {shown(event.flow)}: {how} run {shown(event.run_id)} "
+                    f"({event.total} steps)"
+                )
         elif isinstance(event, StepStarted):
             if v >= 2:
-                self._print(f"[STARTED]   {event.step} (attempt {event.attempt}; {event.reason})")
+                self._print(
+                    f"[STARTED]   {shown(event.step)} (attempt {event.attempt}; {event.reason})"
+                )
         elif isinstance(event, StepSucceeded):
             if v >= 1:
                 why = f"; {event.reason}" if event.reason not in ("", "new") else ""
                 self._print(
-                    f"[SUCCEEDED] {event.step} ({_attempts(event.attempts)}, "
+                    f"[SUCCEEDED] {shown(event.step)} ({_attempts(event.attempts)}, "
                     f"{fmt_duration(event.duration_s)}{why})"
                 )
         elif isinstance(event, StepCached):
             if v >= 1:
                 self._print(
-                    f"[CACHED]    {event.step} ({_attempts(event.attempts)}, "
+                    f"[CACHED]    {shown(event.step)} ({_attempts(event.attempts)}, "
                     f"{fmt_duration(event.duration_s)}, finished earlier)"
                 )
         elif isinstance(event, StepRetrying):
             # one line per retry: the whole error is in the step's log and `flowkit status`
             what = "timed out" if event.timed_out else f"failed: {event.error.headline()}"
             self._print(
-                f"[RETRY]     {event.step} attempt {event.attempt} {what}; "
+                f"[RETRY]     {shown(event.step)} attempt {event.attempt} {what}; "
                 f"retrying in {event.delay_s:.2f}s"
             )
         elif isinstance(event, StepFailed):
             label = "[TIMED OUT]" if event.timed_out else "[FAILED]   "
             self._print(
-                f"{label} {event.step} ({_attempts(event.attempts)}, "
+                f"{label} {shown(event.step)} ({_attempts(event.attempts)}, "
                 f"{fmt_duration(event.duration_s)}): {event.error.headline()}"
             )
+            if v >= 2 and event.error is not None and event.error.traceback:
+                for line in event.error.traceback.rstrip("\n").split("\n"):
+                    self._print(f"            ! {line}".rstrip())
             self._print_tail(event)
         elif isinstance(event, StepSkipped):
             if v >= 1:
                 label = (
                     "[UPSTREAM_FAILED]" if event.status is Status.UPSTREAM_FAILED else "[SKIPPED]  "
                 )
-                self._print(f"{label} {event.step}: {event.reason}")
+                self._print(f"{label} {shown(event.step)}: {event.reason}")
         elif isinstance(event, RunFinished):
             result = event.result
             self._print(result.summary())
@@ -213,5 +222,4 @@ class JsonLogListener:
         if isinstance(event, RunFinished):
             data["status"] = event.status.value
             data["counts"] = event.result.counts()
-        self.stream.write(orjson.dumps(data, default=str).decode() + "\n")
-        self.stream.flush()
+        pipes.write(self.stream, orjson.dumps(data, default=str).decode() + "\n")

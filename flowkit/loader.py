@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from types import ModuleType
@@ -49,11 +50,35 @@ def load_flow(target: str) -> Flow:
     if len(flows) == 1:
         return next(iter(flows.values()))
     if not flows:
-        raise UsageError(f"{spec} defines no Flow; create one with flowkit.Flow('name')")
+        hint = ""
+        if spec in sys.stdlib_module_names:
+            hint = (
+                f" ({spec} is a module of the Python standard library, found before a file of "
+                f"yours with that name: rename your file, e.g. to {spec}_flow.py)"
+            )
+        raise UsageError(f"{spec} defines no Flow; create one with flowkit.Flow('name'){hint}")
     raise UsageError(
         f"{spec} defines several flows ({', '.join(sorted(flows))}); "
         f"name one: {spec}:{sorted(flows)[0]}"
     )
+
+
+def _library_module(name: str, existing: ModuleType | None) -> str | None:
+    """What a module named ``name`` already is, if it must not be replaced: the standard
+    library's, or an installed package's (flowkit's own dependencies among them)."""
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return "the Python standard library module"
+    origin = getattr(existing, "__file__", None) if existing is not None else None
+    if name == "flowkit" or (origin and str(Path(origin).resolve()).startswith(_LIB_DIRS)):
+        return "the installed module"
+    return None
+
+
+_LIB_DIRS = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths().get(k) for k in ("stdlib", "purelib", "platlib")}
+    if p
+)
 
 
 def _flows(module: ModuleType) -> dict[str, Flow]:
@@ -94,6 +119,13 @@ def _import_file(path: Path) -> ModuleType:
     existing = sys.modules.get(name)
     if existing is not None and getattr(existing, "__file__", None) == str(path):
         return existing
+    shadowed = _library_module(name, existing)
+    if shadowed:
+        raise UsageError(
+            f"{path}: a pipeline file cannot have the name of {shadowed} {name!r}: loading it "
+            f"would replace that module for flowkit and your steps. Rename the file, e.g. to "
+            f"{name}_flow.py"
+        )
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)

@@ -6,15 +6,13 @@ run's journal and lock open. :func:`worker_init` runs first in each such worker:
 
 - it lets go of the files it inherited from under the state folder (they become ``/dev/null``),
   so that the run lock is held by the flowkit process alone;
-- a plain ``kill`` (SIGTERM) ends it: the run's own SIGTERM handler, inherited through fork,
-  would have ignored it (SIGINT keeps the inherited handling: a Ctrl-C in the terminal is for
-  flowkit, which gives running steps their grace period);
 - on Linux it asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``);
 - everywhere, a watchdog thread checks the parent every half second, in case the step holds
   the main thread in native code where no signal handler can run.
 
 Either way the worker first kills the process groups of the shell commands it is running
-(:func:`track_group`), then exits.
+(those registered with :mod:`flowkit.stopping`), then exits. The SIGTERM handler that does so is
+the caller's: :func:`flowkit.stopping.die_with_children_on_sigterm`.
 """
 
 from __future__ import annotations
@@ -25,25 +23,15 @@ import signal
 import sys
 import threading
 import time
-from types import FrameType
 
-__all__ = ["WATCH_INTERVAL_S", "release_state_files", "track_group", "untrack_group", "worker_init"]
+from . import stopping
+
+__all__ = ["WATCH_INTERVAL_S", "release_state_files", "worker_init"]
 
 #: How often the watchdog looks at the parent process.
 WATCH_INTERVAL_S = 0.5
 
 _PR_SET_PDEATHSIG = 1
-_groups: set[int] = set()
-
-
-def track_group(pgid: int) -> None:
-    """Remember a process group this process started (killed if this worker has to die)."""
-    _groups.add(pgid)
-
-
-def untrack_group(pgid: int) -> None:
-    """Forget a process group that has ended."""
-    _groups.discard(pgid)
 
 
 def worker_init(parent_pid: int, state_dir: str | None) -> None:
@@ -51,7 +39,6 @@ def worker_init(parent_pid: int, state_dir: str | None) -> None:
 
     Meant as a ``ProcessPoolExecutor`` initializer (or the first call of a forked child).
     """
-    signal.signal(signal.SIGTERM, _on_term)
     if state_dir is not None:
         release_state_files(state_dir)
     parent = os.getppid()
@@ -133,12 +120,6 @@ def _watch(parent: int) -> None:
     _die()
 
 
-def _on_term(signum: int, frame: FrameType | None) -> None:
-    _die(128 + signum)
-
-
 def _die(code: int = 1) -> None:
-    for pgid in list(_groups):
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
+    stopping.kill_all()
     os._exit(code)

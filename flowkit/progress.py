@@ -29,6 +29,7 @@ from .events import (
 )
 from .listeners import log_path_of
 from .result import RunStatus, Status, fmt_duration
+from .result import shown as escaped
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -137,7 +138,7 @@ class LiveListener:
             for name, (attempt, started, note) in shown[: self.max_running]:
                 table.add_row(
                     Text("  ▸", style="cyan"),
-                    Text(name),
+                    Text(escaped(name)),
                     Text(fmt_duration(max(0.0, now - started)), style="dim"),
                     Text(f"attempt {attempt}" + (f" ({note})" if note else ""), style="dim"),
                 )
@@ -183,7 +184,7 @@ class LiveListener:
     def _line(self, mark: str, style: str, name: str, detail: str = "") -> None:
         from rich.text import Text
 
-        text = Text.assemble((f"{mark} ", style), (name, "bold"))
+        text = Text.assemble((f"{mark} ", style), (escaped(name), "bold"))
         if detail:
             text.append(f"  {detail}", style="dim" if style != "red" else "")
         self.console.print(text, soft_wrap=True)

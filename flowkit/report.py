@@ -24,7 +24,7 @@ from typing import Any
 
 from .flow import Flow
 from .graph import FlowGraph
-from .result import ErrorInfo, fmt_duration
+from .result import ErrorInfo, fmt_duration, shown
 from .store import LoadedState, duration_of, skip_status
 from .views import STATUS_COLOURS
 
@@ -282,7 +282,7 @@ def _int(v: Any) -> int | None:
 def render_text(report: RunReport, *, slowest: int = 5) -> str:
     """A short plain-text report: verdict, counts, failures, skips and the slowest steps."""
     counts = ", ".join(f"{n} {s}" for s, n in report.counts().items()) or "no steps"
-    lines = [f"Flow {report.flow}, run {report.run_id}: {report.status}"]
+    lines = [f"Flow {shown(report.flow)}, run {shown(report.run_id)}: {report.status}"]
     when = _fmt_time(report.started) if report.started is not None else "never"
     took = fmt_duration(report.duration) if report.duration is not None else "unknown"
     lines.append(f"  session {report.sessions} started {when}, took {took}")
@@ -292,17 +292,18 @@ def render_text(report: RunReport, *, slowest: int = 5) -> str:
     failed = [r for r in report.steps if r.status in ("failed", "timed_out", "interrupted")]
     for r in failed:
         what = f"{r.error_type}: {r.error_message}" if r.error_type else r.reason
-        lines.append(f"  {r.status.upper()} {r.name}: {_one_line(what)}")
+        lines.append(f"  {r.status.upper()} {shown(r.name)}: {_one_line(what)}")
     for r in report.steps:
         if r.status in ("upstream_failed", "skipped"):
-            lines.append(f"  {r.status} {r.name}: {_one_line(r.reason)}")
+            lines.append(f"  {r.status} {shown(r.name)}: {_one_line(r.reason)}")
     ran = sorted(
         (r for r in report.steps if r.on_timeline and r.duration is not None),
         key=lambda r: -(r.duration or 0.0),
     )[:slowest]
     if ran:
         lines.append(
-            "  slowest: " + ", ".join(f"{r.name} ({fmt_duration(r.duration or 0.0)})" for r in ran)
+            "  slowest: "
+            + ", ".join(f"{shown(r.name)} ({fmt_duration(r.duration or 0.0)})" for r in ran)
         )
     lines += [f"  alert {alert_line(a)}" for a in report.alerts]
     return "\n".join(lines)

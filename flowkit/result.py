@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import PurePath
 from typing import Any
 
-__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult"]
+__all__ = ["ErrorInfo", "RunResult", "RunStatus", "Status", "StepResult", "json_params"]
 
 
 class Status(str, Enum):
@@ -50,6 +52,44 @@ class RunStatus(str, Enum):
     TIMED_OUT = "timed_out"
 
 
+_OWN = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Frames of the machinery between flowkit and a step: pools, threads, event loops.
+_MACHINERY = tuple(
+    os.sep + os.path.join(*parts)
+    for parts in (
+        ("concurrent", "futures", ""),
+        ("asyncio", ""),
+        ("multiprocessing", ""),
+        ("threading.py",),
+    )
+)
+
+
+def _is_user_frame(filename: str) -> bool:
+    return not filename.startswith(_OWN) and not any(m in filename for m in _MACHINERY)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback as Python prints it, without flowkit's own frames (nor those of the
+    pools and event loops that ran the step): what the step's code did. Chained exceptions
+    (``raise ... from``, errors while handling another) are kept, trimmed the same way."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    seen: set[int] = set()
+    todo = [te]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list(
+            [f for f in t.stack if _is_user_frame(f.filename)]
+        )
+        todo.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+    text = "".join(te.format())
+    # an exception raised by flowkit itself has no user frame: its one line says it all
+    return text.replace("Traceback (most recent call last):\n", "", 1) if not te.stack else text
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """An exception, reduced to what can be stored and shown: type, message, traceback."""
@@ -61,12 +101,18 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        """The error of ``exc``; its traceback shows the step's own frames (see
+        :func:`user_traceback`), as taken where it was raised if it crossed a process."""
+        tb = getattr(exc, "flowkit_traceback", None)
+        if not isinstance(tb, str):
+            tb = user_traceback(exc)
         message = str(exc)
         fields = getattr(exc, "__dict__", {})
         why = fields.get("pickle_error")
         if why:  # a stand-in for an exception that did not pickle (see flowkit.remote)
-            tb = f"{fields.get('original_traceback', tb)}\n({why}; a stand-in came back)\n"
+            if not isinstance(fields.get("flowkit_traceback"), str):
+                tb = str(fields.get("original_traceback", tb))
+            tb = f"{tb.rstrip()}\n({why}; a stand-in came back)\n"
             message = f"{message} ({why})"
         code = getattr(exc, "exit_code", None)
         exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
@@ -151,6 +197,12 @@ class StepResult:
         return out
 
 
+def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run parameters as the journal and reports store them: a path as its text (dates, enums,
+    lists and dicts are JSON already)."""
+    return {k: str(v) if isinstance(v, PurePath) else v for k, v in params.items()}
+
+
 @dataclass(slots=True)
 class RunResult:
     """The result of ``Flow.run``: per-step results (in topological order) and the run status."""
@@ -214,19 +266,20 @@ class RunResult:
         counts = self.counts()
         parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
         lines = [
-            f"Flow {self.flow} {verdict} — run {self.run_id}: {', '.join(parts) or 'no steps'} "
+            f"Flow {shown(self.flow)} {verdict} — run {shown(self.run_id)}: "
+            f"{', '.join(parts) or 'no steps'} "
             f"in {_fmt_duration(self.duration_s)}"
         ]
         for r in self.steps.values():
             if r.status.failed and r.error:
-                lines.append(f"  {r.name}: {r.error.headline()}")
+                lines.append(f"  {shown(r.name)}: {r.error.headline()}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "flow": self.flow,
             "run_id": self.run_id,
-            "params": self.params,
+            "params": json_params(self.params),
             "status": self.status.value,
             "started": self.started,
             "duration_s": round(self.duration_s, 6),
@@ -245,3 +298,11 @@ def _fmt_duration(seconds: float) -> str:
 
 
 fmt_duration = _fmt_duration
+
+
+def shown(name: str) -> str:
+    """``name`` for the console: control characters (a newline, an escape sequence) written as
+    escapes, so a step, flow or run name can neither break a line nor drive the terminal."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

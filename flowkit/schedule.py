@@ -1,11 +1,13 @@
 """Running a flow on a cron schedule, in the foreground: ``flowkit schedule TARGET --cron ...``.
 
 No daemon and no server: one process waits for the next cron time, runs the flow, and waits
-again (run it under systemd, a container or ``nohup``). Each firing is its own run, named after
-its scheduled time (``daily-20261125T0200``), or bound to a run parameter with ``time_param`` /
-``date_param`` so that the run id follows from the parameters as usual. A firing that finds its
-run already done resumes it, which runs nothing. Firings missed while a run was going on (or
-while the process was down) are not made up: the next one is the next cron time from now.
+again (run it under systemd, a container or ``nohup``). Each firing is its own run by default,
+named after the run's parameters and its scheduled time (``nightly-20261125T0200``): the
+scheduled time and date can also be passed to a run parameter (``time_param`` / ``date_param``).
+``run_per="day"`` makes the firings of a day share one run instead: the first does the work, and
+later ones resume it (they run nothing unless something failed or changed). Firings missed while
+a run was going on (or while the process was down) are not made up: the next one is the next
+cron time from now.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any
 
 from .errors import ExtraUnavailableError, RunLockedError, UsageError
 from .flow import Flow
+from .keys import run_id_for
 from .result import RunResult, RunStatus
 
-__all__ = ["Schedule"]
+__all__ = ["RUN_PER", "Schedule"]
+
+#: How firings map to runs: each its own run, or one run per day.
+RUN_PER = ("firing", "day")
 
 log = logging.getLogger("flowkit")
 
@@ -34,8 +40,11 @@ class Schedule:
             ``tz`` is given.
         params: run parameters for every firing.
         time_param / date_param: bind the firing's scheduled time (ISO, ``2026-11-25T02:00:00``)
-            or date (``2026-11-25``) to this run parameter; without either, each firing gets the
-            run id ``<flow>-<YYYYmmddTHHMM>``.
+            or date (``2026-11-25``) to this run parameter.
+        run_per: ``"firing"`` (default): each firing is a run of its own, with the run id
+            ``<flow run id>-<YYYYmmddTHHMM>``. ``"day"``: the firings of a day share a run,
+            ``<flow run id>-<YYYYmmdd>``; with ``date_param``, the run id is the one its
+            parameters give, the same as ``flowkit run --param <date_param>=<date>``.
         run_kwargs: passed to :meth:`Flow.run` (workers, state_dir, listeners, ...).
 
     Raises:
@@ -52,8 +61,15 @@ class Schedule:
         time_param: str | None = None,
         date_param: str | None = None,
         tz: str | None = None,
+        run_per: str = "firing",
         **run_kwargs: Any,
     ) -> None:
+        if run_per not in RUN_PER:
+            raise UsageError(
+                f"run_per={run_per!r}: use 'firing' (each firing its own run) or 'day' (the "
+                "firings of a day share one run)"
+            )
+        self.run_per = run_per
         try:
             from croniter import croniter
         except ImportError:
@@ -79,15 +95,28 @@ class Schedule:
 
     def fire(self, at: datetime) -> RunResult:
         """Run (or resume) the firing scheduled at ``at``."""
+        return self.flow.run(self._params(at), run_id=self.run_id(at), **self.run_kwargs)
+
+    def _params(self, at: datetime) -> dict[str, Any]:
         params = dict(self.params)
-        run_id = None
+        at = at.astimezone(self.tz)
         if self.time_param:
             params[self.time_param] = at.replace(tzinfo=None).isoformat(timespec="seconds")
         if self.date_param:
             params[self.date_param] = at.date().isoformat()
-        if not (self.time_param or self.date_param):
-            run_id = f"{self.flow.name}-{at.strftime('%Y%m%dT%H%M')}"
-        return self.flow.run(params, run_id=run_id, **self.run_kwargs)
+        return params
+
+    def run_id(self, at: datetime) -> str | None:
+        """The run id of the firing scheduled at ``at`` (None: the one its parameters give)."""
+        if self.run_per == "day" and self.date_param:
+            return None
+        given = self.flow.resolve_params(self._params(at))
+        if self.run_per == "day" and self.time_param:
+            given.pop(self.time_param)  # it differs between the firings that share the run
+        stamp = at.astimezone(self.tz).strftime(
+            "%Y%m%d" if self.run_per == "day" else "%Y%m%dT%H%M"
+        )
+        return f"{run_id_for(self.flow.name, given)}-{stamp}"
 
     def loop(
         self,
@@ -97,8 +126,11 @@ class Schedule:
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_result: Callable[[datetime, RunResult], None] | None = None,
+        on_wait: Callable[[datetime, float], None] | None = None,
     ) -> int:
         """Fire at every scheduled time until ``max_runs`` firings (forever when None).
+
+        ``on_wait(due, seconds)`` is called before each wait for the next firing.
 
         Returns the exit code of the last run that was interrupted (130), else 0. A firing whose
         run is locked by another process is logged and skipped.
@@ -110,6 +142,8 @@ class Schedule:
             wait = (due - clock()).total_seconds()
             if wait > 0:
                 log.info("flowkit: next run of %s at %s", self.flow.name, due.isoformat())
+                if on_wait is not None:
+                    on_wait(due, wait)
                 sleep(wait)
             try:
                 result = self.fire(due)

@@ -12,7 +12,6 @@ step ends ``timed_out``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import orphans, usage
+from . import stopping, usage
 
 __all__ = ["ShellCommand", "ShellCommandError", "ShellTimeoutError"]
 
@@ -29,21 +28,24 @@ GRACE_S = 2.0
 
 
 class ShellCommandError(RuntimeError):
-    """A shell step's command exited with a non-zero status."""
+    """A shell step's command exited with a non-zero status.
 
-    def __init__(self, command: str, code: int, tail: str, what: str = "command") -> None:
+    The message is one line; the command's output is in the step's log (``flowkit logs STEP``,
+    and under the failure on the console), and its last lines in :attr:`tail`.
+    """
+
+    def __init__(self, command: str, code: int, tail: str = "", what: str = "command") -> None:
         self.command, self.code, self.tail, self.what = command, code, tail, what
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        detail = f"\n{tail}" if tail else ""
-        super().__init__(f"{what} {command!r} {how}{detail}")
+        super().__init__(f"{what} {command!r} {how}")
 
     @property
     def exit_code(self) -> int:
         """The command's exit status (negative: the signal that killed it)."""
         return self.code
 
-    def __reduce__(self) -> tuple[Any, ...]:  # to and from process workers
-        return (ShellCommandError, (self.command, self.code, self.tail, self.what))
+    def __reduce__(self) -> tuple[Any, ...]:  # process and Dask workers send it back pickled
+        return (type(self), (self.command, self.code, self.tail, self.what))
 
 
 class ShellTimeoutError(TimeoutError):
@@ -91,13 +93,13 @@ class ShellCommand:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        orphans.track_group(proc.pid)  # killed with it if this worker has to die
+        token = stopping.register_group(proc.pid)  # a hard stop of flowkit kills it too
         timed_out = threading.Event()
 
         def expire() -> None:
             timed_out.set()
-            _kill_group(proc, signal.SIGTERM)
-            killer = threading.Timer(GRACE_S, _kill_group, (proc, signal.SIGKILL))
+            stopping.kill_group(proc.pid, signal.SIGTERM)
+            killer = threading.Timer(GRACE_S, stopping.kill_group, (proc.pid, signal.SIGKILL))
             killer.daemon = True
             killer.start()
 
@@ -119,12 +121,14 @@ class ShellCommand:
             usage.record_child(ru)
             proc.stdout.close()
         except BaseException:
-            _kill_group(proc, signal.SIGKILL)
+            stopping.kill_group(proc.pid, signal.SIGKILL)
             raise
         finally:
-            orphans.untrack_group(proc.pid)
+            stopping.forget(token)
             if timer is not None:
                 timer.cancel()
+        if code < 0:
+            stopping.hold_if_stopping()  # killed because flowkit exits now: not a step failure
         output = b"".join(chunks).decode(errors="replace")
         if timed_out.is_set():
             raise ShellTimeoutError(
@@ -135,8 +139,3 @@ class ShellCommand:
             tail = "\n".join(output.rstrip().splitlines()[-10:])
             raise ShellCommandError(self.text, code, tail)
         return output
-
-
-def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)

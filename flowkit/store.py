@@ -10,12 +10,18 @@ Layout, under the state dir (``.flowkit/`` by default)::
     <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
     <flow>/<run_id>.previous/        the state --fresh moved aside (one generation kept)
 
-Loading forgives exactly one kind of damage, a torn last line (a kill in the middle of a write);
-anything else is a :class:`CorruptStateError` that names the file and line and changes nothing.
+Every journal line is sealed with a checksum and every record is checked when read
+(:mod:`flowkit.records`). Loading forgives exactly one kind of damage, a torn last line (a kill in
+the middle of a write); anything else is a :class:`CorruptStateError` that names the file and line
+and changes nothing. A write the disk refuses (full, read-only, not a folder) is a
+:class:`StateWriteError`: the journal is cut back to its last complete record and temporary files
+are removed, so the run resumes once the cause is fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -24,18 +30,35 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from filelock import FileLock, Timeout
 
-from .codec import fsync_dir, write_atomic
-from .errors import CorruptStateError, RunLockedError, StateVersionError
+from .codec import fsync_dir, write_all, write_atomic
+from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
 from .keys import safe_name
+from .records import read_journal, records_end, seal
 
-__all__ = ["FORMAT", "LoadedState", "RunStore", "default_state_dir", "duration_of", "skip_status"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows): probe the lock with filelock instead
+    fcntl = None  # type: ignore[assignment]
 
-FORMAT = 1
+__all__ = [
+    "FORMAT",
+    "LoadedState",
+    "RunStore",
+    "check_folder",
+    "default_state_dir",
+    "duration_of",
+    "skip_status",
+]
+
+#: The state format this flowkit writes. 2: journal lines sealed with a checksum, pickled outputs
+#: signed. Format 1 (no seals, no signatures) is still read; a flowkit that reads only format 1
+#: refuses format 2 (asking for an upgrade) instead of appending unsealed lines to it.
+FORMAT = 2
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"
@@ -97,27 +120,52 @@ class RunStore:
         self.ctx_outputs = self.outputs / "ctx"
         self.logs = self.dir / "logs"
         self.fsync = fsync
-        self._journal: IO[bytes] | None = None
+        self._fd: int | None = None  # the journal, opened for appending
+        self._buf: list[bytes] = []  # sealed lines not yet handed to the OS
+        self._size = 0  # the journal's size after the last complete write
 
     # --- reading --------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.journal_path.exists()
+        """Whether the run has a journal.
+
+        Raises:
+            StateWriteError: a file stands where the state folder should be.
+        """
+        if self.journal_path.exists():
+            return True
+        check_folder(self.dir)
+        return False
 
     def load(self) -> LoadedState:
         """Replay the journal (checking the snapshot agrees with it).
 
         Raises:
             CorruptStateError / StateVersionError: naming the file; nothing is modified.
+            StateError: the state folder is in the way (a file) or cannot be read.
         """
         state = LoadedState()
         self.summary()  # a damaged or newer snapshot stops us, even though we do not need it
         if self.exists():
-            for rec in _read_journal(self.journal_path, 0):
-                if rec.get("ev") == "run":
-                    _check_format(self.journal_path, rec.get("format"))
+            for rec in read_journal(self.journal_path):
+                if rec["ev"] == "run":
+                    _check_format(self.journal_path, rec["format"])
                 state.apply(rec)
         return state
+
+    def orphaned(self) -> list[str]:
+        """What the run's folder holds beside an empty or missing journal (outputs, a report...).
+
+        Those files belong to steps whose record was lost: their results cannot be trusted.
+        """
+        if self.exists() and self.journal_path.stat().st_size > 0:
+            return []
+        found = []
+        for name in (SNAPSHOT, REPORT, "outputs", "logs"):
+            path = self.dir / name
+            if path.is_file() or (path.is_dir() and any(path.iterdir())):
+                found.append(name)
+        return found
 
     def summary(self) -> dict[str, Any] | None:
         """The snapshot written at the end of the last run (None if there is none).
@@ -140,16 +188,31 @@ class RunStore:
         return snap
 
     def holder(self) -> str | None:
-        """Who holds the run lock right now ("pid 12, host h, since ..."), or None."""
+        """Who holds the run lock right now ("pid 12, host h, since ..."), or None.
+
+        Only reads: it creates nothing, and works on a state folder it cannot write.
+        """
         lock_path = self.dir / "run.lock"
         if not lock_path.exists():
             return None
-        probe = FileLock(str(lock_path), timeout=0)
+        if fcntl is None:  # pragma: no cover
+            probe = FileLock(str(lock_path), timeout=0)
+            try:
+                probe.acquire()
+            except Timeout:
+                return self._describe_owner()
+            probe.release()
+            return None
         try:
-            probe.acquire()
-        except Timeout:
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock filelock takes
+        except OSError:
             return self._describe_owner()
-        probe.release()
+        finally:
+            os.close(fd)  # closing releases our probe
         return None
 
     def _describe_owner(self) -> str:
@@ -164,13 +227,22 @@ class RunStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock (an OS lock: it dies with the process). Raises RunLockedError."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        flock = FileLock(str(self.dir / "run.lock"), timeout=0)
+        """Hold the run's lock (an OS lock: it dies with the process).
+
+        Raises:
+            RunLockedError: another live process holds it.
+            StateWriteError: the run's folder cannot be created or written.
+        """
+        check_folder(self.dir)
+        lock_path = self.dir / "run.lock"
         try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            flock = FileLock(str(lock_path), timeout=0)
             flock.acquire()
         except Timeout:
             raise RunLockedError(self.dir.name, self._describe_owner()) from None
+        except OSError as exc:
+            raise StateWriteError(lock_path if self.dir.is_dir() else self.dir, exc) from None
         try:
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
             write_atomic(self.dir / "owner.json", orjson.dumps(owner), fsync=False)
@@ -184,12 +256,15 @@ class RunStore:
         if not self.dir.exists():
             return
         backup = self.dir.with_name(self.dir.name + ".previous")
-        if backup.exists():
-            shutil.rmtree(backup)
-        backup.mkdir()
-        for child in self.dir.iterdir():
-            if child.name not in ("run.lock", "owner.json"):
-                child.rename(backup / child.name)
+        try:
+            if backup.exists():
+                shutil.rmtree(backup)
+            backup.mkdir()
+            for child in self.dir.iterdir():
+                if child.name not in ("run.lock", "owner.json"):
+                    child.rename(backup / child.name)
+        except OSError as exc:
+            raise StateWriteError(backup, exc) from None
 
     def open(self) -> None:
         """Open the journal for appending, mending its end the way :meth:`load` read it.
@@ -197,57 +272,100 @@ class RunStore:
         A last line without a newline is either a complete record (a kill between the record
         and its newline: load used it, so it is kept and terminated) or a torn one (load ignored
         it, so it is cut off). Either way the next record starts on a line of its own.
+
+        Raises:
+            StateWriteError: the journal cannot be created or mended.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.exists():
-            with open(self.journal_path, "rb+") as f:
-                size = f.seek(0, os.SEEK_END)
-                start = _last_line_start(f, size)
-                if start < size:
-                    f.seek(start)
-                    last = f.read()
-                    try:
-                        orjson.loads(last)
-                        complete = True
-                    except orjson.JSONDecodeError:
-                        complete = False
-                    if complete:
-                        f.write(b"\n")
-                    else:
-                        f.truncate(start)
-        created = not self.exists()
-        self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (closed by close())
-        if created and self.fsync:  # the new file's folder entry must survive a power loss too
-            fsync_dir(self.dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            created = not self.exists()
+            fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        except OSError as exc:
+            raise StateWriteError(self.journal_path, exc) from None
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                size, (end, unterminated) = f.seek(0, os.SEEK_END), records_end(f)
+            if unterminated:
+                write_all(fd, b"\n")
+                size += 1
+            elif end < size:
+                os.ftruncate(fd, end)
+                size = end
+            if created and self.fsync:  # the new file's folder entry must survive a power loss
+                fsync_dir(self.dir)
+        except OSError as exc:
+            os.close(fd)
+            raise StateWriteError(self.journal_path, exc) from None
+        self._fd, self._size = fd, size
 
     def append(self, record: dict[str, Any]) -> None:
-        """Buffer one journal line; :meth:`commit` makes it durable."""
-        assert self._journal is not None, "RunStore.open() first"
-        self._journal.write(orjson.dumps(record) + b"\n")
+        """Buffer one journal line (sealed with its checksum); :meth:`commit` makes it durable."""
+        assert self._fd is not None, "RunStore.open() first"
+        self._buf.append(seal(record))
 
     def flush(self) -> None:
         """Hand buffered lines to the OS without fsync: for advisory records (a step started)."""
-        if self._journal is not None:
-            self._journal.flush()
+        if self._buf and self._fd is not None:
+            self._write()
 
     def commit(self) -> None:
-        """Hand buffered lines to the OS (survives a process crash); fsync too in fsync mode."""
-        j = self._journal
-        if j is not None:
-            j.flush()
-            if self.fsync:
-                os.fsync(j.fileno())
+        """Hand buffered lines to the OS (survives a process crash); fsync too in fsync mode.
+
+        Raises:
+            StateWriteError: the disk refused the lines; the journal is cut back to its last
+                complete record and this store writes nothing more.
+        """
+        if self._fd is None:
+            return
+        if self._buf:
+            self._write()
+        if self.fsync:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail(exc)
+
+    def _write(self) -> None:
+        assert self._fd is not None
+        data = b"".join(self._buf) if len(self._buf) > 1 else self._buf[0]
+        self._buf.clear()
+        try:
+            write_all(self._fd, data)
+        except OSError as exc:
+            self._fail(exc)
+        self._size += len(data)
+
+    def _fail(self, exc: OSError) -> None:
+        """A write failed: cut the journal back to its last complete line, stop writing, raise."""
+        fd, self._fd = self._fd, None
+        self._buf.clear()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)  # needs no space; a torn tail would be cut anyway
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise StateWriteError(self.journal_path, exc)
 
     def close(self) -> None:
-        if self._journal is not None:
-            self.commit()
-            self._journal.close()
-            self._journal = None
+        """Commit what is buffered and close the journal (quietly if it already failed)."""
+        if self._fd is not None:
+            try:
+                self.commit()
+            finally:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def write_snapshot(self, summary: dict[str, Any]) -> None:
         """Write the end-of-run summary, noting how much of the journal it covers."""
         self.commit()
-        snap = {"format": FORMAT, "journal_size": self.journal_path.stat().st_size, **summary}
+        st = self.journal_path.stat()
+        snap = {
+            "format": FORMAT,
+            "journal_size": st.st_size,
+            "journal_mtime_ns": st.st_mtime_ns,  # with the size: the journal is as summarized
+            **summary,
+        }
         write_atomic(self.dir / SNAPSHOT, orjson.dumps(snap), fsync=self.fsync)
 
     def append_notes(self, records: list[dict[str, Any]]) -> None:
@@ -267,6 +385,17 @@ class RunStore:
 
     def write_report(self, report: dict[str, Any]) -> None:
         write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)
+
+
+def check_folder(folder: Path) -> None:
+    """Raise StateWriteError if a file stands where ``folder`` (or one of its parents) should be."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise StateWriteError(
+                    path, NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+                )
+            return
 
 
 def duration_of(record: Mapping[str, Any]) -> float | None:
@@ -299,49 +428,3 @@ def _parse_json_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CorruptStateError(path, None, "it does not hold a JSON object")
     return data
-
-
-def _read_journal(path: Path, offset: int) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
-    lines = data.split(b"\n")
-    last = len(lines) - 1
-    for i, line in enumerate(lines):
-        if not line:
-            continue
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            if i == last:  # no newline after it: a kill in the middle of a write
-                return
-            raise CorruptStateError(
-                path,
-                _line_number(path, offset) + i,
-                "this line is not valid JSON and it is not the last line",
-            ) from None
-        if not isinstance(rec, dict):
-            raise CorruptStateError(path, _line_number(path, offset) + i, "not a JSON object")
-        yield rec
-
-
-def _line_number(path: Path, offset: int) -> int:
-    """The 1-based line number at byte ``offset`` (only computed when reporting an error)."""
-    if not offset:
-        return 1
-    with open(path, "rb") as f:
-        return f.read(offset).count(b"\n") + 1
-
-
-def _last_line_start(f: IO[bytes], size: int, chunk: int = 65536) -> int:
-    """Offset just after the journal's last newline (0 if none), reading backwards by chunks."""
-    end = size
-    while end > 0:
-        begin = max(0, end - chunk)
-        f.seek(begin)
-        block = f.read(end - begin)
-        cut = block.rfind(b"\n")
-        if cut >= 0:
-            return begin + cut + 1
-        end = begin
-    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .graph import FlowGraph, Node
+from .result import shown
 
 __all__ = ["STATUS_COLOURS", "render_graph"]
 
@@ -32,15 +33,15 @@ def render_graph(graph: FlowGraph, fmt: str, statuses: Mapping[str, str] | None 
             lines.append(f"tier {i}:")
             for name in tier:
                 node = graph.nodes[name]
-                ups = ", ".join(node.upstream)
+                ups = ", ".join(shown(u) for u in node.upstream)
                 st = f" [{statuses[name]}]" if name in statuses else ""
-                lines.append(f"  {name}{_fan(node)}{st}" + (f"  ← {ups}" if ups else ""))
+                lines.append(f"  {shown(name)}{_fan(node)}{st}" + (f"  ← {ups}" if ups else ""))
         return "\n".join(lines)
     ids = {name: f"n{i}" for i, name in enumerate(graph.order)}
     if fmt == "mermaid":
         lines = ["graph TD"]
         for name in graph.order:
-            lines.append(f'  {ids[name]}["{name.replace(chr(34), "#quot;")}"]')
+            lines.append(f'  {ids[name]}["{shown(name).replace(chr(34), "#quot;")}"]')
         for name in graph.order:
             for dep in graph.nodes[name].data_deps:
                 lines.append(f"  {ids[dep]} --> {ids[name]}")
@@ -57,7 +58,7 @@ def render_graph(graph: FlowGraph, fmt: str, statuses: Mapping[str, str] | None 
             extra = (
                 f', style="rounded,filled", fillcolor="{colour}", fontcolor=white' if colour else ""
             )
-            label = name.replace("\\", "\\\\").replace('"', '\\"')
+            label = shown(name).replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'  {ids[name]} [label="{label}"{extra}];')
         for name in graph.order:
             for dep in graph.nodes[name].data_deps:

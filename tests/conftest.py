@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +16,20 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
 
+#: The user's config folder during tests (the key that signs pickled outputs lives there), so
+#: tests never read or create the real one. Subprocesses inherit it through the environment.
+CONFIG_HOME = Path(tempfile.mkdtemp(prefix="flowkit-test-config-"))
+os.environ["XDG_CONFIG_HOME"] = str(CONFIG_HOME)
+atexit.register(shutil.rmtree, CONFIG_HOME, True)
+os.environ.pop("FLOWKIT_SECRET", None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run each test in its own folder, with FLOWKIT_STATE_DIR unset."""
+    """Run each test in its own folder, with FLOWKIT_STATE_DIR unset and a private config dir."""
     monkeypatch.delenv("FLOWKIT_STATE_DIR", raising=False)
+    monkeypatch.delenv("FLOWKIT_SECRET", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(CONFIG_HOME))
     monkeypatch.chdir(tmp_path)
     yield
 

@@ -48,3 +48,64 @@ def spawns_children() -> None:
     child = subprocess.Popen(["sleep", "60"])
     Path(os.environ["CHILD_PID_FILE"]).write_text(str(child.pid))
     child.wait()
+
+
+# --- long steps for the grace bound: SIG_LOG gets "<name>-start" when each begins -------------
+
+long_python = Flow("long_python")
+
+
+@long_python.step()
+def quick() -> int:
+    mark("quick")
+    return 1
+
+
+@long_python.step()
+def long(quick: int) -> int:
+    mark("long-start")
+    time.sleep(float(os.environ.get("SLOW_SECONDS", "20")))
+    mark("long-end")
+    return quick + 1
+
+
+long_shell = Flow("long_shell")
+long_shell.shell(
+    "long",
+    'echo "$$" > "$SHELL_PID_FILE"; echo long-start >> "$SIG_LOG"; sleep "${SLOW_SECONDS:-20}"; '
+    'echo long-end >> "$SIG_LOG"',
+)
+
+
+isolated_timeout = Flow("isolated_timeout")
+
+
+@isolated_timeout.step(isolate=True, timeout=0.5)
+def stuck() -> None:
+    time.sleep(30)
+
+
+@isolated_timeout.step()
+def independent() -> str:
+    time.sleep(1.0)  # still running when `stuck` times out: the run must go on
+    mark("independent")
+    return "done"
+
+
+exits = Flow("exits")
+
+
+@exits.step()
+def calls_sys_exit() -> None:
+    raise SystemExit(3)
+
+
+@exits.step()
+def raises_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@exits.step()
+def fine() -> str:
+    mark("fine")
+    return "ok"

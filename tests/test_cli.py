@@ -659,7 +659,7 @@ def test_status_shows_pending_for_steps_never_reached(cli: Cli, pipeline: Path) 
     assert rows["transform"] == "pending"
 
 
-def test_status_with_params_reads_that_run_and_without_state_says_so(
+def test_status_with_params_reads_that_run_and_without_state_exits_2(
     cli: Cli, pipeline: Path
 ) -> None:
     target = f"{pipeline}:daily"
@@ -667,9 +667,9 @@ def test_status_with_params_reads_that_run_and_without_state_says_so(
     code, out, _ = cli("status", target, "-p", "date=2026-11-24")
     assert code == 0
     assert re.search(r"^Flow daily, run daily-\w+: succeeded$", out, re.M)
-    code, out, _ = cli("status", target, "-p", "date=2026-11-26")
-    assert code == 0
-    assert "has no state yet" in out
+    code, out, err = cli("status", target, "-p", "date=2026-11-26")
+    assert code == 2 and out == ""
+    assert re.search(r"run daily-\w+ of flow daily has no state \(looked in .*\); run it", err)
 
 
 def test_runs_lists_each_run_with_status_and_params(cli: Cli, pipeline: Path) -> None:

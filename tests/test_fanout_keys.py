@@ -7,11 +7,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import PYTHON, flowkit_env
 
 from flowkit import Flow, Status
 from flowkit.fanout import item_label
+from flowkit.records import seal
 
 
 def _pages_flow(pages: list[Any], calls: list[Any]) -> Flow:
@@ -83,15 +85,26 @@ def test_instance_names_are_readable_labels_or_hashes_and_equal_items_are_number
     assert result["combine"].output == "".join(f"<{i}>" for i in items)
 
 
+def _rename_steps(journal: Path, names: dict[str, str]) -> None:
+    """Rewrite a journal as an older flowkit would have named its instances (lines re-sealed)."""
+    lines = []
+    for raw in journal.read_bytes().splitlines():
+        rec = orjson.loads(raw)
+        rec.pop("crc", None)
+        if rec.get("step") in names:
+            rec["step"] = names[rec["step"]]
+        lines.append(seal(rec))
+    journal.write_bytes(b"".join(lines))
+    for snapshot in journal.parent.glob("snapshot.json"):
+        snapshot.unlink()  # its summary was of the journal as written
+
+
 def test_an_old_journal_with_positional_instance_names_still_loads(tmp_path: Path) -> None:
     calls: list[Any] = []
     _pages_flow(["a", "b"], calls).run(state_dir=tmp_path)
     # what flowkit wrote before instances were keyed by value: fetch[0], fetch[1]
     (journal,) = tmp_path.glob("pages/*/journal.jsonl")
-    text = (
-        journal.read_text().replace('"fetch[a]"', '"fetch[0]"').replace('"fetch[b]"', '"fetch[1]"')
-    )
-    journal.write_text(text)
+    _rename_steps(journal, {"fetch[a]": "fetch[0]", "fetch[b]": "fetch[1]"})
     calls.clear()
     again = _pages_flow(["a", "b"], calls).run(state_dir=tmp_path)
     assert again.ok and sorted(calls) == ["a", "b"]  # re-run once, under their new names
@@ -106,7 +119,7 @@ def test_an_old_positional_record_is_not_reused_for_another_item(tmp_path: Path)
     _pages_flow([5, 6], calls).run(state_dir=tmp_path)
     (journal,) = tmp_path.glob("pages/*/journal.jsonl")
     # an old journal's fetch[0] was item 5; now fetch[0] is the item 0
-    journal.write_text(journal.read_text().replace('"fetch[5]"', '"fetch[0]"'))
+    _rename_steps(journal, {"fetch[5]": "fetch[0]"})
     calls.clear()
     again = _pages_flow([0, 6], calls).run(state_dir=tmp_path)
     assert calls == [0]
@@ -186,7 +199,8 @@ def test_dry_run_names_the_instances_it_would_run(crawled: Path) -> None:
 def test_explain_status_and_logs_accept_instance_labels(crawled: Path) -> None:
     done = _flowkit(crawled, "explain", "pipeline.py:flow", "fetch[about]")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "fetch[about]: would run — failed before."
+    assert done.stdout.splitlines()[0] == "fetch[about]: would run — failed before."
+    assert "Its last attempt failed: ConnectionError: about is down" in done.stdout
     cached = _flowkit(crawled, "explain", "pipeline.py:flow", "fetch[home]")
     assert cached.stdout.startswith("fetch[home]: cached")
     logs = _flowkit(crawled, "logs", "pipeline.py:flow", "fetch[about]")

@@ -137,9 +137,12 @@ def test_each_attempt_is_appended_under_its_own_header(tmp_path: Path) -> None:
     assert lines[0].startswith(f"{MARK}attempt 1 started")
     assert lines[1] == "trying, attempt 1"
     assert lines[2] == f"{MARK}attempt failed: ValueError: not yet ==="
-    assert lines[3].startswith(f"{MARK}attempt 2 started")
-    assert lines[4] == "trying, attempt 2"
-    assert len(lines) == 5
+    # the failure's traceback (the step's own frames) follows its marker
+    second = next(i for i, line in enumerate(lines) if line.startswith(f"{MARK}attempt 2"))
+    assert lines[3] == "Traceback (most recent call last):"
+    assert lines[second - 1] == "ValueError: not yet"
+    assert any("in flaky" in line for line in lines[3:second])
+    assert lines[second + 1 :] == ["trying, attempt 2"]
 
 
 def test_invoke_creates_the_log_folder_lazily_and_captures_async_steps(tmp_path: Path) -> None:
@@ -289,8 +292,10 @@ def test_logs_command_prints_the_captured_log(
     out, _ = capsys.readouterr()
     assert out.startswith(f"{MARK}attempt started") or out.startswith(f"{MARK}attempt 1 started")
     assert "progress 1\n" in out and "progress 15\n" in out
-    assert out.endswith(f"{MARK}attempt failed: ValueError: disk on fire ===\n")
-    assert main(["logs", f"{failing}:demo", "broken", "--state-dir", state, "--tail", "2"]) == 0
+    assert f"\n{MARK}attempt failed: ValueError: disk on fire ===\nTraceback" in out
+    assert out.endswith("\nValueError: disk on fire\n")  # the traceback closes the attempt
+    n = len(out.splitlines()) - out.splitlines().index("\x1b[1mbold\x1b[0m")
+    assert main(["logs", f"{failing}:demo", "broken", "--state-dir", state, "--tail", str(n)]) == 0
     out, _ = capsys.readouterr()
     assert out.splitlines()[0] == "\x1b[1mbold\x1b[0m"  # the file as written
 

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import crashflows
+import orjson
 import pytest
 from conftest import PYTHON, flowkit_env
+
+from flowkit.records import seal
 
 TIMEOUT = 60
 STEP_LINE = re.compile(r"^\[([A-Z ]+)\]\s+(\S+)", re.MULTILINE)
@@ -479,8 +482,12 @@ def test_journal_from_a_newer_format_stops_with_exit_2_asking_to_upgrade(tmp_pat
     _crash_chain(tmp_path)
     journal = _state_dir(tmp_path, crashflows.chain) / "journal.jsonl"
     data = journal.read_bytes()
-    assert data.count(b'"format":1,') == 1
-    journal.write_bytes(data.replace(b'"format":1,', b'"format":99,'))
+    assert data.count(b'"format":2,') == 1
+    lines = data.splitlines(keepends=True)
+    header = orjson.loads(lines[0])
+    del header["crc"]
+    header["format"] = 99  # as a newer flowkit would write it: sealed, format 99
+    journal.write_bytes(seal(header) + b"".join(lines[1:]))
     before = journal.read_bytes()
 
     result = _flowkit(tmp_path, "run", "crashflows:chain")

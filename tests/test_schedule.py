@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -124,3 +126,73 @@ def test_cli_schedule_runs_now_once_and_exits(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "'every day' is not a valid cron expression" in bad.stderr
+
+
+def test_every_firing_of_a_day_is_its_own_run_even_with_a_date_param(tmp_path: Path) -> None:
+    seen: list[str] = []
+    clock = FakeClock(datetime(2026, 11, 25, 10, 0, 30, tzinfo=timezone.utc))
+    runs: list[RunResult] = []
+    schedule = Schedule(_flow(seen), "* * * * *", date_param="day", state_dir=tmp_path)
+    schedule.loop(
+        max_runs=3, now=clock.now, sleep=clock.sleep, on_result=lambda a, r: runs.append(r)
+    )
+    assert seen == ["2026-11-25"] * 3  # not `cached` after the first
+    ids = [r.run_id for r in runs]
+    assert len(set(ids)) == 3
+    assert [i.rsplit("-", 1)[1] for i in ids] == ["20261125T1001", "20261125T1002", "20261125T1003"]
+
+
+def test_run_per_day_shares_the_days_run_with_a_manual_run_of_that_date(tmp_path: Path) -> None:
+    seen: list[str] = []
+    flow = _flow(seen)
+    clock = FakeClock(datetime(2026, 11, 25, 10, 0, 30, tzinfo=timezone.utc))
+    runs: list[RunResult] = []
+    schedule = Schedule(flow, "* * * * *", date_param="day", run_per="day", state_dir=tmp_path)
+    schedule.loop(
+        max_runs=2, now=clock.now, sleep=clock.sleep, on_result=lambda a, r: runs.append(r)
+    )
+    assert seen == ["2026-11-25"]
+    assert [r["work"].status.value for r in runs] == ["succeeded", "cached"]
+    assert runs[0].run_id == runs[1].run_id == flow.run_id({"day": "2026-11-25"})
+
+
+def test_run_per_day_without_a_date_param_names_the_run_after_the_day(tmp_path: Path) -> None:
+    schedule = Schedule(_flow([]), "0 * * * *", run_per="day", state_dir=tmp_path)
+    at = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+    assert schedule.run_id(at) == schedule.run_id(at + timedelta(hours=5)) == "nightly-20261125"
+    with pytest.raises(UsageError, match=r"run_per='week'.*'firing'.*'day'"):
+        Schedule(_flow([]), "0 2 * * *", run_per="week")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_schedule_says_when_the_next_firing_is_at_start_and_stops_on_a_signal(
+    tmp_path: Path, sig: int
+) -> None:
+    (tmp_path / "p.py").write_text(
+        "from flowkit import Flow\nflow = Flow('sched')\n"
+        "@flow.step()\ndef hello(day: str = 'x') -> str:\n    return day\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowkit", "schedule", "p.py", "--cron", "0 2 * * *"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout.readline() for _ in "ab"))
+    reader.start()
+    reader.join(timeout=20)  # the schedule waits for its firing: it says so, then sleeps
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    reader.join()
+    assert "Traceback" not in err
+    header, nxt = lines
+    assert proc.returncode == 130
+    assert header.startswith("Flow sched: scheduled at '0 2 * * *' (UTC); each firing is its own")
+    due = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+    if due <= datetime.now(timezone.utc):
+        due += timedelta(days=1)
+    assert nxt.startswith(f"Next firing at {due:%Y-%m-%d} 02:00 UTC (in ")

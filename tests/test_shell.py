@@ -29,13 +29,17 @@ def test_shell_step_output_is_its_stdout_and_params_arrive_as_env(tmp_path: Path
     assert result["shout"].output == "HELLO WORLD"
 
 
-def test_shell_step_nonzero_exit_fails_with_status_and_output_tail(tmp_path: Path) -> None:
+def test_shell_step_nonzero_exit_fails_with_status_and_its_output_in_the_log(
+    tmp_path: Path,
+) -> None:
     flow = Flow("shfail")
     flow.shell("broken", ["sh", "-c", "echo about to fail; exit 3"])
     result = flow.run(state_dir=tmp_path)
     err = result["broken"].error
     assert result["broken"].status is Status.FAILED and err is not None
-    assert "exited with status 3" in err.message and "about to fail" in err.message
+    assert err.message == "command 'sh -c echo about to fail; exit 3' exited with status 3"
+    log = flow.store(state_dir=tmp_path).logs / "broken.log"
+    assert "about to fail" in log.read_text()
 
 
 def test_shell_timeout_kills_the_command_and_its_children(tmp_path: Path) -> None:
