@@ -67,6 +67,8 @@ __all__ = ["Engine", "EngineOptions", "StepTimeoutError"]
 log = logging.getLogger("flowkit")
 
 
+_JSON_SCALARS = frozenset({type(None), bool, int, float, str})
+
 #: Steps kept in flight per worker on Dask: its scheduler queues them, which hides the round trip
 #: to the cluster (a few ms) that would otherwise idle the workers between steps.
 DASK_IN_FLIGHT = 4
@@ -608,7 +610,9 @@ class Engine:
         value, writes, start, end, cpu, worker, peak_rss = inv
         stem = self._stem(name)
         configured = self.nodes[name].spec.serializer or self.serializer
-        ser = configured.for_value(value) if isinstance(configured, ByType) else configured
+        ser = configured
+        if type(value) not in _JSON_SCALARS and isinstance(configured, ByType):
+            ser = configured.for_value(value)  # (scalars go inline: no serializer to pick)
         try:
             try:
                 enc = encode(value, self.store.outputs, stem, ser)
@@ -632,9 +636,10 @@ class Engine:
             )
         r = self.results[name]
         r.status, r.output, r.ended = Status.SUCCEEDED, value, end
-        # several attempts: the span of all of them (as for a failure), not the last one's
-        first = r.started if r.attempts > 1 and r.started is not None else start
-        r.duration_s = end - min(first, start)
+        if r.attempts > 1 and r.started is not None and r.started < start:
+            r.duration_s = end - r.started  # the span of all attempts (as for a failure)
+        else:
+            r.duration_s = end - start
         inputs = self.inputs_of[name]
         self.ledger.succeeded(r, inputs, start, end, cpu, worker, peak_rss, enc, enc_ctx)
         if writes:
