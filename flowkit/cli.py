@@ -244,6 +244,29 @@ def build_parser() -> argparse.ArgumentParser:
     lg = target_cmd("logs", "Print what a step printed and logged (every attempt, latest last).")
     lg.add_argument("step")
     lg.add_argument("--tail", "-n", type=int, metavar="N", help="only the last N lines")
+    sv = sub.add_parser(
+        "serve",
+        help="Serve a live dashboard of the runs in a state folder.",
+        description="Serve a live dashboard of the runs in a state folder (read-only unless "
+        "--allow-actions). Needs the ui extra: pip install 'flowkit[ui]'.",
+        epilog="examples:\n"
+        "  flowkit serve                             # ./.flowkit on http://127.0.0.1:8765/\n"
+        "  flowkit serve --state-dir runs --open     # another folder, opened in a browser\n"
+        '  flowkit serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sv.add_argument("--state-dir", help="state folder (default: $FLOWKIT_STATE_DIR or .flowkit)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    sv.add_argument(
+        "--token",
+        help="require this token on every request (default $FLOWKIT_SERVE_TOKEN); "
+        "needed for any --host but 127.0.0.1/localhost",
+    )
+    sv.add_argument(
+        "--allow-actions", action="store_true", help="allow cancelling running runs from the page"
+    )
+    sv.add_argument("--open", action="store_true", help="open the dashboard in a browser")
     return p
 
 
@@ -252,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "serve":
+            return _cmd_serve(args)
         flow = load_flow(args.target)
         params = _params(args.param)
         if getattr(args, "workers", 0) is None:
@@ -805,13 +830,20 @@ def _cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
 
 
 def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
+    from .attempts import AttemptLog
     from .report import collect, render_report_html, render_text
 
     store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
     if not store.exists():
         raise NoSuchRunError(flow.name, store.dir)
     state = flow.load_state(params, state_dir=args.state_dir, run_id=args.run_id)
-    report = collect(flow, state, run_id=args.run_id, running=store.holder() is not None)
+    report = collect(
+        flow,
+        state,
+        run_id=args.run_id,
+        running=store.holder() is not None,
+        attempts=AttemptLog.read(store.journal_path) if args.html else None,
+    )
     if not args.html:
         print(render_text(report))
         return 0
@@ -844,6 +876,24 @@ def _cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
         text = "".join(text.splitlines(keepends=True)[-args.tail :] if args.tail > 0 else [])
     sys.stdout.write(text)
     sys.stdout.flush()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .serve import TOKEN_ENV, serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    serve(
+        default_state_dir(args.state_dir),
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get(TOKEN_ENV) or None,
+        allow_actions=args.allow_actions,
+        open_browser=args.open,
+    )
     return 0
 
 

@@ -204,6 +204,7 @@ class Engine:
         self.ledger = Ledger(self.store, self.state)
         self.ledger.run_started(self.flow, self.run_id, self.params, started)
         self.store.commit()
+        self.store.write_graph(self.graph.shape_json())
         emit(
             self.callbacks,
             RunStarted(self.run_id, self.flow, self.params, len(self.nodes), started, resumed),
@@ -660,7 +661,7 @@ class Engine:
             delay = self.nodes[name].spec.retry.next_delay(r.attempts, exc, self.rng)
         if delay is not None:
             r.retry_delays.append(delay)
-            self.ledger.retried(name, r.attempts, delay, err, timed_out)
+            self.ledger.retried(name, r.attempts, delay, err, timed_out, time.time())
             self.seq += 1
             heapq.heappush(self.retries, (self.clock() + delay, self.seq, name))
             emit(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -26,7 +26,7 @@ from .errors import (
 )
 from .gcpause import gc_paused
 
-__all__ = ["FlowGraph", "Node"]
+__all__ = ["FlowGraph", "GraphShape", "Node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,61 @@ def _expand_globs(name: str, deps: tuple[str, ...], steps: Mapping[str, Step]) -
             raise UnknownDependencyError(name, dep, [s for s in steps if s != name])
         out.update(dict.fromkeys(hits))
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphShape:
+    """What a report or a dashboard needs of a graph: its steps by tier and their dependencies.
+
+    It is saved with each run (``graph.json``), so the run can be shown without the flow's code.
+    """
+
+    flow: str
+    tiers: tuple[tuple[str, ...], ...]
+    deps: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]  # step -> (data deps, order deps)
+    tier: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tier = {n: i for i, names in enumerate(self.tiers) for n in names}
+        object.__setattr__(self, "tier", tier)
+
+    def tier_of(self, name: str) -> int:
+        """The tier of a step (0: no dependencies). Raises KeyError for an unknown step."""
+        return self.tier[name]
+
+    @property
+    def order(self) -> list[str]:
+        """Every step, tier by tier."""
+        return [n for tier in self.tiers for n in tier]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON: ``{"flow": name, "tiers": [[step, ...], ...], "data": {step: [dep, ...]},
+        "order": {step: [dep, ...]}}`` (steps without dependencies left out of the last two)."""
+        return {
+            "flow": self.flow,
+            "tiers": self.tiers,
+            "data": {n: d for n, (d, _) in self.deps.items() if d},
+            "order": {n: o for n, (_, o) in self.deps.items() if o},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> GraphShape:
+        """Read what :meth:`to_json` wrote. Raises ValueError when the data has another shape."""
+        try:
+            flow = str(data["flow"])
+            tiers = tuple(tuple(str(n) for n in tier) for tier in data["tiers"])
+            data_deps, order_deps = data.get("data") or {}, data.get("order") or {}
+            deps = {
+                n: (
+                    tuple(map(str, data_deps.get(n, ()))),
+                    tuple(map(str, order_deps.get(n, ()))),
+                )
+                for tier in tiers
+                for n in tier
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a graph shape ({exc!r})") from None
+        return cls(flow, tiers, deps)
 
 
 class FlowGraph:
@@ -152,6 +207,22 @@ class FlowGraph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def shape(self) -> GraphShape:
+        """The steps by tier and their dependencies, without the code (see :class:`GraphShape`)."""
+        nodes = self.nodes
+        deps = {n: (nodes[n].data_deps, nodes[n].order_deps) for n in self.order}
+        return GraphShape(self.flow, tuple(tuple(t) for t in self.tiers), deps)
+
+    def shape_json(self) -> dict[str, Any]:
+        """``self.shape().to_json()``, built directly (once per run: it must stay cheap)."""
+        nodes = self.nodes
+        return {
+            "flow": self.flow,
+            "tiers": self.tiers,
+            "data": {n: v.data_deps for n, v in nodes.items() if v.data_deps},
+            "order": {n: v.order_deps for n, v in nodes.items() if v.order_deps},
+        }
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise if a given parameter is taken by no step, or a step's parameter has no value."""

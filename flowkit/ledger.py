@@ -10,7 +10,6 @@ out to keep the journal small (see ``store.duration_of``).
 from __future__ import annotations
 
 import os
-import time as _time
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,20 +107,19 @@ class Ledger:
         )
 
     def retried(
-        self, name: str, attempt: int, delay: float, err: ErrorInfo, timed_out: bool
+        self, name: str, attempt: int, delay: float, err: ErrorInfo, timed_out: bool, time: float
     ) -> None:
-        rec: dict[str, Any] = {
-            "ev": "retry",
-            "step": name,
-            "attempt": attempt,
-            "delay": round(delay, 6),
-            "error": {"type": err.type, "message": err.message},
-            "timed_out": timed_out,
-        }
-        began = self.state.session.get(name)
-        if began is not None and began.get("ev") == "start":  # the attempt's span, for reports
-            rec["start"], rec["end"] = began.get("time"), round(_time.time(), 6)
-        self._put(rec)
+        self._put(
+            {
+                "ev": "retry",
+                "step": name,
+                "time": round(time, 6),
+                "attempt": attempt,
+                "delay": round(delay, 6),
+                "error": {"type": err.type, "message": err.message},
+                "timed_out": timed_out,
+            }
+        )
 
     def skipped(self, name: str, reason: str, status: Status = Status.SKIPPED) -> None:
         """A step not run in this session (trigger rule, fail-fast): not a decision to remember.

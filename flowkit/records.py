@@ -81,7 +81,7 @@ EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]
     ),
     "retry": (
         {"step": (str,), "attempt": (int,)},
-        {"delay": _NUM, "error": (dict,), "timed_out": (bool,)},
+        {"time": _NUM, "delay": _NUM, "error": (dict,), "timed_out": (bool,)},
     ),
     "cached": ({"step": (str,)}, {}),
     "skip": ({"step": (str,)}, {"reason": (str,), "status": (str,)}),

@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
+from .attempts import Attempt, AttemptLog
 from .flow import Flow
-from .graph import FlowGraph
+from .graph import GraphShape
 from .result import ErrorInfo, fmt_duration, shown
 from .store import LoadedState, duration_of, skip_status
 from .views import STATUS_COLOURS
@@ -34,8 +35,12 @@ __all__ = [
     "StepRow",
     "alert_line",
     "collect",
+    "graph_svg",
+    "instances_of",
     "render_html",
     "render_text",
+    "step_rows",
+    "stylesheet",
 ]
 
 #: Every status a report row can have, in display order, with its colour.
@@ -78,8 +83,6 @@ class StepRow:
     order_deps: tuple[str, ...] = ()
     parent: str | None = None  # set on a fan-out instance (``load[7]``): the step it belongs to
     retried: tuple[tuple[int, str, float], ...] = ()  # (attempt, error, delay) of retried attempts
-    #: (start, end, status) of the retried attempts whose times are known, for the timeline
-    attempt_spans: tuple[tuple[float, float, str], ...] = ()
 
     @property
     def on_timeline(self) -> bool:
@@ -100,6 +103,8 @@ class RunReport:
     sessions: int = 0
     steps: list[StepRow] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # the latest session's deliveries
+    #: each step's attempts in the latest session (one timeline bar each), when they were read
+    attempts: Mapping[str, Sequence[Attempt]] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -127,7 +132,12 @@ class RunReport:
 
 
 def collect(
-    flow: Flow, state: LoadedState, *, run_id: str | None = None, running: bool = False
+    flow: Flow | GraphShape,
+    state: LoadedState,
+    *,
+    run_id: str | None = None,
+    running: bool = False,
+    attempts: AttemptLog | None = None,
 ) -> RunReport:
     """Derive the report of a run from its loaded journal.
 
@@ -135,29 +145,21 @@ def collect(
     right after their step's row, and bars on the timeline; the graph shows only their step.
 
     Args:
-        flow: the flow (its graph gives the steps, their tiers and dependencies).
+        flow: the flow, or its :class:`~flowkit.graph.GraphShape` (the steps, their tiers and
+            dependencies, as saved with the run).
         state: what ``flow.load_state(...)`` returned for the run.
         run_id: the run's id (default: the one in the journal's latest header).
         running: a process holds the run right now (steps started but not finished are
             ``running``, not ``interrupted``).
+        attempts: the run's attempts (``AttemptLog.read(journal)``): the timeline then has
+            one bar per attempt, and the wait before each retry; without it, one bar per step.
     """
-    graph = flow.graph()
+    shape = flow if isinstance(flow, GraphShape) else flow.graph().shape()
     header = state.headers[-1] if state.headers else {}
-    started = _num(header.get("time"))
-    tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
-    finished = state.end is not None
-    fanned = _instances(graph, state)
+    fanned = instances_of(shape, state)
     rows: list[StepRow] = []
-    for name in graph.order:
-        node, tier = graph.nodes[name], tier_of[name]
-        row = _row(name, tier, state, started, running, finished, node.data_deps, node.order_deps)
-        subs = [
-            _row(i, tier, state, started, running, finished, parent=name)
-            for i in fanned.get(name, ())
-        ]
-        statuses = {s.status for s in subs}
-        if row.status == "succeeded" and "cached" in statuses and statuses <= {"cached", "skipped"}:
-            row = replace(row, status="cached")  # gathered from restored instances only
+    for name in shape.order:
+        row, subs = step_rows(shape, state, name, fanned.get(name, ()), running=running)
         rows.append(row)
         rows.extend(subs)
     if running:
@@ -167,27 +169,54 @@ def collect(
     else:
         status = "interrupted" if state.headers else "no state"
     return RunReport(
-        flow=flow.name,
+        flow=shape.flow,
         run_id=run_id or str(header.get("run_id", "")),
         status=status,
         params=dict(header.get("params") or {}),
-        started=started,
+        started=_num(header.get("time")),
         ended=None if state.end is None or running else _num(state.end.get("time")),
         sessions=len(state.headers),
         steps=rows,
         alerts=list(state.notifications),
+        attempts=attempts.by_step if attempts is not None else {},
     )
 
 
-def _instances(graph: FlowGraph, state: LoadedState) -> dict[str, list[str]]:
+def step_rows(
+    shape: GraphShape,
+    state: LoadedState,
+    name: str,
+    instances: Iterable[str] = (),
+    *,
+    running: bool = False,
+) -> tuple[StepRow, list[StepRow]]:
+    """The row of one step of ``shape`` and the rows of its fan-out ``instances``.
+
+    The step's status is ``cached`` when it only gathered restored instances. Arguments are
+    as for :func:`collect`; :func:`instances_of` finds the instances.
+    """
+    tier = shape.tier_of(name)
+    header = state.headers[-1] if state.headers else {}
+    started = _num(header.get("time"))
+    finished = state.end is not None
+    data_deps, order_deps = shape.deps[name]
+    row = _row(name, tier, state, started, running, finished, data_deps, order_deps)
+    subs = [_row(i, tier, state, started, running, finished, parent=name) for i in instances]
+    statuses = {s.status for s in subs}
+    if row.status == "succeeded" and "cached" in statuses and statuses <= {"cached", "skipped"}:
+        row = replace(row, status="cached")  # gathered from restored instances only
+    return row, subs
+
+
+def instances_of(shape: GraphShape, state: LoadedState) -> dict[str, list[str]]:
     """The fan-out instances in the journal, by step, in journal order."""
     out: dict[str, list[str]] = {}
     seen: set[str] = set()
     for name in (*state.steps, *state.session):
-        if name in graph.nodes or name in seen:
+        if name in shape.deps or name in seen:
             continue
         base = name.split("[", 1)[0]
-        if base != name and base in graph.nodes:
+        if base != name and base in shape.deps:
             out.setdefault(base, []).append(name)
             seen.add(name)
     return out
@@ -214,11 +243,6 @@ def _row(
     base["retried"] = tuple(
         (int(x.get("attempt", 0)), _error_text(x.get("error")), float(x.get("delay", 0.0)))
         for x in state.retries.get(name, ())
-    )
-    base["attempt_spans"] = tuple(
-        (float(x["start"]), float(x["end"]), "timed_out" if x.get("timed_out") else "failed")
-        for x in state.retries.get(name, ())
-        if isinstance(x.get("start"), (int, float)) and isinstance(x.get("end"), (int, float))
     )
     done = state.steps.get(name)
     sess = state.session.get(name)
@@ -331,16 +355,23 @@ def _fmt_time(t: float) -> str:
 
 
 def render_html(
-    flow: Flow, state: LoadedState, *, run_id: str | None = None, running: bool = False
+    flow: Flow,
+    state: LoadedState,
+    *,
+    run_id: str | None = None,
+    running: bool = False,
+    attempts: AttemptLog | None = None,
 ) -> str:
     """The run as one self-contained HTML page (no network access needed to view it).
 
     The page holds a summary (flow, run id, params, status, counts, duration), the graph as an
     inline SVG (one ``g.node`` per step, coloured by status; dashed edges for order-only
-    dependencies), a timeline of the steps executed in the latest session per worker, and a
-    table of every step. Arguments are as for :func:`collect`.
+    dependencies), a timeline of the steps executed in the latest session per worker (one
+    labelled bar per attempt and a hatched wait before each retry when ``attempts`` is given,
+    else one bar per step), and a table of every step. Arguments are as for :func:`collect`.
     """
-    return render_report_html(collect(flow, state, run_id=run_id, running=running))
+    report = collect(flow, state, run_id=run_id, running=running, attempts=attempts)
+    return render_report_html(report)
 
 
 def render_report_html(report: RunReport) -> str:
@@ -383,6 +414,11 @@ def _esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
+def stylesheet() -> str:
+    """The report's CSS (status colours ``.st-<status>``, graph nodes, bars, tables)."""
+    return _css()
+
+
 def _css() -> str:
     status_rules = []
     for s, colour in STATUSES.items():
@@ -412,6 +448,8 @@ def _css() -> str:
         ".axis text,.lane text{font:11px system-ui,sans-serif;fill:#555}"
         ".axis line{stroke:#e5e5e5}"
         "rect.bar{stroke:#0003;stroke-width:.5}rect.bar:hover{stroke:#000;stroke-width:1.5}"
+        "rect.wait{fill:url(#hatch);stroke:#bbb}"
+        "text.bar-label{fill:#fff;font-size:10px;pointer-events:none}"
         ".legend span{display:inline-block;padding:0 8px;margin:6px 4px 0 0;border-radius:8px;"
         "font-size:12px}"
         "table{border-collapse:collapse;width:100%;background:#fff}"
@@ -505,6 +543,12 @@ def _dag_layout(rows: list[StepRow]) -> tuple[dict[str, tuple[float, float]], fl
             x += NODE_W + (SUB_GAP if c < cols - 1 else TIER_GAP)
     width = x - TIER_GAP + MARGIN if ordered else 2 * MARGIN
     return pos, width, float(height)
+
+
+def graph_svg(rows: Sequence[StepRow]) -> str:
+    """The graph as an inline SVG: one ``g.node`` per step (``data-step``, ``data-status``, class
+    ``st-<status>``) linking to ``#row-<i>``, its row's position in ``rows``."""
+    return _dag_svg(rows, {r.name: i for i, r in enumerate(rows)})
 
 
 def _dag_svg(all_rows: Sequence[StepRow], index: Mapping[str, int]) -> str:
@@ -604,21 +648,16 @@ def _timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
             '<p class="hint" id="timeline-empty" style="margin:8px">No step was executed in the '
             "latest session (everything was cached, skipped or not reached).</p>"
         )
-    t0 = min(r.start for r in ran if r.start is not None)
-    t0 = min([t0, *(a[0] for r in ran for a in r.attempt_spans)])
-    if report.started is not None:
-        t0 = min(t0, report.started)
+    tries = {r.name: _placed(report.attempts.get(r.name, ())) for r in ran}
+    t0 = min(min(_first_start(r, tries[r.name]) for r in ran), report.started or math.inf)
     fallback_end = report.ended or max((r.end or r.start or t0) for r in ran)
     t1 = max(max((r.end or fallback_end) for r in ran), fallback_end, t0 + 1e-3)
     scale = PLOT_W / (t1 - t0)
     lanes: dict[str, list[tuple[float, float, StepRow]]] = {}
     for r in ran:
-        start = r.start if r.start is not None else t0
+        start = _first_start(r, tries[r.name])
         end = r.end if r.end is not None else fallback_end
-        lane = lanes.setdefault(r.worker or "(worker not recorded)", [])
-        lane.append((start, end, r))
-        for a_start, a_end, a_status in r.attempt_spans:  # each retried attempt: a bar too
-            lane.append((a_start, max(a_start, a_end), replace(r, status=a_status, attempts=1)))
+        lanes.setdefault(r.worker or "(worker not recorded)", []).append((start, end, r))
     order = sorted(lanes, key=lambda w: (w.startswith("("), min(b[0] for b in lanes[w]), w))
     packed = {w: _pack(lanes[w]) for w in order}
     total_rows = sum(len(p) for p in packed.values())
@@ -628,6 +667,9 @@ def _timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
         f'<svg id="gantt" role="img" aria-label="timeline of {len(ran)} steps on '
         f'{len(order)} workers" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}">',
+        '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f5f5f5"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#bbb" stroke-width="2"/></pattern></defs>',
         '<g class="axis">',
     ]
     step = _nice_step(t1 - t0)
@@ -652,20 +694,88 @@ def _timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
         for i, bars in enumerate(rows):
             by = y + i * BAR_PITCH
             for start, end, r in bars:
-                bx = LANE_LABEL_W + (start - t0) * scale
-                bw = max(1.0, (end - start) * scale)
+                x_of = _x_scale(t0, scale)
+                if tries[r.name]:
+                    out.extend(_attempt_bars(r, tries[r.name], end, by, x_of, index[r.name]))
+                    continue
+                bx, bw = x_of(start), max(1.0, (end - start) * scale)
                 tip = f"{r.name} — {r.status}, {fmt_duration(max(0.0, end - start))}"
                 if r.attempts and r.attempts > 1:
                     tip += f", {r.attempts} attempts"
                 out.append(
                     f'<a href="#row-{index[r.name]}"><rect class="bar st-{e(r.status)}" '
                     f'data-step="{e(r.name)}" x="{bx:.1f}" y="{by:.0f}" width="{bw:.1f}" '
-                    f'height="{BAR_H}" rx="2"><title>{e(tip)}</title></rect></a>'
+                    f'height="{BAR_H}" rx="2"><title>{e(tip)}</title></rect>'
+                    f"{_bar_label(r.name, bx, bw, by)}</a>"
                 )
         out.append("</g>")
         y += lane_h + 6
     out.append("</svg>")
     return "".join(out)
+
+
+def _placed(attempts: Sequence[Attempt]) -> Sequence[Attempt]:
+    """The attempts, if each can be placed in time (else the step is drawn as one bar)."""
+    return attempts if attempts and all(a.start is not None for a in attempts) else ()
+
+
+def _first_start(row: StepRow, attempts: Sequence[Attempt]) -> float:
+    starts = [a.start for a in attempts if a.start is not None]
+    if row.start is not None:
+        starts.append(row.start)
+    return min(starts) if starts else math.inf
+
+
+def _x_scale(t0: float, scale: float) -> Callable[[float], float]:
+    return lambda t: LANE_LABEL_W + (t - t0) * scale
+
+
+def _attempt_bars(
+    r: StepRow,
+    attempts: Sequence[Attempt],
+    end: float,
+    y: float,
+    x_of: Callable[[float], float],
+    row_index: int,
+) -> list[str]:
+    """One labelled bar per attempt (``data-attempt``), and a hatched bar for each wait
+    before a retry."""
+    e = _esc
+    out = []
+    for i, a in enumerate(attempts):
+        nxt = attempts[i + 1] if i + 1 < len(attempts) else None
+        start = a.start if a.start is not None else end
+        stop = a.end if a.end is not None else (nxt.start if nxt and nxt.start else end)
+        bx, bw = x_of(start), max(1.0, x_of(stop) - x_of(start))
+        status = a.status if a.status != "running" else r.status
+        label = f"{r.name} #{a.n}" if len(attempts) > 1 or a.n > 1 else r.name
+        tip = f"{label} — {status}, {fmt_duration(max(0.0, stop - start))}"
+        if a.error:
+            tip += f"\n{a.error}"
+        out.append(
+            f'<a href="#row-{row_index}"><rect class="bar st-{e(status)}" data-step="{e(r.name)}" '
+            f'data-attempt="{a.n}" x="{bx:.1f}" y="{y:.0f}" width="{bw:.1f}" height="{BAR_H}" '
+            f'rx="2"><title>{e(tip)}</title></rect>{_bar_label(label, bx, bw, y)}</a>'
+        )
+        if a.delay > 0 and status in ("failed", "timed_out"):
+            until = nxt.start if nxt and nxt.start else stop + a.delay
+            wx, ww = x_of(stop), max(1.0, x_of(until) - x_of(stop))
+            wait = f"{r.name}: waited {fmt_duration(a.delay)} before attempt {a.n + 1}"
+            out.append(
+                f'<rect class="wait" data-step="{e(r.name)}" data-attempt="{a.n}" '
+                f'x="{wx:.1f}" y="{y + 2:.0f}" width="{ww:.1f}" height="{BAR_H - 4}">'
+                f"<title>{e(wait)}</title></rect>"
+            )
+    return out
+
+
+def _bar_label(text: str, x: float, width: float, y: float) -> str:
+    """The bar's name written on it, cut to fit; nothing on a bar too narrow to hold a word."""
+    fits = int((width - 6) / 6.2)
+    if fits < 6:
+        return ""
+    shown = text if len(text) <= fits else text[: fits - 1] + "…"
+    return f'<text class="bar-label" x="{x + 3:.1f}" y="{y + 11:.0f}">{_esc(shown)}</text>'
 
 
 def _excerpt(tb: str) -> str:

@@ -6,6 +6,9 @@ Layout, under the state dir (``.flowkit/`` by default)::
     <flow>/<run_id>/snapshot.json    a compact summary written at the end of a run: run status and
                                      each step's status, and how much of the journal it covers
     <flow>/<run_id>/report.json      the run report (status, timing, errors per step)
+    <flow>/<run_id>/graph.json       the flow's steps, tiers and dependencies, written when a
+                                     session starts (so the run can be shown without the code)
+    <flow>/<run_id>/logs/            what each step printed and logged (``<step>.log``)
     <flow>/<run_id>/outputs/         outputs that cannot be stored inline as JSON
     <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
     <flow>/<run_id>.previous/        the state --fresh moved aside (one generation kept)
@@ -62,6 +65,7 @@ FORMAT = 2
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"
+GRAPH = "graph.json"
 
 
 def default_state_dir(given: str | os.PathLike[str] | None = None) -> Path:
@@ -385,6 +389,17 @@ class RunStore:
 
     def write_report(self, report: dict[str, Any]) -> None:
         write_atomic(self.dir / REPORT, orjson.dumps(report), fsync=self.fsync)
+
+    def write_graph(self, shape: dict[str, Any]) -> None:
+        """Save the flow's shape (``GraphShape.to_json()``) beside the journal, for displays.
+
+        Raises:
+            StateWriteError: the disk refused it.
+        """
+        try:
+            write_atomic(self.dir / GRAPH, orjson.dumps(shape), fsync=False)
+        except OSError as exc:
+            raise StateWriteError(self.dir / GRAPH, exc) from None
 
 
 def check_folder(folder: Path) -> None:

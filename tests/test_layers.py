@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     },
     {"orphans"},
     {"events", "dsl", "codec", "records", "isolate", "shell", "executors", "rules", "interrupt"},
-    {"graph", "store", "limits", "listeners", "wf_tasks", "serializers"},
+    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts", "serializers"},
     {"fanout", "views", "otel", "progress", "notify", "wf_build", "reclaim"},
     {"resume", "wf_notify", "wf_kinds"},
     {"ledger"},
@@ -39,6 +39,7 @@ LAYERS: list[set[str]] = [
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
     {"loader"},
+    {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
 ]

@@ -14,6 +14,7 @@ import pytest
 from conftest import PYTHON, flowkit_env
 
 from flowkit import Flow, Status, UnknownDependencyError, step
+from flowkit.attempts import AttemptLog
 from flowkit.errors import StepTimeoutError
 from flowkit.report import collect, render_report_html
 from flowkit.result import ErrorInfo
@@ -94,10 +95,9 @@ def test_a_step_that_succeeds_after_timed_out_attempts_shows_the_time_of_all_of_
     text = log.read_text()
     assert "attempt 1 timed out after 0.3s (attempt abandoned)" in text
     assert "attempt 2 timed out after 0.3s (attempt abandoned)" in text
-    report = collect(flow, flow.load_state(state_dir=tmp_path))
+    report = collect(flow, flow.load_state(state_dir=tmp_path), attempts=AttemptLog.read(journal))
     (row,) = [r for r in report.steps if r.name == "slow_twice"]
     assert row.duration is not None and row.duration >= 0.6  # the table and "slowest" read it
-    assert [s for _, _, s in row.attempt_spans] == ["timed_out", "timed_out"]
     html = render_report_html(report)
     bars = re.findall(r'<rect class="bar st-(\w+)" data-step="slow_twice"', html)
     assert sorted(bars) == ["succeeded", "timed_out", "timed_out"]
