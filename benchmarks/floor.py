@@ -9,6 +9,8 @@ does not drift with the machine.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +110,40 @@ def vs_floor(n: int, reps: int, key: str, run_target: float, resume_target: floa
     ]
 
 
+def memory_per_step(n: int, key: str, target: float) -> Row:
+    """Bytes per step a finished run holds (its RunResult and anything still alive), and the
+    peak during the run, traced by ``tracemalloc`` over an ``n``-step chain."""
+    fns = chain_functions(n, _variant())
+    flow = chain_flow(fns)
+    flow.graph()  # registration and the graph are the flow's, not the run's
+    with state_dir() as d:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            result = flow.run(state_dir=d, fresh=True)
+            held, peak = tracemalloc.get_traced_memory()
+            del result
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+    return Row(
+        key,
+        f"chain {n:,}: memory a finished run holds per step",
+        (held - after) / n,
+        unit="B",
+        n=n,
+        target=target,
+        target_text=f"≤ {target:g} B",
+        note=f"peak during the run {(peak - base) / n:.0f} B/step (tracemalloc)",
+    )
+
+
 def all_rows(quick: bool, big: bool, reps: int) -> list[Row]:
     """The floor rows: 10,000 steps (1,000 quick), and 100,000 with ``big``."""
     rows = vs_floor(1_000 if quick else 10_000, reps, "0a", 4.0, 4.0)
+    rows.append(memory_per_step(1_000 if quick else 10_000, "0m", 1024.0))
     if big:
         rows += vs_floor(100_000, max(1, min(reps, 3)), "0b", 4.0, 4.0)
     return rows

@@ -3,6 +3,8 @@
     python benchmarks/run.py            # full figures (medians of 5 repetitions)
     python benchmarks/run.py --quick    # smoke test: small sizes, 1 repetition
     python benchmarks/run.py --big      # also the 100,000-step chain (resume, state size, depth)
+    python benchmarks/run.py --parts floor,startup   # only some parts (floor, overhead,
+                                                     # parallel, startup)
 
 Every figure is a median over repetitions, next to a plain-Python baseline measured in the same
 process run; ``ratio`` is flowkit / baseline and ``µs/step`` is (flowkit - baseline) / steps.
@@ -65,13 +67,25 @@ def load() -> str:
         return "n/a"
 
 
+PARTS = ("floor", "overhead", "parallel", "startup")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, 1 repetition (smoke test)")
     p.add_argument("--big", action="store_true", help="also the 100,000-step chain")
     p.add_argument("--reps", type=int, help="repetitions per figure (default 5; quick: 1)")
     p.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run (default: all of {', '.join(PARTS)})",
+    )
     args = p.parse_args(argv)
+    chosen = [x.strip() for x in args.parts.split(",") if x.strip()]
+    unknown = sorted(set(chosen) - set(PARTS))
+    if unknown:
+        p.error(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
     reps = args.reps or (1 if args.quick else 5)
 
     print(f"flowkit benchmarks — {machine()}")
@@ -88,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         ("startup", partial(startup.all_rows, max(reps, 2 if args.quick else 5))),
     ]
     for part, run in parts:
+        if part not in chosen:
+            continue
         t = time.perf_counter()
         rows += run()
         print(f"  [{part} done in {time.perf_counter() - t:.1f} s]", file=sys.stderr)

@@ -16,6 +16,7 @@ from .errors import ExecutorUnavailableError as ExecutorUnavailableError
 from .errors import ExtraUnavailableError as ExtraUnavailableError
 from .errors import FlowDefinitionError as FlowDefinitionError
 from .errors import FlowkitError as FlowkitError
+from .errors import FlowProblemsError as FlowProblemsError
 from .errors import InvalidStepOptionError as InvalidStepOptionError
 from .errors import RunLockedError as RunLockedError
 from .errors import StateError as StateError
@@ -40,6 +41,7 @@ from .flow import Flow as Flow
 from .listeners import ConsoleListener as ConsoleListener
 from .listeners import JsonLogListener as JsonLogListener
 from .listeners import LoggingListener as LoggingListener
+from .options import RunOptions as RunOptions
 from .policy import Backoff as Backoff
 from .policy import RetryPolicy as RetryPolicy
 from .policy import Trigger as Trigger
@@ -71,6 +73,7 @@ __all__ = [
     "ExtraUnavailableError",
     "Flow",
     "FlowDefinitionError",
+    "FlowProblemsError",
     "FlowkitError",
     "InvalidStepOptionError",
     "JsonLogListener",
@@ -82,6 +85,7 @@ __all__ = [
     "RetryPolicy",
     "RunFinished",
     "RunLockedError",
+    "RunOptions",
     "RunResult",
     "RunStarted",
     "RunStatus",

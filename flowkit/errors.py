@@ -161,6 +161,23 @@ class UnknownParameterError(FlowDefinitionError):
         )
 
 
+class FlowProblemsError(FlowDefinitionError):
+    """Several things are wrong with a flow: all of them, in one message (``.problems``)."""
+
+    def __init__(self, flow: str, problems: Sequence[FlowDefinitionError]) -> None:
+        self.flow, self.problems = flow, list(problems)
+        listed = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
+        super().__init__(f"{len(self.problems)} problems in flow {flow!r}:\n{listed}")
+
+    @staticmethod
+    def raise_all(flow: str, problems: Sequence[FlowDefinitionError]) -> None:
+        """Raise the one problem as itself, several as one FlowProblemsError; none: return."""
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise FlowProblemsError(flow, problems)
+
+
 class UsageError(FlowkitError):
     """The command line or the target is invalid."""
 

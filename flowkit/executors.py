@@ -10,7 +10,6 @@ exception that cannot be pickled comes back as a stand-in (see :mod:`flowkit.rem
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import os
@@ -89,6 +88,10 @@ class _Attempt:
         return (self.out, writes, self.start, time.time(), cpu, worker, self.used.peak_rss)
 
 
+#: Types of the values steps usually return, which cannot be awaitable (isawaitable is an ABC
+#: check: slow, once per attempt).
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, dict, tuple, set})
+
 _local = threading.local()
 
 
@@ -116,7 +119,9 @@ def invoke(
     """
     with _Attempt(ctx, log_path, attempt) as a:
         out = fn(**kwargs)
-        if inspect.isawaitable(out):
+        if type(out) not in _PLAIN and inspect.isawaitable(out):
+            import asyncio  # only for a sync step that returns an awaitable
+
             out = asyncio.run(_await(out))
         a.out = out
     return a.result()
@@ -147,6 +152,8 @@ class AsyncLoopExecutor(Executor):
     """
 
     def __init__(self) -> None:
+        import asyncio  # imported by the first async step only: `import flowkit` stays light
+
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="flowkit-asyncio", daemon=True
@@ -154,11 +161,15 @@ class AsyncLoopExecutor(Executor):
         self._thread.start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self.loop)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         # cancel what is left (abandoned or timed-out steps) and let it unwind on the loop,
         # in its own context, before the loop stops
+        import asyncio
+
         drained = asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop)
         drained.add_done_callback(lambda _: self.loop.call_soon_threadsafe(self.loop.stop))
         if wait:
@@ -167,6 +178,8 @@ class AsyncLoopExecutor(Executor):
 
 
 async def _cancel_all() -> None:
+    import asyncio
+
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me]
     for t in tasks:

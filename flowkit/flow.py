@@ -16,15 +16,24 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
-from .engine import Engine, EngineOptions
-from .errors import DuplicateStepError, FlowDefinitionError, InvalidStepOptionError, UsageError
+from .engine import Engine
+from .errors import (
+    DuplicateStepError,
+    FlowDefinitionError,
+    FlowProblemsError,
+    InvalidStepOptionError,
+    UnknownDependencyError,
+    UsageError,
+)
 from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
 from .keys import load_code_cache, run_id_for, save_code_cache
+from .options import UNSET, RunOptions, Selection
 from .params import ParamValueError, convert, describe
+from .planner import plan
 from .result import RunResult
-from .resume import KeyMaker, Plan, plan, select
+from .resume import KeyMaker, Plan, select
 from .shell import ShellCommand
 from .store import LoadedState, RunStore, default_state_dir
 
@@ -50,12 +59,14 @@ class Flow:
     ``Flow(name, steps=[...])``. ``defaults=`` sets options (``retries``, ``backoff``, ``timeout``,
     ``trigger``, ``cache``, ...) for every step that does not set them itself. ``pools=`` declares
     concurrency pools: ``Flow("etl", pools={"db": 2})`` lets at most 2 ``@step(pool="db")`` steps
-    run at once.
+    run at once. ``schedule=`` is the flow's cron expression (``"0 2 * * *"``), used by
+    ``flowkit schedule TARGET`` and :class:`flowkit.schedule.Schedule` when no ``--cron`` is given.
 
     Raises:
         DuplicateStepError: two steps share a name.
         FlowDefinitionError: a function in ``steps=`` is not marked with ``@step``, or a
-            ``defaults=`` key is not an option that can be defaulted.
+            ``defaults=`` key is not an option that can be defaulted, or ``schedule=`` is not a
+            cron expression.
     """
 
     def __init__(
@@ -67,10 +78,12 @@ class Flow:
         pools: Mapping[str, int] | None = None,
         serializer: Serializer | None = None,
         notify: Iterable[Notifier] | Notifier = (),
+        schedule: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         self.name = name
+        self.schedule = check_cron(name, schedule)
         self.defaults = dict(defaults or {})
         bad = sorted(set(self.defaults) - DEFAULTABLE)
         if bad:
@@ -197,10 +210,20 @@ class Flow:
 
         Raises:
             UnknownParameterError / UnboundParameterError: see :meth:`FlowGraph.check_params`.
+            FlowProblemsError: several problems (unknown dependencies, undeclared pools and
+                bad parameters), all listed.
             UsageError: a string that does not convert to the parameter's annotated type.
         """
-        g = self.graph()
         given = dict(params or {})
+        try:
+            g = self.graph()
+        except (UnknownDependencyError, FlowProblemsError) as exc:
+            # report the bad parameters too, not just the first thing wrong
+            lenient = FlowGraph(self.name, self._steps, self.pools, lenient=True)
+            problems = [*lenient.problems, *lenient.param_problems(given)]
+            if len(problems) > len(getattr(exc, "problems", [exc])):
+                raise FlowProblemsError(self.name, problems) from None
+            raise
         g.check_params(given)
         for key, value in given.items():
             if isinstance(value, str):
@@ -257,23 +280,26 @@ class Flow:
         state_dir: PathLike | None = None,
         run_id: str | None = None,
         fresh: bool = False,
-        rerun: Iterable[str] = (),
-        only: Iterable[str] = (),
+        options: RunOptions | None = None,
+        rerun: Iterable[str] = UNSET,
+        only: Iterable[str] = UNSET,
     ) -> Plan:
-        """What :meth:`run` would do with these arguments. Executes nothing, writes nothing."""
+        """What :meth:`run` would do with these arguments. Executes nothing, writes nothing.
+
+        ``options`` (with ``rerun`` / ``only`` laid over it) are those the run would get; each
+        step's verdict comes from the decision function the run itself uses.
+        """
+        opts = RunOptions.of(options, rerun=rerun, only=only)
         given = self.resolve_params(params)
         g = self.graph()
         store = self.store(given, state_dir=state_dir, run_id=run_id)
         stored = {} if fresh or not store.exists() else store.load().steps
         load_code_cache(store.root / CODE_CACHE)
-        force = g.downstream_of(select(g, rerun))
-        only_set = g.upstream_of(select(g, only)) if only else None
         return plan(
             g,
             stored,
             KeyMaker(given),
-            force,
-            (lambda n: n in only_set) if only_set is not None else (lambda _: True),
+            self._selection(g, opts),
             lambda record: check_side_files(record, store.outputs),
         )
 
@@ -286,28 +312,34 @@ class Flow:
         state_dir: PathLike | None = None,
         run_id: str | None = None,
         fresh: bool = False,
-        workers: int = 1,
-        executor: str | None = None,
-        address: str | None = None,
-        fail_fast: bool = True,
-        rerun: Iterable[str] = (),
-        only: Iterable[str] = (),
-        timeout: float | None = None,
-        durability: str = "flush",
+        options: RunOptions | None = None,
         on_event: Callable[[Event], Any] | None = None,
         listeners: Iterable[ListenerLike] = (),
-        seed: int | None = None,
-        handle_signals: bool = False,
-        grace: float = 10.0,
         notify: Iterable[Notifier] | Notifier = (),
+        workers: int = UNSET,
+        executor: str | None = UNSET,
+        address: str | None = UNSET,
+        fail_fast: bool = UNSET,
+        rerun: Iterable[str] = UNSET,
+        only: Iterable[str] = UNSET,
+        timeout: float | None = UNSET,
+        durability: str = UNSET,
+        seed: int | None = UNSET,
+        handle_signals: bool = UNSET,
+        grace: float = UNSET,
     ) -> RunResult:
         """Run the flow, resuming the run with the same id if it has state; return the result.
+
+        How to run is a :class:`RunOptions` (``options=``); each of its fields can also be given
+        as a keyword here, which overrides ``options``.
 
         Args:
             params: run parameters (strings are converted to the parameters' annotated types).
             state_dir: where state lives (default ``$FLOWKIT_STATE_DIR`` or ``./.flowkit``).
             run_id: name the run explicitly (default: derived from the flow name and params).
             fresh: move the run's old state aside (``<run>.previous``) and start over.
+            options: how to run (see :class:`RunOptions`).
+            on_event / listeners: receive every :mod:`flowkit.events` event.
             workers: how many steps may run at once (1: sequential, inline).
             executor: ``inline``, ``thread``, ``process`` or ``dask`` (default: inline for one
                 worker, threads otherwise).
@@ -316,7 +348,6 @@ class Flow:
             only: run just these steps; their upstreams must have stored results.
             timeout: seconds for the whole run; on expiry it stops and can be resumed later.
             durability: ``flush`` (survives a process crash) or ``fsync`` (survives power loss).
-            on_event / listeners: receive every :mod:`flowkit.events` event.
             seed: seeds the retry jitter.
             handle_signals: turn SIGINT/SIGTERM into a clean interruption (the CLI does this).
             grace: seconds running steps get to finish after an interruption.
@@ -333,41 +364,34 @@ class Flow:
         listeners, notifiers = _split_notifiers(
             listeners, [*self.notify, *_notifiers(notify, "notify=")]
         )
+        opts = RunOptions.of(
+            options,
+            workers=workers,
+            executor=executor,
+            address=address,
+            fail_fast=fail_fast,
+            rerun=rerun,
+            only=only,
+            timeout=timeout,
+            durability=durability,
+            seed=seed,
+            handle_signals=handle_signals,
+            grace=grace,
+        )
         given = self.resolve_params(params)
         g = self.graph()
         rid = run_id or run_id_for(self.name, given)
-        store = self.store(given, state_dir=state_dir, run_id=rid, durability=durability)
-        force = g.downstream_of(select(g, rerun))
-        only_set: frozenset[str] | None = None
-        needed: frozenset[str] | None = None
-        if only:
-            chosen = select(g, only)
-            self._check_only(g, chosen, given, state_dir, rid, fresh)
-            only_set = frozenset(chosen)
-            needed = frozenset(g.upstream_of(chosen))
-        if not grace >= 0:
-            raise UsageError(f"grace must be a number of seconds >= 0, got {grace!r}")
-        kind = executor or ("inline" if workers == 1 else "thread")
-        if kind != "dask":  # a cluster's workers are checked when it is reached
+        store = self.store(given, state_dir=state_dir, run_id=rid, durability=opts.durability)
+        selection = self._selection(g, opts)
+        if selection.only is not None:
+            self._check_only(g, set(selection.only), given, state_dir, rid, fresh)
+        if opts.kind != "dask":  # a cluster's workers are checked when it is reached
             check_fit(
                 (n.spec for n in g.nodes.values()),
                 *machine_resources(),
                 "this machine",
                 "Lower it, or run on a cluster (--executor dask).",
             )
-        opts = EngineOptions(
-            executor=kind,
-            workers=workers,
-            address=address,
-            fail_fast=fail_fast,
-            force=frozenset(force),
-            only=only_set,
-            needed=needed,
-            timeout=timeout,
-            handle_signals=handle_signals,
-            seed=seed,
-            grace=grace,
-        )
         callbacks = as_callbacks([*listeners, *([on_event] if on_event else [])])
         # Objects that exist when a run starts (the graph, then the run's bookkeeping and loaded
         # journal) are not garbage and will not become garbage during it: frozen, the cyclic GC
@@ -378,7 +402,15 @@ class Flow:
         try:
             with gc_frozen_run():
                 engine = Engine(
-                    self.name, g, rid, given, store, opts, callbacks, serializer=self.serializer
+                    self.name,
+                    g,
+                    rid,
+                    given,
+                    store,
+                    opts,
+                    callbacks,
+                    selection=selection,
+                    serializer=self.serializer,
                 )
                 result = engine.run(fresh=fresh)
         finally:
@@ -388,6 +420,15 @@ class Flow:
 
             alert(notifiers, result, store)
         return result
+
+    @staticmethod
+    def _selection(g: FlowGraph, opts: RunOptions) -> Selection:
+        """``rerun`` / ``only`` patterns resolved to step names (UnknownStepError for a miss)."""
+        force = g.downstream_of(select(g, opts.rerun))
+        if not opts.only:
+            return Selection.of(force, None, None)
+        chosen = select(g, opts.only)
+        return Selection.of(force, chosen, g.upstream_of(chosen))
 
     def _check_only(
         self,
@@ -514,3 +555,23 @@ def _shell_timeout(spec: Step) -> Step:
         cmd = copy.copy(cmd)
         cmd.timeout = spec.timeout
     return dataclasses.replace(spec, fn=cmd, timeout=None)
+
+
+def check_cron(flow: str, cron: str | None) -> str | None:
+    """``schedule=``: a five-field cron expression (checked now when croniter is installed)."""
+    if cron is None:
+        return None
+    if not isinstance(cron, str) or len(cron.split()) != 5:
+        raise FlowDefinitionError(
+            f"flow {flow!r}: schedule={cron!r} is not a cron expression; use five fields: "
+            "minute hour day-of-month month day-of-week, e.g. '0 2 * * *' (02:00 daily)"
+        )
+    try:
+        from croniter import croniter
+    except ImportError:  # checked when scheduled (flowkit[cron])
+        return cron
+    if not croniter.is_valid(cron):
+        raise FlowDefinitionError(
+            f"flow {flow!r}: schedule={cron!r} is not a valid cron expression, e.g. '0 2 * * *'"
+        )
+    return cron

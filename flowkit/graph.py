@@ -19,6 +19,7 @@ from .dsl import Step
 from .errors import (
     CycleError,
     FlowDefinitionError,
+    FlowProblemsError,
     UnboundParameterError,
     UnknownDependencyError,
     UnknownParameterError,
@@ -64,12 +65,17 @@ class Node:
 _GLOB = frozenset("*?[")
 
 
-def _expand_globs(name: str, deps: tuple[str, ...], steps: Mapping[str, Step]) -> tuple[str, ...]:
+def _expand_globs(
+    name: str,
+    deps: tuple[str, ...],
+    steps: Mapping[str, Step],
+    problems: list[FlowDefinitionError],
+) -> tuple[str, ...]:
     """``depends_on`` with its glob patterns (``fetch_*``) replaced by the steps they match
     (the step itself left out), as ``--rerun`` matches them.
 
-    Raises:
-        UnknownDependencyError: a name that is not a step, or a pattern that matches none.
+    A name that is not a step, or a pattern that matches none, is left out and added to
+    ``problems`` (an :class:`UnknownDependencyError`).
     """
     out: dict[str, None] = {}
     for dep in deps:
@@ -80,7 +86,8 @@ def _expand_globs(name: str, deps: tuple[str, ...], steps: Mapping[str, Step]) -
         if _GLOB & set(dep):
             hits = sorted(s for s in fnmatch.filter(steps, dep) if s != name)
         if not hits:
-            raise UnknownDependencyError(name, dep, [s for s in steps if s != name])
+            problems.append(UnknownDependencyError(name, dep, [s for s in steps if s != name]))
+            continue
         out.update(dict.fromkeys(hits))
     return tuple(out)
 
@@ -149,10 +156,21 @@ class FlowGraph:
     """
 
     def __init__(
-        self, flow: str, steps: Mapping[str, Step], pools: Mapping[str, int] | None = None
+        self,
+        flow: str,
+        steps: Mapping[str, Step],
+        pools: Mapping[str, int] | None = None,
+        *,
+        lenient: bool = False,
     ) -> None:
+        #: What is wrong with the flow (unknown dependencies, undeclared pools). Raised, all
+        #: together, unless ``lenient``: then kept here and the graph built without them (to
+        #: find what else is wrong).
+        self.problems: list[FlowDefinitionError] = []
         with gc_paused():
             self._build(flow, steps, pools)
+        if not lenient:
+            FlowProblemsError.raise_all(flow, self.problems)
 
     def _build(self, flow: str, steps: Mapping[str, Step], pools: Mapping[str, int] | None) -> None:
         self.flow = flow
@@ -167,13 +185,13 @@ class FlowGraph:
             data = tuple([p for p in sp if p in steps and p != name]) if sp else ()
             for dep in deps:
                 if dep not in steps:
-                    deps = _expand_globs(name, deps, steps)
+                    deps = _expand_globs(name, deps, steps, self.problems)
                     break
             if spec.map_over is not None and spec.map_over not in data:
-                raise UnknownDependencyError(name, spec.map_over, steps.keys())
-            if spec.pool is not None:
-                _check_pool(spec, self.pools)
-            order = tuple([d for d in deps if d not in data]) if deps else ()
+                self.problems.append(UnknownDependencyError(name, spec.map_over, steps.keys()))
+            if spec.pool is not None and spec.pool not in self.pools:
+                self.problems.append(_pool_problem(spec, self.pools))
+            order = tuple([d for d in deps if d not in data and d in steps]) if deps else ()
             if sp:
                 axes = {k for k, _ in spec.matrix}
                 params = tuple([p for p in sp if p not in data and p not in axes])
@@ -225,14 +243,28 @@ class FlowGraph:
         }
 
     def check_params(self, params: Mapping[str, Any]) -> None:
-        """Raise if a given parameter is taken by no step, or a step's parameter has no value."""
-        for key in params:
-            if key not in self.run_params:
-                raise UnknownParameterError(self.flow, key, self.run_params)
+        """Raise if a given parameter is taken by no step, or a step's parameter has no value
+        (every such problem, together: see :meth:`param_problems`)."""
+        if all(k in self.run_params for k in params) and all(
+            p in params or p in node.spec.defaults
+            for node in self.nodes.values()
+            for p in node.run_params
+        ):
+            return  # the common case: nothing wrong, nothing collected
+        FlowProblemsError.raise_all(self.flow, self.param_problems(params))
+
+    def param_problems(self, params: Mapping[str, Any]) -> list[FlowDefinitionError]:
+        """Each parameter given that no step takes, and each step parameter with no value."""
+        out: list[FlowDefinitionError] = [
+            UnknownParameterError(self.flow, key, self.run_params)
+            for key in params
+            if key not in self.run_params
+        ]
         for node in self.nodes.values():
             for p in node.run_params:
                 if p not in params and p not in node.spec.defaults:
-                    raise UnboundParameterError(node.name, p, self.nodes.keys())
+                    out.append(UnboundParameterError(node.name, p, self.nodes.keys()))
+        return out
 
     def downstream_of(self, names: Iterable[str]) -> set[str]:
         """The given steps and every step that depends on them, directly or not."""
@@ -267,15 +299,15 @@ def machine_resources() -> tuple[float, int]:
     return cpus, int(memory)
 
 
-def _check_pool(spec: Step, pools: Mapping[str, int]) -> None:
-    if spec.pool is not None and spec.pool not in pools:
-        close = suggest(spec.pool, pools)
-        hint = f" Did you mean {close!r}?" if close else ""
-        declared = ", ".join(sorted(pools)) or "none"
-        raise FlowDefinitionError(
-            f"step {spec.name!r} uses pool {spec.pool!r}, which the flow does not declare "
-            f"(pools: {declared}). Declare it: Flow(..., pools={{{spec.pool!r}: N}}).{hint}"
-        )
+def _pool_problem(spec: Step, pools: Mapping[str, int]) -> FlowDefinitionError:
+    """A step's pool that the flow does not declare."""
+    close = suggest(str(spec.pool), pools)
+    hint = f" Did you mean {close!r}?" if close else ""
+    declared = ", ".join(sorted(pools)) or "none"
+    return FlowDefinitionError(
+        f"step {spec.name!r} uses pool {spec.pool!r}, which the flow does not declare "
+        f"(pools: {declared}). Declare it: Flow(..., pools={{{spec.pool!r}: N}}).{hint}"
+    )
 
 
 def check_fit(steps: Iterable[Step], cpus: float, memory: float, where: str, fix: str) -> None:

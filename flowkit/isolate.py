@@ -11,22 +11,28 @@ started), then SIGKILL after a grace period, so nothing the step spawned survive
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import orphans, stopping, usage
 from .remote import portable
 
 __all__ = ["DaemonThreadExecutor", "IsolatedExecutor", "KillableFuture"]
 
-_CTX: Any = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+
+def _context() -> Any:
+    """The multiprocessing context of isolated attempts (imported when the first one starts)."""
+    import multiprocessing
+
+    return multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
 
 
 class KillableFuture(Future[Any]):
@@ -92,9 +98,10 @@ class IsolatedExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> KillableFuture:
         fut = KillableFuture()
         fut.set_running_or_notify_cancel()
-        recv, send = _CTX.Pipe(duplex=False)
+        ctx = _context()
+        recv, send = ctx.Pipe(duplex=False)
         # fork copies the call into the child: local functions and lambdas work too
-        proc = _CTX.Process(
+        proc = ctx.Process(
             target=_child,
             args=(send, os.getpid(), self.state_dir, fn, args, kwargs),
             daemon=True,

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["code_hash", "digest", "run_id_for", "safe_name", "step_key"]
+__all__ = ["code_hash", "digest", "params_bytes", "run_id_for", "safe_name", "step_key"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.=\[\]-]+")
 
@@ -70,16 +70,25 @@ def run_id_for(flow: str, params: Mapping[str, Any]) -> str:
     return f"{safe_name(flow)}-{digest(canonical(params))[:10]}"
 
 
+def params_bytes(params: tuple[tuple[str, Any], ...]) -> bytes:
+    """How a step's parameter values enter its cache key."""
+    return orjson.dumps(params, default=_param_default) if params else b"[]"
+
+
 def step_key(
     code: str,
     params: tuple[tuple[str, Any], ...],
     data_inputs: Iterable[tuple[str, str]],
     order_inputs: Iterable[tuple[str, str]],
+    encoded_params: bytes | None = None,
 ) -> str:
-    """The cache key of one step execution (see the module docstring)."""
+    """The cache key of one step execution (see the module docstring).
+
+    ``encoded_params``: ``params_bytes(params)``, when the caller keeps it from step to step.
+    """
     data = "|".join([f"{n}={h}" for n, h in data_inputs])
     order = "|".join([f"{n}={h}" for n, h in order_inputs])
-    p = orjson.dumps(params, default=_param_default) if params else b"[]"
+    p = encoded_params if encoded_params is not None else params_bytes(params)
     return digest(f"{code}\x00{data}\x00{order}\x00".encode() + p)
 
 
@@ -155,11 +164,27 @@ def _source(code: types.CodeType) -> str:
 
 
 def _own_code_hash(code: types.CodeType, fn: Callable[..., Any]) -> str:
-    global _disk_dirty
     cached = _by_code.get(code)
     if cached is not None:
         return cached
     filename = code.co_filename
+    if filename.startswith("<") and filename not in linecache.cache:
+        result = _bytecode_hash(code)  # exec'd code: there is no source to read
+    else:
+        result = _source_hash(code, filename)
+    _by_code[code] = result
+    return result
+
+
+def _bytecode_hash(code: types.CodeType) -> str:
+    """Without source (exec'd code, a REPL), the bytecode is the next best identity."""
+    shape = repr((code.co_consts, code.co_names, code.co_varnames))
+    return digest("bytecode", marshal.dumps(code.co_code), shape)
+
+
+def _source_hash(code: types.CodeType, filename: str) -> str:
+    """The hash of the function's AST, from the disk cache while its file is unchanged."""
+    global _disk_dirty
     stat: os.stat_result | None = None
     key = f"{filename}|{code.co_firstlineno}|{getattr(code, 'co_qualname', code.co_name)}"
     if not filename.startswith("<"):
@@ -169,22 +194,16 @@ def _own_code_hash(code: types.CodeType, fn: Callable[..., Any]) -> str:
             stat = None
         hit = _disk.get(key) if stat is not None else None
         if hit is not None and stat is not None and hit[:2] == [stat.st_mtime_ns, stat.st_size]:
-            _by_code[code] = result = str(hit[2])
-            return result
+            return str(hit[2])
     try:
-        if filename.startswith("<") and filename not in linecache.cache:
-            raise OSError("no source")  # exec'd code: there is nothing to read
         tree = ast.parse(textwrap.dedent(_source(code)))
-        text = ast.dump(_Strip().visit(tree), annotate_fields=False, include_attributes=False)
-        result = digest("ast", text)
-        if stat is not None:
-            _disk[key] = [stat.st_mtime_ns, stat.st_size, result]
-            _disk_dirty = True
     except (OSError, TypeError, SyntaxError, IndentationError):
-        # no source (exec'd code, a REPL): the bytecode is the next best identity.
-        shape = repr((code.co_consts, code.co_names, code.co_varnames))
-        result = digest("bytecode", marshal.dumps(code.co_code), shape)
-    _by_code[code] = result
+        return _bytecode_hash(code)
+    text = ast.dump(_Strip().visit(tree), annotate_fields=False, include_attributes=False)
+    result = digest("ast", text)
+    if stat is not None:
+        _disk[key] = [stat.st_mtime_ns, stat.st_size, result]
+        _disk_dirty = True
     return result
 
 
@@ -242,12 +261,15 @@ def _names(code: types.CodeType) -> tuple[str, ...]:
     cached = _names_by_code.get(code)
     if cached is not None:
         return cached
-    names: set[str] = set()
-    todo = [code]
-    while todo:
-        c = todo.pop()
+    nested = [k for k in code.co_consts if isinstance(k, types.CodeType)]
+    if not nested:  # the common case: no inner functions, comprehensions or lambdas
+        result = _names_by_code[code] = tuple(sorted(set(code.co_names)))
+        return result
+    names: set[str] = set(code.co_names)
+    while nested:
+        c = nested.pop()
         names.update(c.co_names)
-        todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        nested.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
     result = _names_by_code[code] = tuple(sorted(names))
     return result
 

@@ -1,10 +1,11 @@
 """The journal's records, in one place: what each event of a run writes, and in which shape.
 
 The engine says what happened (a step started, finished, failed, was retried, skipped, restored);
-the ledger builds the record, appends it to the run's journal (the engine decides when to commit)
-and keeps the in-memory :class:`LoadedState` in step with the file, so the end-of-run snapshot and
-later decisions see exactly what a new process would load. Fields that can be derived are left
-out to keep the journal small (see ``store.duration_of``).
+the ledger builds the record and appends it to the run's journal (the engine decides when to
+commit). It keeps no copy: a run decides each step once, from what the journal held when it
+started, so records written during the run are never read back by it (which keeps a finished
+run's memory per step small). Fields that can be derived are left out to keep the journal small
+(see ``store.duration_of``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from .codec import Encoded
 from .result import ErrorInfo, Status, StepResult, json_params
 from .resume import Inputs
-from .store import FORMAT, LoadedState, RunStore
+from .store import FORMAT, RunStore
 
 __all__ = ["Ledger"]
 
@@ -24,12 +25,23 @@ __all__ = ["Ledger"]
 class Ledger:
     """Writes a run's journal records. Only the scheduler loop calls it (one thread)."""
 
-    def __init__(self, store: RunStore, state: LoadedState) -> None:
-        self.store, self.state = store, state
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._cached: list[str] = []  # restored steps not journaled yet (one record for all)
+        self._cached_rec: dict[str, Any] = {"ev": "cached"}
 
     def _put(self, rec: dict[str, Any]) -> None:
+        if self._cached:
+            self.flush_cached()
         self.store.append(rec)
-        self.state.apply(rec)
+
+    def flush_cached(self) -> None:
+        """Journal the steps restored since the last record, as one ``cached`` record."""
+        if self._cached:
+            self._cached_rec["steps"] = self._cached
+            self.store.append(self._cached_rec)
+            self._cached = []
+            self._cached_rec = {"ev": "cached"}
 
     def run_started(self, flow: str, run_id: str, params: dict[str, Any], time: float) -> None:
         self._put(
@@ -139,9 +151,10 @@ class Ledger:
         )
 
     def cached(self, name: str) -> None:
-        rec = {"ev": "cached", "step": name}
-        self.store.append(rec)
-        self.state.session[name] = rec  # what apply() would do, minus the dispatch
+        """A step restored in this session. Restored steps share one record, written with the
+        next record or commit, so a resume that finds everything cached adds a line, not one
+        per step."""
+        self._cached.append(name)
 
     def gathered(self, name: str, content_hash: str, instances: Sequence[str], reason: str) -> None:
         """A fan-out step gathered its instances (``of``: their names, which ``clean

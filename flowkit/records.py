@@ -77,13 +77,16 @@ EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]
             "peak_rss": (int,),
             "error": (dict,),
             "instances": (int,),
+            "of": (list,),  # a gathered fan-out step's instances, by name
+            "p": (dict,),  # run parameter -> short hash of its value
         },
     ),
     "retry": (
         {"step": (str,), "attempt": (int,)},
         {"time": _NUM, "delay": _NUM, "error": (dict,), "timed_out": (bool,)},
     ),
-    "cached": ({"step": (str,)}, {}),
+    # one record per restored step, or (since format 2) one for the steps restored together
+    "cached": ({}, {"step": (str,), "steps": (list,)}),
     "skip": ({"step": (str,)}, {"reason": (str,), "status": (str,)}),
     "end": ({"status": (str,), "time": _NUM}, {"counts": (dict,)}),
     "notify": (
@@ -159,6 +162,12 @@ def validate(rec: Mapping[str, Any]) -> None:
         raise RecordError(f"unknown run status {rec['status']!r}")
     elif ev == "skip" and rec.get("status", "skipped") not in SKIP_STATUSES:
         raise RecordError(f"unknown skip status {rec['status']!r}")
+    elif ev == "cached":
+        steps = rec.get("steps")
+        if "step" not in rec and steps is None:
+            raise RecordError("a 'cached' record needs a 'step' field or a 'steps' list")
+        if steps is not None and not all(type(n) is str for n in steps):
+            raise RecordError("the 'steps' of a 'cached' record must be step names")
 
 
 def _check_done(rec: Mapping[str, Any]) -> None:

@@ -1,29 +1,30 @@
 """Resume decisions: is a step's stored result still valid, and if not, why does it run?
 
-Used by the engine (one step at a time, as its inputs become known) and by the plan (dry-run,
-``explain``), which predicts the same decisions from the stored hashes without running anything.
+Used through :func:`flowkit.decide.decide_step` by the engine (one step at a time, as its inputs
+become known) and by the plan (:mod:`flowkit.planner`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from .dsl import Step
 from .errors import UnknownStepError
-from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
-from .keys import canonical, code_hash, digest, step_key
-from .result import Status
-from .rules import judge
+from .keys import canonical, code_hash, digest, params_bytes, step_key
 
-__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "plan", "select"]
+__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "select"]
 
 CONDITION_FALSE = "condition false"
+
+#: A step's parts of its cache key that do not change during a run: code hash, parameters,
+#: their encoding, and each run parameter's (name, short hash, whether it is the default).
+_Static = tuple[str, tuple[tuple[str, Any], ...], bytes, tuple[tuple[str, str, bool], ...]]
 INPUT_PREFIX = 8
 
 
@@ -58,11 +59,19 @@ class Inputs:
 
 
 class KeyMaker:
-    """Computes step inputs; caches code hashes per function for the life of one run."""
+    """Computes step inputs for one run.
+
+    What does not change during a run is computed once per step: its code hash (once per
+    function), its parameter values and their encoding. Per decision only the input digests
+    are new.
+    """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = params
         self._code: dict[Any, str] = {}
+        #: per step: its code hash, parameters (with a fan-out instance's binding), their
+        #: encoding, and each run parameter's short hash (computed once per run)
+        self._static: dict[str, _Static] = {}
         self._param_hash: dict[tuple[str, str | None], tuple[str, str, bool]] = {}
 
     def code(self, spec: Step) -> str:
@@ -75,6 +84,8 @@ class KeyMaker:
         return h
 
     def param_values(self, node: Node) -> tuple[tuple[str, Any], ...]:
+        if not node.run_params:
+            return ()
         p, d = self.params, node.spec.defaults
         return tuple((k, p[k] if k in p else d[k]) for k in node.run_params)
 
@@ -93,17 +104,26 @@ class KeyMaker:
             out.append(entry)
         return tuple(out)
 
-    def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
-        code = self.code(node.spec)
+    def _static_part(self, node: Node) -> _Static:
         params = self.param_values(node)
         ph = self.param_hashes(node) if node.run_params else ()
-        data = tuple((d, hashes.get(d, "-")) for d in node.data_deps)
         if node.binding_keys:  # a fan-out instance: its own item instead of the whole input
+            params += node.binding_keys
+        static = (self.code(node.spec), params, params_bytes(params), ph)
+        self._static[node.name] = static
+        return static
+
+    def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
+        static = self._static.get(node.name)
+        if static is None:
+            static = self._static_part(node)
+        code, params, encoded, ph = static
+        data = tuple([(d, hashes.get(d, "-")) for d in node.data_deps])
+        if node.binding_keys:
             bound = {k for k, _ in node.binding_keys}
             data = tuple(x for x in data if x[0] not in bound)
-            params += node.binding_keys
-        order = tuple((d, keys.get(d, "-")) for d in node.order_deps)
-        key = step_key(code, params, data, order)
+        order = tuple([(d, keys.get(d, "-")) for d in node.order_deps])
+        key = step_key(code, params, data, order, encoded)
         return Inputs(code, params, data, order, key, bool(node.binding_keys), ph)
 
 
@@ -228,138 +248,3 @@ class Plan:
 
     def would_run(self) -> list[str]:
         return [n for n, s in self.steps.items() if s.decision is Decision.RUN]
-
-
-def plan(
-    graph: FlowGraph,
-    stored: Mapping[str, Mapping[str, Any]],
-    keys: KeyMaker,
-    force: set[str],
-    is_selected: Callable[[str], bool] = lambda _: True,
-    check: Callable[[Mapping[str, Any]], str | None] = lambda _: None,
-) -> Plan:
-    """Predict each step's decision in topological order (iteratively: deep graphs are fine).
-
-    Trigger rules are applied to the predicted outcomes of the upstreams, through the engine's
-    own :func:`~flowkit.rules.judge`: cached steps succeed, remembered ``when=`` skips skip, a
-    step known to fail (a fan-out over a stored value that is not a list) fails, and a step that
-    would run is assumed to succeed — a verdict resting on that assumption says so.
-    """
-    result = Plan(tiers=graph.tiers)
-    hashes: dict[str, str] = {}
-    key_of: dict[str, str] = {}
-    reruns: set[str] = set()
-    # steps whose cache key the plan cannot know: a data input re-runs (its new output is
-    # unknown), or an order-only input's key is unknown; a re-run's key alone is known
-    shaky: set[str] = set()
-    outcome: dict[str, Status] = {}  # each step's predicted state, for its dependents' rules
-    assumed: set[str] = set()  # steps whose predicted state rests on a run succeeding
-    tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
-    for name in graph.order:
-        node = graph.nodes[name]
-        prev = stored.get(name)
-        ups = [(u, outcome[u]) for u in node.upstream]
-        blocked = judge(node.spec.trigger, ups) if ups else None
-        if blocked is not None:
-            guesses = [u for u in node.upstream if u in assumed]
-            reason = blocked.reason
-            if guesses:
-                assumed.add(name)
-                reason += f", if {', '.join(guesses)} succeed{'s' if len(guesses) == 1 else ''}"
-            if blocked.status is Status.UPSTREAM_FAILED:
-                decision = Decision.UPSTREAM_FAILED
-            else:
-                decision = Decision.SKIP
-            outcome[name] = blocked.status
-            result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, bool(guesses))
-            continue
-        rerun_ups = [u for u in node.data_deps if u in reruns]
-        rerun_ups += [u for u in node.order_deps if u in shaky]
-        uncertain = False
-        fails = False
-        made: tuple[PlannedStep, ...] = ()
-        if node.fans_out:
-            decision, reason, gathered, fails, made = _plan_fanout(
-                node, stored, keys, hashes, key_of, force, check, tier_of[name]
-            )
-            prev = {"hash": gathered} if gathered is not None else None
-            key_of[name] = gathered or "-"
-        else:
-            inputs = keys.inputs(node, hashes, key_of)
-            key_of[name] = inputs.key
-            decision, reason = decide(node.spec, prev, inputs, forced=name in force)
-            if decision is Decision.CACHED and prev is not None:
-                damaged = check(prev)  # the run would find the same and re-run the step
-                if damaged is not None:
-                    decision, reason = Decision.RUN, damaged
-        if rerun_ups and (decision is not Decision.RUN or reason.startswith("input changed")):
-            # the upstream's new output is not known yet: say so rather than guess
-            decision, uncertain = Decision.RUN, True
-            reason = f"upstream re-runs: {', '.join(rerun_ups)}"
-        if rerun_ups or (node.fans_out and decision is Decision.RUN):
-            shaky.add(name)  # (a fan-out step's key is the hash of its gathered output)
-        if decision is Decision.CACHED and prev is not None:
-            hashes[name] = str(prev.get("hash", "-"))
-        else:
-            reruns.add(name)
-        if not is_selected(name) and decision is not Decision.CACHED:
-            reason = f"not selected; {reason}"
-            outcome[name] = Status.SKIPPED
-        elif decision is Decision.RUN:
-            outcome[name] = Status.FAILED if fails else Status.SUCCEEDED
-            if not fails:
-                assumed.add(name)
-        else:
-            outcome[name] = Status.CACHED if decision is Decision.CACHED else Status.SKIPPED
-        if made and (uncertain or not is_selected(name)):
-            made = ()  # their inputs are not known yet, or they are not run: no verdicts
-        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain, made)
-    return result
-
-
-def _plan_fanout(
-    node: Node,
-    stored: Mapping[str, Mapping[str, Any]],
-    keys: KeyMaker,
-    hashes: Mapping[str, str],
-    key_of: Mapping[str, str],
-    force: set[str],
-    check: Callable[[Mapping[str, Any]], str | None],
-    tier: int,
-) -> tuple[Decision, str, str | None, bool, tuple[PlannedStep, ...]]:
-    """Predict a fan-out step from its instances.
-
-    Returns the decision, its reason, the gathered hash when all instances are cached,
-    whether the step is known to fail (what it maps over cannot be expanded), and the
-    instances with their own verdicts (none when they are only known at run time).
-    """
-    spec = node.spec
-    mapped = None
-    if spec.map_over is not None:
-        rec = stored.get(spec.map_over)
-        if rec is None or "ref" in rec or spec.map_over not in hashes:
-            why = f"instances of {spec.map_over!r} known at run time"
-            return Decision.RUN, why, None, False, ()
-        mapped = rec.get("out")
-    try:
-        made = instances(node, mapped)
-    except FanOutError as exc:
-        return Decision.RUN, f"fails: {exc}", None, True, ()
-    todo, gathered, planned = 0, [], []
-    for inst in made:
-        prev = stored.get(inst.name)
-        inputs = keys.inputs(inst, hashes, key_of)
-        decision, why = decide(spec, prev, inputs, forced=node.name in force)
-        if decision is Decision.CACHED and prev is not None:
-            damaged = check(prev)
-            if damaged is not None:
-                decision, why = Decision.RUN, damaged
-        if decision is Decision.CACHED and prev is not None:
-            gathered.append(str(prev.get("hash", "-")))
-        elif decision is Decision.RUN:
-            todo += 1
-        planned.append(PlannedStep(inst.name, tier, decision, why))
-    if todo:
-        why = f"{todo} of {len(made)} instances would run"
-        return Decision.RUN, why, None, False, tuple(planned)
-    return Decision.CACHED, "unchanged", gather_hash(gathered), False, tuple(planned)

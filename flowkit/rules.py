@@ -7,7 +7,7 @@ not everything was skipped), else ``skipped``. ``cached`` counts as a success; `
 ``timed_out`` and ``upstream_failed`` count as failures, except for ``one_done``, which counts
 only steps that ran (succeeded or failed), as Airflow does.
 
-The engine and the dry run (:func:`flowkit.resume.plan`) both decide through :func:`judge`, so
+The engine and the dry run (:func:`flowkit.planner.plan`) both decide through :func:`judge`, so
 the plan predicts what the run does.
 """
 

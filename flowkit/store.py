@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from filelock import FileLock, Timeout
 
 from .codec import fsync_dir, write_all, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
@@ -97,6 +96,9 @@ class LoadedState:
             name = rec["step"]
             self.steps[name] = rec
             self.session.pop(name, None)
+        elif ev == "cached" and "steps" in rec:  # the steps restored together
+            for name in rec["steps"]:
+                self.session[name] = rec
         elif ev in ("start", "cached", "skip"):
             self.session[rec["step"]] = rec
         elif ev == "retry":
@@ -200,6 +202,8 @@ class RunStore:
         if not lock_path.exists():
             return None
         if fcntl is None:  # pragma: no cover
+            from filelock import FileLock, Timeout
+
             probe = FileLock(str(lock_path), timeout=0)
             try:
                 probe.acquire()
@@ -237,6 +241,8 @@ class RunStore:
             RunLockedError: another live process holds it.
             StateWriteError: the run's folder cannot be created or written.
         """
+        from filelock import FileLock, Timeout  # not needed by `import flowkit`
+
         check_folder(self.dir)
         lock_path = self.dir / "run.lock"
         try:

@@ -183,6 +183,12 @@ TOP_KEYS: tuple[Key, ...] = (
     Key(
         "notifications", "on_success, on_failure, on_finish: lists of channels", {"type": "object"}
     ),
+    Key(
+        "schedule",
+        "a five-field cron expression used by flowkit schedule: '0 2 * * *'",
+        {"type": "string", "pattern": "^\\S+( \\S+){4}$"},
+        ("cron",),
+    ),
 )
 
 NOTIFICATION_EVENTS = ("on_success", "on_failure", "on_finish")

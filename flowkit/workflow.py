@@ -36,7 +36,7 @@ import orjson
 
 from .errors import FlowDefinitionError, UsageError
 from .events import ListenerLike
-from .flow import Flow
+from .flow import Flow, check_cron
 from .result import RunResult
 from .wf_build import IDENT, Scope, line_of, where
 from .wf_expr import ExprError, parse_template
@@ -74,8 +74,10 @@ class WorkflowError(FlowDefinitionError):
 class WorkflowFlow(Flow):
     """A Flow read from a workflow file; it carries the file's notifications and parallelism."""
 
-    def __init__(self, name: str, *, path: Path, pools: Mapping[str, int]) -> None:
-        super().__init__(name, pools=pools)
+    def __init__(
+        self, name: str, *, path: Path, pools: Mapping[str, int], schedule: str | None = None
+    ) -> None:
+        super().__init__(name, pools=pools, schedule=schedule)
         self.path = path
         self.version: str | None = None
         self.description = ""
@@ -249,7 +251,9 @@ class _Loader(Scope):
             self.notifications(top["notifications"])
         self.check_cycles()
         self.check()
-        flow = WorkflowFlow(str(name), path=self.path, pools=self.pools)
+        schedule = self.schedule(top)
+        self.check()
+        flow = WorkflowFlow(str(name), path=self.path, pools=self.pools, schedule=schedule)
         version = top.get("version", (None, None))[1]
         flow.version = None if version is None else str(version)
         flow.description = str(top.get("description", (None, ""))[1] or "")
@@ -288,6 +292,17 @@ class _Loader(Scope):
                 continue
             out[name] = (line, value)
         return out
+
+    def schedule(self, top: Mapping[str, tuple[int | None, Any]]) -> str | None:
+        """``schedule: '0 2 * * *'``: checked as Flow(schedule=) checks it, with the line."""
+        if "schedule" not in top:
+            return None
+        line, value = top["schedule"]
+        try:
+            return check_cron(self.path.stem, value if value is None else str(value))
+        except FlowDefinitionError as exc:
+            self.fail(line, str(exc).replace(f"flow {self.path.stem!r}: schedule=", "schedule: "))
+            return None
 
     def mapping(self, top: Mapping[str, tuple[int | None, Any]], key: str) -> Mapping[Any, Any]:
         if key not in top:

@@ -205,7 +205,7 @@ def test_failed_step_exits_1_reporting_step_error_and_how_to_resume(tmp_path: Pa
         (["run", "pipeline:daily", "--param", "=x"], "expected KEY=VALUE"),
         (["run", "pipeline:daily", "--workers", "two"], "invalid int value: 'two'"),
         (["frobnicate", "pipeline:daily"], "invalid choice: 'frobnicate'"),
-        ([], "required: command"),
+        ([], "flowkit: error: a command is required"),
     ],
     ids=["unknown-option", "param-no-equals", "param-no-key", "bad-int", "bad-command", "none"],
 )

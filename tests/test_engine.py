@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from flowkit import (
     Backoff,
     Flow,
+    RunOptions,
     RunStatus,
     Status,
     StepCached,
@@ -127,8 +128,6 @@ def test_retries_count_attempts_and_wait_per_backoff(tmp_path: Path) -> None:
 
 
 def test_retry_wait_uses_the_injected_clock_not_real_time(tmp_path: Path) -> None:
-    from flowkit.engine import Engine, EngineOptions
-
     flow = Flow("slowretry")
     n = {"calls": 0}
 
@@ -146,19 +145,8 @@ def test_retry_wait_uses_the_injected_clock_not_real_time(tmp_path: Path) -> Non
         slept.append(s)
         now[0] += s
 
-    engine = Engine(
-        "slowretry",
-        flow.graph(),
-        "r1",
-        {},
-        flow.store(state_dir=tmp_path),
-        EngineOptions(),
-        [],
-        clock=lambda: now[0],
-        sleep=sleep,
-    )
     started = time.monotonic()
-    result = engine.run()
+    result = flow.run(state_dir=tmp_path, options=RunOptions(clock=lambda: now[0], sleep=sleep))
     assert result.ok and slept == [100.0]
     assert time.monotonic() - started < 5
 

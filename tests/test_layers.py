@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
         "capture",
         "usage",
         "gcpause",
+        "readyset",
+        "timers",
         "wf_yaml",
         "wf_schema",
         "wf_expr",
@@ -28,17 +30,30 @@ LAYERS: list[set[str]] = [
         "pipes",
         "params",
         "remote",
+        "cli_help",
     },
     {"orphans"},
-    {"events", "dsl", "codec", "records", "isolate", "shell", "executors", "rules", "interrupt"},
-    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts", "serializers"},
-    {"fanout", "views", "otel", "progress", "notify", "wf_build", "reclaim"},
+    {
+        "events",
+        "dsl",
+        "codec",
+        "records",
+        "isolate",
+        "shell",
+        "executors",
+        "rules",
+        "interrupt",
+        "options",
+    },
+    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts", "config", "serializers"},
+    {"fanout", "views", "otel", "progress", "notify", "dispatch", "wf_build", "reclaim"},
     {"resume", "wf_notify", "wf_kinds"},
-    {"ledger"},
+    {"ledger", "decide", "inspect_json"},
+    {"outcomes", "planner"},
     {"engine"},
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
-    {"loader"},
+    {"loader", "cmd_schedule", "cmd_project", "inspect_cmds"},
     {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
@@ -83,3 +98,23 @@ def test_modules_import_only_from_lower_layers() -> None:
         if rank[dep] >= rank[name]
     ]
     assert wrong == []
+
+
+def _absolute_flowkit_import(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").split(".")[0] == "flowkit"
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] == "flowkit" for a in node.names)
+    return False
+
+
+def test_modules_import_flowkit_only_relatively() -> None:
+    # `from flowkit.x import y` inside the package would slip past the layer check above
+    absolute = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for paths in _modules().values()
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text()))
+        if _absolute_flowkit_import(node)
+    ]
+    assert absolute == []

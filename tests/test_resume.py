@@ -208,6 +208,23 @@ def test_rerun_of_a_finished_run_executes_nothing_and_reports_every_step_cached(
     assert (tmp_path / "report.txt").read_text() == crashflows.CHAIN_REPORT
 
 
+def test_an_all_cached_resume_adds_three_journal_lines_not_one_per_step(tmp_path: Path) -> None:
+    first = _flowkit(tmp_path, "run", "crashflows:chain")
+    assert first.returncode == 0, first.stdout + first.stderr
+    journal = _state_dir(tmp_path, crashflows.chain) / "journal.jsonl"
+    before = journal.read_bytes().splitlines()
+
+    again = _flowkit(tmp_path, "run", "crashflows:chain")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    added = [json.loads(line) for line in journal.read_bytes().splitlines()[len(before) :]]
+    assert [r["ev"] for r in added] == ["run", "cached", "end"]
+    assert sorted(added[1]["steps"]) == sorted(crashflows.CHAIN_STEPS)
+    status = _flowkit(tmp_path, "status", "crashflows:chain")
+    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[2:]}
+    assert rows == dict.fromkeys(crashflows.CHAIN_STEPS, "cached")
+
+
 def test_fresh_runs_every_step_again_and_moves_the_old_state_to_previous(tmp_path: Path) -> None:
     state = _state_dir(tmp_path, crashflows.chain)
     first = _flowkit(tmp_path, "run", "crashflows:chain")

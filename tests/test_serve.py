@@ -315,6 +315,20 @@ def test_tail_reads_only_what_was_appended_and_names_the_changed_steps(tmp_path:
     assert tail.run_json()["status"] == "succeeded"
 
 
+def test_tail_shows_the_steps_a_resume_restored_together_as_cached(tmp_path: Path) -> None:
+    state = tmp_path / "st"
+    f = params_flow(tmp_path)
+    f.run(state_dir=state)
+    tail = RunTail(run_dir(state, "daily"))
+    tail.load()
+    again = f.run(state_dir=state)  # everything cached: one `cached` record names all steps
+    assert set(again.counts()) == {"cached"}
+    up = tail.poll()
+    names = [r.name for r in again.steps.values()]
+    assert set(names) <= up.steps
+    assert {r["status"] for r in tail.rows(names)} == {"cached"}
+
+
 def test_tail_starts_over_when_the_journal_is_moved_aside(tmp_path: Path) -> None:
     state = tmp_path / "st"
     f = params_flow(tmp_path)

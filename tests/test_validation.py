@@ -588,3 +588,40 @@ def test_invalid_flow_exits_2_on_the_command_line(tmp_path: Path, case: str) -> 
     assert expected.format(path=path) in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / ".flowkit").exists()
+
+
+def test_several_problems_in_a_flow_are_reported_together() -> None:
+    from flowkit import FlowProblemsError
+
+    flow = Flow("bad")
+
+    @flow.step()
+    def a() -> int:
+        return 1
+
+    @flow.step(depends_on=["nope"])
+    def b(aa: int) -> int:
+        return aa
+
+    with pytest.raises(FlowProblemsError) as caught:
+        flow.run({"colr": "red"})
+    text = str(caught.value)
+    assert text.startswith("3 problems in flow 'bad':\n  1. step 'b' depends on 'nope'")
+    assert "2. parameter 'colr' is not taken by any step" in text
+    assert "3. step 'b' takes parameter 'aa'" in text and "Did you mean 'a'?" in text
+    assert [type(p).__name__ for p in caught.value.problems] == [
+        "UnknownDependencyError",
+        "UnknownParameterError",
+        "UnboundParameterError",
+    ]
+
+
+def test_a_single_problem_keeps_its_own_error_type() -> None:
+    flow = Flow("one")
+
+    @flow.step(depends_on=["nope"])
+    def b() -> int:
+        return 1
+
+    with pytest.raises(UnknownDependencyError, match="'nope'"):
+        flow.run()

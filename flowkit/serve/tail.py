@@ -133,6 +133,15 @@ class RunTail:
 
     def _apply(self, rec: dict[str, Any], up: Update | None) -> None:
         ev, name = rec["ev"], rec.get("step")
+        steps = rec.get("steps")
+        if ev == "cached" and isinstance(steps, list):  # the steps a session restored together
+            self.state.apply(rec)
+            for n in steps:
+                if isinstance(n, str):
+                    self._seen.setdefault(n, len(self._seen))
+                    if up is not None:
+                        up.steps.add(n)
+            return
         if ev != "run" and ev != "end" and not isinstance(name, str):
             return
         try:
