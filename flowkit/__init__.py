@@ -22,6 +22,7 @@ from .errors import RunLockedError as RunLockedError
 from .errors import StateError as StateError
 from .errors import StateVersionError as StateVersionError
 from .errors import StateWriteError as StateWriteError
+from .errors import StepTimeoutError as StepTimeoutError
 from .errors import UnboundParameterError as UnboundParameterError
 from .errors import UnknownDependencyError as UnknownDependencyError
 from .errors import UnknownParameterError as UnknownParameterError
@@ -45,11 +46,15 @@ from .options import RunOptions as RunOptions
 from .policy import Backoff as Backoff
 from .policy import RetryPolicy as RetryPolicy
 from .policy import Trigger as Trigger
+from .remote import ExceptionStandIn as ExceptionStandIn
 from .result import ErrorInfo as ErrorInfo
 from .result import RunResult as RunResult
 from .result import RunStatus as RunStatus
 from .result import Status as Status
 from .result import StepResult as StepResult
+from .serializers import ByType as ByType
+from .serializers import NumpySerializer as NumpySerializer
+from .serializers import ParquetSerializer as ParquetSerializer
 from .shell import ShellCommandError as ShellCommandError
 from .shell import ShellTimeoutError as ShellTimeoutError
 
@@ -57,12 +62,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "ByType",
     "ConsoleListener",
     "Context",
     "CorruptStateError",
     "CycleError",
     "DuplicateStepError",
     "ErrorInfo",
+    "ExceptionStandIn",
     "ExecutorUnavailableError",
     "ExtraUnavailableError",
     "Flow",
@@ -73,6 +80,8 @@ __all__ = [
     "JsonLogListener",
     "Listener",
     "LoggingListener",
+    "NumpySerializer",
+    "ParquetSerializer",
     "PickleSerializer",
     "RetryPolicy",
     "RunFinished",
@@ -96,6 +105,7 @@ __all__ = [
     "StepSkipped",
     "StepStarted",
     "StepSucceeded",
+    "StepTimeoutError",
     "Trigger",
     "UnboundParameterError",
     "UnknownDependencyError",

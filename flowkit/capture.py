@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
-__all__ = ["MARK", "StepLog", "begin", "end", "failed", "tail"]
+__all__ = ["MARK", "StepLog", "begin", "end", "failed", "note", "tail"]
 
 #: Lines flowkit writes into a step log (attempt headers, failures) start with this.
 MARK = "=== flowkit: "
@@ -262,6 +262,15 @@ def failed(sink: StepLog, exc: BaseException, traceback: str = "") -> None:
         sink.write(f"{MARK}attempt failed: {type(exc).__qualname__}: {first} ===\n")
         if traceback:
             sink.write(traceback if traceback.endswith("\n") else traceback + "\n")
+
+
+def note(path: str, text: str) -> None:
+    """Append a flowkit marker line to the log at ``path`` (for what the attempt could not
+    write itself: that it timed out and was killed or abandoned)."""
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{MARK}{text} ===\n")
 
 
 def end(sink: StepLog, token: contextvars.Token[Any]) -> None:

@@ -24,7 +24,15 @@ from .cost import CostRates
 from .errors import FlowkitError, UnknownStepError, UsageError
 from .executors import EXECUTORS
 from .flow import Flow
-from .inspect_cmds import NoSuchRunError, cmd_clean, cmd_explain, cmd_graph, cmd_runs, cmd_status
+from .inspect_cmds import (
+    NoSuchRunError,
+    cmd_clean,
+    cmd_explain,
+    cmd_graph,
+    cmd_runs,
+    cmd_status,
+    print_instances,
+)
 from .keys import safe_name
 from .listeners import ConsoleListener, JsonLogListener
 from .loader import load_flow
@@ -225,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--all", action="store_true", help="every run of the flow")
     c.add_argument("--older-than", metavar="AGE", help="runs last active before AGE ago: 30d, 12h")
     c.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    c.add_argument(
+        "--orphans",
+        action="store_true",
+        help="delete only the output files the run's latest state no longer uses",
+    )
     g = target_cmd("graph", "Print the flow's graph.")
     g.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     _json_option(g)
@@ -465,6 +478,7 @@ def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
             print(
                 f"  {verdict:<6} {shown(name)}" + ("" if verdict == "cached" else f"  ({s.reason})")
             )
+            print_instances(s.instances)
     n = len(p.would_run())
     print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
     return 0

@@ -37,6 +37,7 @@ from distributed import Client, LocalCluster, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ExecutorUnavailableError, RunStoppingError
+from .remote import portable
 from .ship import Bundle, code_bundle, folder_bundles, in_place, unpack
 
 __all__ = ["ClusterLostError", "ClusterUnavailableError", "DaskExecutor"]
@@ -151,10 +152,13 @@ def run_remote(payload: bytes) -> tuple[tuple[Any, ...], bytes | None]:
     try:
         inv = fn(*args)
     except BaseException as exc:
+        standin = portable(exc)  # an exception that would not pickle back: its stand-in
         with contextlib.suppress(Exception):
-            exc.flowkit_worker = worker.address  # type: ignore[attr-defined]
-            exc.flowkit_log = _read_and_remove(log_path)  # type: ignore[attr-defined]
-        raise
+            standin.flowkit_worker = worker.address  # type: ignore[attr-defined]
+            standin.flowkit_log = _read_and_remove(log_path)  # type: ignore[attr-defined]
+        if standin is exc:
+            raise
+        raise standin from None
     return (*inv[:5], worker.address, *inv[6:]), _read_and_remove(log_path)
 
 

@@ -73,6 +73,8 @@ class Dispatcher:
         steps: the specs of the run's steps (to map ``cpus=``/``memory=`` onto Dask resources).
         signals_to_parent: process workers leave SIGINT/SIGTERM to this process (the CLI's
             clean stop), see :func:`make_executor`.
+        state_dir: the state folder, whose files process workers and isolated children let go
+            of (they die with this process).
 
     Raises:
         UsageError / ExecutorUnavailableError: from :func:`make_executor`.
@@ -88,14 +90,17 @@ class Dispatcher:
         *,
         signals_to_parent: bool = False,
         cluster_wait: float = 60.0,
+        state_dir: str | None = None,
     ) -> None:
         self.kind = kind
+        self.state_dir = state_dir
         self.executor = make_executor(
             kind,
             workers,
             address,
             signals_to_parent=signals_to_parent,
             cluster_wait=cluster_wait,
+            state_dir=state_dir,
         )
         #: the cluster's address, dashboard and workers (for the report), or None
         self.capacity = {"inline": 1, "dask": DASK_IN_FLIGHT * workers}.get(kind, workers)
@@ -158,7 +163,7 @@ class Dispatcher:
         """The side executor an attempt of ``spec`` needs, or None for the run's executor."""
         if spec.isolate or (spec.timeout is not None and self.kind == "process"):
             if self._isolated is None:
-                self._isolated = IsolatedExecutor()
+                self._isolated = IsolatedExecutor(state_dir=self.state_dir)
             return self._isolated, invoke
         if spec.is_async and self._local:  # async steps share one event loop; a timeout cancels
             if self._async is None:

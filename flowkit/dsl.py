@@ -69,6 +69,7 @@ class Step:
     cpus: float | None = None
     memory: int | None = None
     isolate: bool = False
+    serializer: Any = None  # a Serializer or a ByType registry; None: the flow's
     location: str = "<unknown>"
     explicit: frozenset[str] = frozenset()
 
@@ -161,6 +162,17 @@ class Step:
             if not isinstance(o["isolate"], bool):
                 raise InvalidStepOptionError(name, "isolate", o["isolate"], "True or False")
             changes["isolate"] = o["isolate"]
+        if "serializer" in o:
+            ser = o["serializer"]
+            if ser is not None and not all(hasattr(ser, a) for a in ("dumps", "loads", "suffix")):
+                raise InvalidStepOptionError(
+                    name,
+                    "serializer",
+                    ser,
+                    "an object with dumps(value) -> bytes, loads(bytes) and a file suffix "
+                    "(flowkit.PickleSerializer, flowkit.ParquetSerializer, a flowkit.ByType)",
+                )
+            changes["serializer"] = ser
         if changes.get("map_over", self.map_over) and changes.get("matrix", self.matrix):
             raise InvalidStepOptionError(
                 name, "matrix", o.get("matrix"), "a step takes matrix= or map_over=, not both"
@@ -184,6 +196,7 @@ _OPTIONS = frozenset(
         "cpus",
         "memory",
         "isolate",
+        "serializer",
     }
     | DEFAULTABLE
 )
@@ -405,6 +418,7 @@ def step(
     cpus: float | None = ...,
     memory: int | str | None = ...,
     isolate: bool = ...,
+    serializer: Any = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -432,6 +446,9 @@ def step(fn: Any = None, /, **options: Any) -> Any:
         cpus / memory: resources the step needs; steps are not started beyond the machine's.
         isolate: run each attempt in a child process of its own, so a timeout can kill it (and
             every process it started).
+        serializer: how this step's output is stored when it is not kept inline as JSON: a
+            serializer (``dumps``/``loads``/``suffix``) or a :class:`flowkit.ByType` registry
+            (default: the flow's; see :mod:`flowkit.serializers`).
 
     Raises:
         InvalidStepOptionError: an option has a value that cannot work (names the step).

@@ -25,7 +25,7 @@ from concurrent.futures import Future, wait
 from typing import Any, Protocol, runtime_checkable
 
 from . import capture, stopping
-from .codec import OutputMissingError, OutputUntrustedError, PickleSerializer, Serializer
+from .codec import OutputMissingError, OutputUntrustedError, Serializer
 from .decide import (
     Expand,
     Fail,
@@ -40,7 +40,7 @@ from .decide import (
     settle_condition,
 )
 from .dispatch import AttemptOutcome, Dispatcher
-from .errors import RunStoppingError, StateError
+from .errors import RunStoppingError, StateError, StepTimeoutError
 from .events import Event, RunFinished, RunStarted, StepStarted, emit
 from .fanout import FanOutError
 from .gcpause import freeze_more
@@ -51,6 +51,7 @@ from .options import RunOptions, Selection
 from .outcomes import Outcomes
 from .readyset import ReadySet
 from .result import ErrorInfo, RunResult, RunStatus, Status, json_params
+from .serializers import default_registry
 from .store import LoadedState, RunStore
 from .timers import Timers
 
@@ -72,10 +73,6 @@ class AttemptTracer(Protocol):
 log = logging.getLogger("flowkit")
 
 
-class StepTimeoutError(TimeoutError):
-    """An attempt ran past its step's ``timeout``."""
-
-
 class Engine:
     """Runs one flow run. Not reusable: build one per run.
 
@@ -88,7 +85,8 @@ class Engine:
         options: how to run (executor, workers, fail-fast, deadlines, clock, ...).
         callbacks: receive every event.
         selection: ``--rerun`` / ``--only`` resolved against ``graph``.
-        serializer: stores outputs that are not inline JSON (default: pickle, authenticated).
+        serializer: stores outputs that are not inline JSON, for steps without their own
+            (default: :func:`~flowkit.serializers.default_registry`, by type).
     """
 
     def __init__(
@@ -113,7 +111,7 @@ class Engine:
         self.selection = selection or Selection()
         self.rng = random.Random(options.seed)
         self.steps = Outcomes(
-            flow, run_id, dict(params), graph, store, serializer or PickleSerializer(), callbacks
+            flow, run_id, dict(params), graph, store, serializer or default_registry(), callbacks
         )
         self.nodes, self.results = self.steps.nodes, self.steps.results
         self.ready = ReadySet(
@@ -177,6 +175,7 @@ class Engine:
             (n.spec for n in self.nodes.values()),
             signals_to_parent=opts.handle_signals,
             cluster_wait=opts.cluster_wait,
+            state_dir=str(self.store.root),
         )
         steps.cost_rates = opts.cost_rates
         try:
@@ -455,6 +454,9 @@ class Engine:
                     timeout,
                 )
             exc = StepTimeoutError(f"step {name!r} timed out after {timeout:g}s ({how})")
+            attempt = self.results[name].attempts
+            note = f"attempt {attempt} timed out after {timeout:g}s ({how})"
+            capture.note(self.steps.log_path(name), note)  # the attempt cannot write it
             event = self._attempt_failed(name, AttemptOutcome.failed(exc, timed_out=True))
             if event is not None:
                 expired.append((name, event))

@@ -18,6 +18,9 @@ FlowkitError                every error flowkit raises on purpose; ``exit_code``
 └── ExtraUnavailableError (+ImportError) an optional feature's extra is not installed: exit 2
 
 A step that fails is not an error of flowkit's: it is recorded in the run result (exit 1).
+Its exception is the step's own, or one of these, which flowkit raises on a step's behalf:
+
+StepTimeoutError (+TimeoutError)        an attempt ran past its step's ``timeout``
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "StateError",
     "StateVersionError",
     "StateWriteError",
+    "StepTimeoutError",
     "UnboundParameterError",
     "UnknownDependencyError",
     "UnknownParameterError",
@@ -101,6 +105,13 @@ class UnknownDependencyError(FlowDefinitionError):
         self.step, self.missing = step, missing
         self.suggestion = suggest(missing, known)
         hint = f" Did you mean {self.suggestion!r}?" if self.suggestion else ""
+        if set("*?[") & set(missing):
+            steps = ", ".join(sorted(known)[:20]) or "none"
+            super().__init__(
+                f"step {step!r} depends on {missing!r}, a pattern that matches no other step "
+                f"of this flow (steps: {steps}). Fix the pattern, or name the steps."
+            )
+            return
         super().__init__(
             f"step {step!r} depends on {missing!r}, which is not a step of this flow.{hint}"
         )
@@ -299,3 +310,12 @@ class ExtraUnavailableError(FlowkitError, ImportError):
             f"{feature} needs the {extra!r} extra ({missing} is not installed): "
             f"pip install 'flowkit[{extra}]'"
         )
+
+
+class StepTimeoutError(TimeoutError):
+    """An attempt ran past its step's ``timeout`` (the step ends ``timed_out``).
+
+    A ``TimeoutError``, so the default ``retry_on=(Exception,)`` retries it; leave it out with
+    ``giveup_on=(StepTimeoutError,)``. A shell step's timeout raises
+    :class:`flowkit.ShellTimeoutError`, also a ``TimeoutError``.
+    """

@@ -3,6 +3,9 @@
 ``inline`` runs each call at once in the calling thread (sequential, lowest overhead);
 ``thread`` and ``process`` are the stdlib pools (the process pool sends calls with cloudpickle);
 ``dask`` (extra ``flowkit[dask]``) is in :mod:`flowkit.dask_executor`.
+
+Process workers die with the process that started them (see :mod:`flowkit.orphans`), and an
+exception that cannot be pickled comes back as a stand-in (see :mod:`flowkit.remote`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from . import capture, stopping, usage
+from . import capture, orphans, stopping, usage
 from .errors import ExecutorUnavailableError, UnpicklableStepError, UsageError
+from .remote import portable
 from .result import user_traceback
 
 __all__ = [
@@ -255,9 +259,21 @@ class _Finished(Future[Any]):
         self._done_callbacks: list[Any] = []
 
 
+def call_portable(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a worker process; an exception that would not pickle back is
+    replaced by its stand-in (:func:`flowkit.remote.portable`)."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:
+        standin = portable(exc)
+        if standin is exc:
+            raise
+        raise standin from None
+
+
 def _run_pickled(payload: bytes) -> Any:
     fn, args, kwargs = pickle.loads(payload)
-    return fn(*args, **kwargs)
+    return call_portable(fn, *args, **kwargs)
 
 
 class _ProcessPool(ProcessPoolExecutor):
@@ -269,9 +285,11 @@ class _ProcessPool(ProcessPoolExecutor):
     every process of the group), which gives running steps their grace period.
     """
 
-    def __init__(self, workers: int, signals_to_parent: bool) -> None:
+    def __init__(self, workers: int, signals_to_parent: bool, state_dir: str | None) -> None:
         super().__init__(
-            max_workers=workers, initializer=_pool_worker_init, initargs=(signals_to_parent,)
+            max_workers=workers,
+            initializer=_pool_worker_init,
+            initargs=(signals_to_parent, os.getpid(), state_dir),
         )
         self._token = stopping.register(self.kill_workers)
 
@@ -299,11 +317,12 @@ class _ProcessPool(ProcessPoolExecutor):
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
-def _pool_worker_init(signals_to_parent: bool) -> None:
+def _pool_worker_init(signals_to_parent: bool, parent: int, state_dir: str | None) -> None:
     stopping.die_with_children_on_sigterm()
     signal.signal(
         signal.SIGINT, _ignore_signal if signals_to_parent else signal.default_int_handler
     )
+    orphans.worker_init(parent, state_dir)  # dies with flowkit, holds no state file
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -332,12 +351,15 @@ def make_executor(
     *,
     signals_to_parent: bool = False,
     cluster_wait: float = 60.0,
+    state_dir: str | None = None,
 ) -> Executor:
     """The executor named ``kind`` with ``workers`` workers (``address``, ``cluster_wait``: of
     the Dask scheduler, see :class:`flowkit.dask_executor.DaskExecutor`).
 
     ``signals_to_parent``: the caller handles SIGINT/SIGTERM for the run (process workers then
-    ignore the Ctrl-C a terminal also sends them).
+    ignore the Ctrl-C a terminal also sends them). ``state_dir``: process workers let go of
+    the files they inherited from under it (the journal, the run lock), so that only the
+    process running the flow holds them.
 
     Raises:
         UsageError: unknown kind or workers < 1.
@@ -350,7 +372,7 @@ def make_executor(
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
-        return _ProcessPool(workers, signals_to_parent)
+        return _ProcessPool(workers, signals_to_parent, state_dir)
     if kind == "dask":
         try:
             from .dask_executor import DaskExecutor

@@ -1,14 +1,19 @@
 """Fan-out: a ``matrix=`` or ``map_over=`` step runs as instances, then gathers their results.
 
 Instances are Nodes made when the step is decided (so ``map_over`` can use an upstream output
-known only at run time). Each has its own name (``transform[batch=3]``, ``load[7]``), journal
-record, cache key and retry budget; the step itself then succeeds with the list of their outputs
-in order, so dependents see one value as with any other step.
+known only at run time). Each has its own name (``transform[batch=3]``, ``fetch[page-7]``),
+journal record, cache key and retry budget; the step itself then succeeds with the list of their
+outputs in order, so dependents see one value as with any other step.
+
+A ``map_over`` instance is named after its item's value, not its position: adding, removing or
+reordering items leaves the other instances' names and keys alone, so only new items run. See
+:func:`item_label` for how a value becomes a name.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +21,15 @@ from .codec import inline_bytes
 from .graph import Node
 from .keys import digest
 
-__all__ = ["FanOutError", "gather_hash", "instances", "label"]
+__all__ = ["FanOutError", "gather_hash", "instances", "item_label", "label"]
+
+#: Strings shown as they are in an instance name: short, and nothing that needs quoting.
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,39}")
+#: Other strings this short are shown quoted, unless they hold a character from this set.
+_UNQUOTABLE = re.compile(r"['\\\[\]\x00-\x1f\x7f]")
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*)?\.?\d*([eE][-+]?\d+)?|nan|inf|-inf")
+_WORDS = frozenset({"None", "True", "False"})
+_HASH_CHARS = 10
 
 
 class FanOutError(Exception):
@@ -28,6 +41,32 @@ def label(value: Any) -> str:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return str(value)
     return repr(value)
+
+
+def item_label(value: Any, key: str) -> str:
+    """How a ``map_over`` item appears in its instance's name (``key``: the item's hash).
+
+    ``None``, booleans, integers and floats as Python prints them (``7``, ``0.5``); a short
+    string as it is when it needs no quoting (``north``, ``2026-11-25``, ``data/a.csv``), else
+    quoted (``'New York'``, ``'7'`` for the string, so it is not the integer); anything else
+    (long strings, tuples, dicts, objects) as ``#`` and the start of its content hash.
+    """
+    if value is None or isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        if len(text) <= 20:
+            return text
+    elif isinstance(value, float):
+        text = repr(value)
+        if len(text) <= 24:
+            return text
+    elif isinstance(value, str):
+        if _PLAIN.fullmatch(value) and value not in _WORDS and not _NUMBER.fullmatch(value):
+            return value
+        if 0 < len(value) <= 40 and not _UNQUOTABLE.search(value):
+            return f"'{value}'"
+    return "#" + key[:_HASH_CHARS]
 
 
 def _item_key(value: Any) -> str:
@@ -63,13 +102,20 @@ def instances(node: Node, mapped: Any = None) -> list[Node]:
                 f"step {spec.name!r} maps over {spec.map_over!r}, which returned "
                 f"{type(mapped).__name__}; map_over needs a list or tuple"
             )
-        for i, item in enumerate(mapped):
+        seen: dict[str, int] = {}
+        for item in mapped:
+            key = _item_key(item)
+            name = item_label(item, key)
+            # equal items share a label: the second is name~2, the third name~3, ...
+            n = seen[name] = seen.get(name, 0) + 1
+            if n > 1:
+                name = f"{name}~{n}"
             out.append(
                 Node(
                     **base,
-                    instance=f"{spec.name}[{i}]",
+                    instance=f"{spec.name}[{name}]",
                     bindings=((spec.map_over, item),),
-                    binding_keys=((spec.map_over, _item_key(item)),),
+                    binding_keys=((spec.map_over, key),),
                 )
             )
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import inspect
 import os
@@ -119,6 +120,7 @@ class Flow:
             )
         if self.defaults:
             spec = spec.with_defaults(self.defaults)
+        spec = _shell_timeout(spec)
         other = self._steps.get(spec.name)
         if other is not None:
             raise DuplicateStepError(self.name, spec.name, other.location, spec.location)
@@ -554,6 +556,22 @@ def _annotation(spec: Step, key: str) -> Any:
         with contextlib.suppress(Exception):
             ann = typing.get_type_hints(spec.fn).get(key, ann)
     return ann
+
+
+def _shell_timeout(spec: Step) -> Step:
+    """A shell step's timeout, wherever it was set, is enforced by its command.
+
+    The command kills its whole process group when it expires, as ``shell(timeout=)`` says; a
+    timeout from ``defaults=`` must mean the same (not an abandoned attempt whose command runs
+    on), and the command's own timeout wins over a default.
+    """
+    cmd = spec.fn
+    if not isinstance(cmd, ShellCommand) or spec.timeout is None:
+        return spec
+    if cmd.timeout is None:
+        cmd = copy.copy(cmd)
+        cmd.timeout = spec.timeout
+    return dataclasses.replace(spec, fn=cmd, timeout=None)
 
 
 def check_cron(flow: str, cron: str | None) -> str | None:

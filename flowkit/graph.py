@@ -7,6 +7,7 @@ parameter named u (it receives u's output), an *order* dependency when it only c
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,36 @@ class Node:
     @property
     def upstream(self) -> tuple[str, ...]:
         return self.data_deps + self.order_deps
+
+
+_GLOB = frozenset("*?[")
+
+
+def _expand_globs(
+    name: str,
+    deps: tuple[str, ...],
+    steps: Mapping[str, Step],
+    problems: list[FlowDefinitionError],
+) -> tuple[str, ...]:
+    """``depends_on`` with its glob patterns (``fetch_*``) replaced by the steps they match
+    (the step itself left out), as ``--rerun`` matches them.
+
+    A name that is not a step, or a pattern that matches none, is left out and added to
+    ``problems`` (an :class:`UnknownDependencyError`).
+    """
+    out: dict[str, None] = {}
+    for dep in deps:
+        if dep in steps:
+            out[dep] = None
+            continue
+        hits = []
+        if _GLOB & set(dep):
+            hits = sorted(s for s in fnmatch.filter(steps, dep) if s != name)
+        if not hits:
+            problems.append(UnknownDependencyError(name, dep, [s for s in steps if s != name]))
+            continue
+        out.update(dict.fromkeys(hits))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +185,8 @@ class FlowGraph:
             data = tuple([p for p in sp if p in steps and p != name]) if sp else ()
             for dep in deps:
                 if dep not in steps:
-                    self.problems.append(UnknownDependencyError(name, dep, steps.keys()))
+                    deps = _expand_globs(name, deps, steps, self.problems)
+                    break
             if spec.map_over is not None and spec.map_over not in data:
                 self.problems.append(UnknownDependencyError(name, spec.map_over, steps.keys()))
             if spec.pool is not None and spec.pool not in self.pools:

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from .flow import Flow
 from .inspect_json import explain_json, graph_json, print_json, runs_json, status_json
 from .keys import safe_name
 from .result import ErrorInfo, fmt_duration, shown
-from .resume import CONDITION_FALSE, Decision
+from .resume import CONDITION_FALSE, Decision, PlannedStep
 from .store import (
     LoadedState,
     RunStore,
@@ -149,40 +152,73 @@ def _step_state(name: str, state: LoadedState, holder: str | None) -> tuple[str,
 
 
 def cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    if args.step not in flow.steps:
-        raise UnknownStepError(args.step, flow.steps.keys())
+    name = args.step
+    base = name.split("[", 1)[0]  # a fan-out instance: fetch[page-7], fit[lr=0.1]
+    if name not in flow.steps and (base == name or base not in flow.steps):
+        raise UnknownStepError(name, flow.steps.keys())
     p = flow.plan(params, state_dir=args.state_dir, run_id=args.run_id)
-    s = p.steps[args.step]
+    if name in flow.steps:
+        s = p.steps[name]
+    else:
+        parent = p.steps[base]
+        found = next((i for i in parent.instances if i.name == name), None)
+        if found is None:
+            known = [i.name for i in parent.instances]
+            if not known:  # not known before the run: what the journal remembers
+                store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+                done = store.load().steps if store.exists() else {}
+                known = [k for k in done if k.startswith(base + "[")]
+                if name in known:
+                    print(
+                        f"{name}: last {done[name].get('status', 'recorded')}; whether it runs "
+                        f"again is decided during the run — {parent.reason}."
+                    )
+                    return 0
+            raise UnknownStepError(name, known or flow.steps.keys())
+        s = found
+    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
+    last = store.load().steps.get(name) if store.exists() else None
     if args.json:
-        store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
-        last = store.load().steps.get(args.step) if store.exists() else None
-        print_json(explain_json(s, args.step, last))
+        print_json(explain_json(s, name, last))
         return 0
     if s.decision is Decision.CACHED:
-        print(
-            f"{args.step}: cached — its code, inputs and parameters are unchanged since it "
-            "finished."
-        )
+        print(f"{name}: cached — its code, inputs and parameters are unchanged since it finished.")
     elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
         print(
-            f"{args.step}: skipped again — its condition (when=; condition/skip_if in a "
+            f"{name}: skipped again — its condition (when=; condition/skip_if in a "
             "workflow file) was false for these inputs."
         )
     elif s.decision is Decision.SKIP:
-        print(f"{args.step}: would be skipped — {s.reason}.")
+        print(f"{name}: would be skipped — {s.reason}.")
     elif s.decision is Decision.UPSTREAM_FAILED:
-        print(f"{args.step}: would not run (upstream_failed) — {s.reason}.")
+        print(f"{name}: would not run (upstream_failed) — {s.reason}.")
     else:
-        print(f"{args.step}: would run — {s.reason}.")
-    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
-    done = store.load().steps.get(args.step) if store.exists() else None
-    if done is not None and done.get("error"):
-        err = ErrorInfo.from_json(done["error"])
+        print(f"{name}: would run — {s.reason}.")
+    print_instances(s.instances)
+    if last is not None and last.get("error"):
+        err = ErrorInfo.from_json(last["error"])
         print(f"Its last attempt failed: {err}")
         for line in (err.traceback or "").rstrip("\n").split("\n"):
             if line:
                 print(f"  {line}")
     return 0
+
+
+#: Instances listed by name in a dry run, per step; the rest are counted.
+PLAN_INSTANCES_SHOWN = 20
+
+
+def print_instances(planned: Sequence[PlannedStep]) -> None:
+    """The instances of a fan-out step that would run, by name (the cached ones are counted)."""
+    run = [i for i in planned if i.decision is not Decision.CACHED]
+    for i in run[:PLAN_INSTANCES_SHOWN]:
+        verdict = "run" if i.decision is Decision.RUN else i.decision.value
+        print(f"    {verdict:<6} {i.name}  ({i.reason})")
+    if len(run) > PLAN_INSTANCES_SHOWN:
+        print(f"    ... and {len(run) - PLAN_INSTANCES_SHOWN} more instance(s) would run")
+    cached = len(planned) - len(run)
+    if cached and run:
+        print(f"    ({cached} instance(s) cached)")
 
 
 def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str, Any]]]:
@@ -259,14 +295,41 @@ def cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
     if not runs:
         print(f"flow {flow.name} has no runs in {default_state_dir(args.state_dir)}")
         return 0
-    print(f"{'RUN ID':<32} {'STATUS':<12} {'LAST ACTIVE':<20} {'STEPS':<28} PARAMS")
+    print(f"{'RUN ID':<32} {'STATUS':<12} {'LAST ACTIVE':<20} {'SIZE':>9} {'STEPS':<28} PARAMS")
+    total = 0
     for store, info in runs:
         holder = store.holder()
         st = "running" if holder else info["status"]
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["last"] or 0))
         counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items()))
-        print(f"{store.dir.name:<32} {st:<12} {when:<20} {counts:<28} {info['params']}")
+        size = _disk_size(store.dir)
+        prev = _disk_size(store.dir.with_name(store.dir.name + ".previous"))
+        total += size + prev
+        extra = f" (+{_fmt_size(prev)} in {store.dir.name}.previous)" if prev else ""
+        print(
+            f"{store.dir.name:<32} {st:<12} {when:<20} {_fmt_size(size):>9} {counts:<28} "
+            f"{info['params']}{extra}"
+        )
+    print(f"{len(runs)} run(s), {_fmt_size(total)} on disk")
     return 0
+
+
+def _disk_size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, f), follow_symlinks=False).st_size
+    return total
+
+
+def _fmt_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
 
 
 def _age_seconds(text: str) -> float:
@@ -303,6 +366,9 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
         if holder:
             print(f"kept {store.dir.name}: it is running ({holder})")
             continue
+        if args.orphans:
+            _clean_orphans(flow, store, args.dry_run)
+            continue
         if args.dry_run:
             print(f"would delete {store.dir}")
             continue
@@ -317,6 +383,23 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
                 ) from None
         print(f"deleted {store.dir}")
     return 0
+
+
+def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
+    from .reclaim import find_orphans
+
+    with store.lock():  # no run of it can start meanwhile
+        found = find_orphans(flow.graph(), store, store.load())
+        if not found.files:
+            print(f"{store.dir.name}: no orphaned output files")
+            return
+        if dry_run:
+            for path in found.files:
+                print(f"would delete {path}")
+            print(f"{store.dir.name}: {len(found.files)} file(s), {_fmt_size(found.size)}")
+            return
+        freed = found.delete()
+    print(f"{store.dir.name}: deleted {len(found.files)} orphaned file(s), {_fmt_size(freed)}")
 
 
 def cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

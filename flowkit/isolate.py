@@ -19,7 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
-from . import stopping, usage
+from . import orphans, stopping, usage
+from .remote import portable
 
 __all__ = ["DaemonThreadExecutor", "IsolatedExecutor", "KillableFuture"]
 
@@ -52,13 +53,21 @@ class KillableFuture(Future[Any]):
         timer.start()
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+def _child(
+    conn: Connection,
+    parent: int,
+    state_dir: str | None,
+    fn: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+) -> None:
     os.setsid()  # a group of its own: a kill reaches everything the step starts
     # the parent's handlers (the run's clean stop) are not the step's: a SIGTERM from a kill
     # must end the child (and the shell commands it started, in sessions of their own), and
     # Ctrl-C mean what it means in any Python program
     stopping.die_with_children_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    orphans.worker_init(parent, state_dir)  # and it dies with flowkit
     try:
         value = fn(*args, **kwargs)
         if isinstance(value, tuple) and len(value) == 7:  # an Invocation: add our peak memory
@@ -66,17 +75,25 @@ def _child(conn: Connection, fn: Callable[..., Any], args: Any, kwargs: Any) -> 
             value = (*value[:6], peak)
         result: tuple[bool, Any] = (True, value)
     except BaseException as exc:
-        result = (False, exc)
+        result = (False, portable(exc))
     try:
         conn.send_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-    except Exception as exc:  # an unpicklable result or exception
-        conn.send_bytes(pickle.dumps((False, RuntimeError(f"result not picklable: {exc!r}"))))
+    except Exception as exc:  # a result that does not pickle (exceptions were made portable)
+        why = RuntimeError(f"the step's result is not picklable: {type(exc).__name__}: {exc}")
+        conn.send_bytes(pickle.dumps((False, why)))
     finally:
         conn.close()
 
 
 class IsolatedExecutor(Executor):
-    """One child process per call; returns :class:`KillableFuture` objects."""
+    """One child process per call; returns :class:`KillableFuture` objects.
+
+    ``state_dir``: the children let go of the files they inherit from under it (see
+    :func:`flowkit.orphans.worker_init`); they die with this process.
+    """
+
+    def __init__(self, state_dir: str | None = None) -> None:
+        self.state_dir = state_dir
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> KillableFuture:
         fut = KillableFuture()
@@ -84,7 +101,11 @@ class IsolatedExecutor(Executor):
         ctx = _context()
         recv, send = ctx.Pipe(duplex=False)
         # fork copies the call into the child: local functions and lambdas work too
-        proc = ctx.Process(target=_child, args=(send, fn, args, kwargs), daemon=True)
+        proc = ctx.Process(
+            target=_child,
+            args=(send, os.getpid(), self.state_dir, fn, args, kwargs),
+            daemon=True,
+        )
         proc.start()
         send.close()
         fut.pid = proc.pid

@@ -11,6 +11,7 @@ run's memory per step small). Fields that can be derived are left out to keep th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from .codec import Encoded
@@ -163,7 +164,9 @@ class Ledger:
         per step."""
         self._cached.append(name)
 
-    def gathered(self, name: str, content_hash: str, instances: int, reason: str) -> None:
+    def gathered(self, name: str, content_hash: str, instances: Sequence[str], reason: str) -> None:
+        """A fan-out step gathered its instances (``of``: their names, which ``clean
+        --orphans`` keeps; the outputs of instances no longer made are reclaimed)."""
         self._put(
             {
                 "ev": "done",
@@ -171,7 +174,8 @@ class Ledger:
                 "status": "succeeded",
                 "hash": content_hash,
                 "attempts": 1,
-                "instances": instances,
+                "instances": len(instances),
+                "of": list(instances),
                 "reason": reason,
             }
         )

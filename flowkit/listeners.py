@@ -89,7 +89,8 @@ class ConsoleListener:
                     f"{fmt_duration(event.duration_s)}, finished earlier)"
                 )
         elif isinstance(event, StepRetrying):
-            what = "timed out" if event.timed_out else f"failed: {event.error}"
+            # one line per retry: the whole error is in the step's log and `flowkit status`
+            what = "timed out" if event.timed_out else f"failed: {event.error.headline()}"
             self._print(
                 f"[RETRY]     {shown(event.step)} attempt {event.attempt} {what}; "
                 f"retrying in {event.delay_s:.2f}s"
@@ -98,7 +99,7 @@ class ConsoleListener:
             label = "[TIMED OUT]" if event.timed_out else "[FAILED]   "
             self._print(
                 f"{label} {shown(event.step)} ({_attempts(event.attempts)}, "
-                f"{fmt_duration(event.duration_s)}): {event.error}"
+                f"{fmt_duration(event.duration_s)}): {event.error.headline()}"
             )
             if v >= 2 and event.error is not None and event.error.traceback:
                 for line in event.error.traceback.rstrip("\n").split("\n"):

@@ -37,9 +37,13 @@ from .keys import safe_name
 from .ledger import Ledger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import Inputs, KeyMaker
+from .serializers import ByType, reader_for
 from .store import RunStore, duration_of
 
 __all__ = ["Outcomes"]
+
+#: Types stored inline in the journal (as JSON): no serializer is chosen for them.
+_JSON_SCALARS = frozenset({type(None), bool, int, float, str})
 
 
 class Outcomes:
@@ -49,7 +53,9 @@ class Outcomes:
         flow / run_id / params: the run.
         graph: its graph (fan-out instances are added as they are made).
         store: the run's state on disk (outputs are written there).
-        serializer: stores outputs that are not inline JSON.
+        serializer: stores outputs that are not inline JSON, for steps without their own
+            ``serializer=`` (a :class:`~flowkit.serializers.ByType` picks one by the value's
+            type, and falls back to its ``fallback`` for what the typed one cannot hold).
         callbacks: receive the events.
     """
 
@@ -151,7 +157,9 @@ class Outcomes:
 
     def restored(self, name: str, prev: Mapping[str, Any], busy: bool) -> None:
         """Reuse a stored result. Raises OutputMissingError if its output cannot be read."""
-        value = decode(prev, self.store.outputs, self.serializer)
+        ser = self.nodes[name].spec.serializer or self.serializer
+        ref = prev.get("ref")  # a file is read by its suffix, whatever wrote it
+        value = decode(prev, self.store.outputs, reader_for(ref, ser) if ref else ser)
         ctx = prev.get("ctx")
         if ctx is not None:
             self._ctx_update(decode(ctx, self.store.ctx_outputs, self.serializer) or {}, busy)
@@ -215,7 +223,7 @@ class Outcomes:
         h = gather_hash([self.hashes[n] for n in verdict.instances])
         self.outputs[name], self.hashes[name] = r.output, h
         self.step_keys[name] = h
-        self.ledger.gathered(name, h, verdict.total, r.reason)
+        self.ledger.gathered(name, h, self.fanout.get(name) or verdict.instances, r.reason)
         if self.callbacks:
             now = time.time()
             event: Event = (
@@ -239,8 +247,21 @@ class Outcomes:
         """Journal a successful attempt; returns None, or the error if its output can't be
         stored (then the attempt failed)."""
         stem = self.stem(name)
+        value = out.value
+        configured = self.nodes[name].spec.serializer or self.serializer
+        ser = configured
+        if type(value) not in _JSON_SCALARS and isinstance(configured, ByType):
+            ser = configured.for_value(value)  # (scalars go inline: no serializer to pick)
         try:
-            enc = encode(out.value, self.store.outputs, stem, self.serializer)
+            try:
+                enc = encode(value, self.store.outputs, stem, ser)
+            except StateWriteError:
+                raise
+            except Exception:
+                if not isinstance(configured, ByType) or ser is configured.fallback:
+                    raise
+                ser = configured.fallback  # a value its typed serializer cannot hold
+                enc = encode(value, self.store.outputs, stem, ser)
             enc_ctx = (
                 encode(out.writes, self.store.ctx_outputs, stem, self.serializer)
                 if out.writes
@@ -250,12 +271,16 @@ class Outcomes:
             raise  # a state problem, not the step's: the run stops (exit 2)
         except Exception as exc:
             return RuntimeError(
-                f"step {name!r} returned a value that cannot be stored ({type(exc).__name__}: "
-                f"{exc}); return something picklable, or configure a serializer"
+                f"step {name!r} returned a {type(value).__name__} that cannot be stored: "
+                f"{type(ser).__name__} failed ({type(exc).__name__}: {exc}). Give the step a "
+                "serializer that can store it (@step(serializer=...)), or return another value"
             )
         r = self.results[name]
-        r.status, r.output, r.ended = Status.SUCCEEDED, out.value, out.end
-        r.duration_s = out.end - out.start
+        r.status, r.output, r.ended = Status.SUCCEEDED, value, out.end
+        if r.attempts > 1 and r.started is not None and r.started < out.start:
+            r.duration_s = out.end - r.started  # the span of all attempts (as for a failure)
+        else:
+            r.duration_s = out.end - out.start
         if self.cost_rates is not None:
             r.cost = self.cost_rates.of(out.cpu, out.peak_rss, out.end - out.start)
         self.ledger.succeeded(

@@ -5,6 +5,7 @@ calls for each step, fed with predicted outcomes: cached steps succeed, remember
 skips skip, a step known to fail (a fan-out over a stored value that is not a list) fails, and a
 step that would run is assumed to succeed. A verdict that rests on that assumption says so, and
 so does one that needs an output the run has not computed yet (both are marked ``uncertain``).
+A fan-out step whose instances are known before the run lists each with its own verdict.
 Used by ``--dry-run``, ``explain`` and ``--only``'s upstream check.
 """
 
@@ -44,6 +45,8 @@ class _Walk:
         # steps whose cache key the plan cannot know: a data input re-runs (its new output is
         # unknown), or an order-only input's key is unknown; a re-run's key alone is known
         self.shaky: set[str] = set()
+        #: a fan-out step's instances known before the run: (name, decision, reason) each
+        self.made: dict[str, list[tuple[str, Decision, str]]] = {}
 
     def inputs(self, node: Node) -> Inputs:
         inputs = self.keys.inputs(node, self.hashes, self.key_of)
@@ -117,8 +120,10 @@ class _Walk:
             made = instances(node, mapped)
         except FanOutError as exc:
             return Fail(ErrorInfo.of(exc))
+        planned = self.made[node.name] = []
         for inst in made:
-            self.settle(inst, self.verdict(inst))
+            decision, why, _ = self.settle(inst, self.verdict(inst))
+            planned.append((inst.name, decision, why))
         return self.verdict(node, [i.name for i in made])
 
 
@@ -166,7 +171,13 @@ def plan(
             walk.results[name].status = Status.SUCCEEDED
             walk.reruns.add(name)
             walk.assumed.add(name)
-        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain)
+        made: tuple[PlannedStep, ...] = ()
+        listed = walk.made.pop(name, None)
+        unselected = selection.only is not None and name not in selection.only
+        if listed and not uncertain and not unselected:
+            # (otherwise their inputs are not known yet, or they are not run: no verdicts)
+            made = tuple(PlannedStep(n, tier_of[name], d, why) for n, d, why in listed)
+        result.steps[name] = PlannedStep(name, tier_of[name], decision, reason, uncertain, made)
     return result
 
 

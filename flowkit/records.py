@@ -77,6 +77,8 @@ EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]
             "peak_rss": (int,),
             "error": (dict,),
             "instances": (int,),
+            "of": (list,),  # a gathered fan-out step's instances, by name
+            "p": (dict,),  # run parameter -> short hash of its value
         },
     ),
     "retry": (

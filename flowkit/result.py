@@ -106,12 +106,30 @@ class ErrorInfo:
         tb = getattr(exc, "flowkit_traceback", None)
         if not isinstance(tb, str):
             tb = user_traceback(exc)
+        message = str(exc)
+        fields = getattr(exc, "__dict__", {})
+        why = fields.get("pickle_error")
+        if why:  # a stand-in for an exception that did not pickle (see flowkit.remote)
+            if not isinstance(fields.get("flowkit_traceback"), str):
+                tb = str(fields.get("original_traceback", tb))
+            tb = f"{tb.rstrip()}\n({why}; a stand-in came back)\n"
+            message = f"{message} ({why})"
         code = getattr(exc, "exit_code", None)
         exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
-        return cls(type(exc).__qualname__, str(exc), tb, exit_code)
+        return cls(type(exc).__qualname__, message, tb, exit_code)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
+
+    def headline(self, width: int = 200) -> str:
+        """``type: message`` on one line: the message's first non-blank line, cut to ``width``
+        characters, with `` [...]`` when something was left out (the rest is in the step's log)."""
+        lines = [x for x in self.message.splitlines() if x.strip()]
+        first = lines[0].strip() if lines else ""
+        text = f"{self.type}: {first}" if first else self.type
+        if len(text) > width:
+            return text[: width - 6].rstrip() + " [...]"
+        return text + " [...]" if len(lines) > 1 else text
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -271,7 +289,7 @@ class RunResult:
         ]
         for r in self.steps.values():
             if r.status.failed and r.error:
-                lines.append(f"  {shown(r.name)}: {r.error}")
+                lines.append(f"  {shown(r.name)}: {r.error.headline()}")
         if self.cost_rates is not None:
             rates = ", ".join(f"{k}={v:g}" for k, v in self.cost_rates.items())
             lines.append(f"  cost: {_fmt_cost(self.cost or 0.0)} ({rates})")

@@ -16,11 +16,15 @@ from typing import Any
 from .dsl import Step
 from .errors import UnknownStepError
 from .graph import FlowGraph, Node
-from .keys import code_hash, params_bytes, step_key
+from .keys import canonical, code_hash, digest, params_bytes, step_key
 
 __all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "select"]
 
 CONDITION_FALSE = "condition false"
+
+#: A step's parts of its cache key that do not change during a run: code hash, parameters,
+#: their encoding, and each run parameter's (name, short hash, whether it is the default).
+_Static = tuple[str, tuple[tuple[str, Any], ...], bytes, tuple[tuple[str, str, bool], ...]]
 INPUT_PREFIX = 8
 
 
@@ -40,12 +44,17 @@ class Inputs:
     data: tuple[tuple[str, str], ...]
     order: tuple[tuple[str, str], ...]
     key: str
+    instance: bool = False  # a fan-out instance (its item or combination is in ``params``)
+    #: (run parameter, short hash of its value, whether the value is the function's default)
+    param_hashes: tuple[tuple[str, str, bool], ...] = ()
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"key": self.key, "code": self.code}
         if self.data or self.order:
             # short prefixes: enough to name the input that changed (the key covers the rest)
             rec["in"] = {n: h[:INPUT_PREFIX] for n, h in self.data + self.order}
+        if self.param_hashes:  # to name the parameter that changed, and how
+            rec["p"] = {n: h for n, h, _ in self.param_hashes}
         return rec
 
 
@@ -60,7 +69,10 @@ class KeyMaker:
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = params
         self._code: dict[Any, str] = {}
-        self._static: dict[str, tuple[str, tuple[tuple[str, Any], ...], bytes]] = {}
+        #: per step: its code hash, parameters (with a fan-out instance's binding), their
+        #: encoding, and each run parameter's short hash (computed once per run)
+        self._static: dict[str, _Static] = {}
+        self._param_hash: dict[tuple[str, str | None], tuple[str, str, bool]] = {}
 
     def code(self, spec: Step) -> str:
         if spec.code_version is not None:
@@ -77,24 +89,46 @@ class KeyMaker:
         p, d = self.params, node.spec.defaults
         return tuple((k, p[k] if k in p else d[k]) for k in node.run_params)
 
-    def _static_part(self, node: Node) -> tuple[str, tuple[tuple[str, Any], ...], bytes]:
+    def param_hashes(self, node: Node) -> tuple[tuple[str, str, bool], ...]:
+        """Each run parameter of ``node``: a short hash of its value, and whether it is the
+        function's default (computed once per run and parameter)."""
+        out = []
+        p, d = self.params, node.spec.defaults
+        for k in node.run_params:
+            given = k in p
+            slot = (k, None if given else node.spec.name)  # defaults differ from step to step
+            entry = self._param_hash.get(slot)
+            if entry is None:
+                value = p[k] if given else d[k]
+                entry = self._param_hash[slot] = (k, _short(value), not given)
+            out.append(entry)
+        return tuple(out)
+
+    def _static_part(self, node: Node) -> _Static:
         params = self.param_values(node)
+        ph = self.param_hashes(node) if node.run_params else ()
         if node.binding_keys:  # a fan-out instance: its own item instead of the whole input
             params += node.binding_keys
-        static = self._static[node.name] = (self.code(node.spec), params, params_bytes(params))
+        static = (self.code(node.spec), params, params_bytes(params), ph)
+        self._static[node.name] = static
         return static
 
     def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
         static = self._static.get(node.name)
         if static is None:
             static = self._static_part(node)
-        code, params, encoded = static
+        code, params, encoded, ph = static
         data = tuple([(d, hashes.get(d, "-")) for d in node.data_deps])
         if node.binding_keys:
             bound = {k for k, _ in node.binding_keys}
             data = tuple(x for x in data if x[0] not in bound)
         order = tuple([(d, keys.get(d, "-")) for d in node.order_deps])
-        return Inputs(code, params, data, order, step_key(code, params, data, order, encoded))
+        key = step_key(code, params, data, order, encoded)
+        return Inputs(code, params, data, order, key, bool(node.binding_keys), ph)
+
+
+def _short(value: Any) -> str:
+    return digest(canonical({"v": value}))[:INPUT_PREFIX]
 
 
 def decide(
@@ -111,7 +145,7 @@ def decide(
     if not spec.cache:
         return Decision.RUN, "cache=False"
     if prev is None:
-        return Decision.RUN, "new"
+        return Decision.RUN, "new instance" if inputs.instance else "new"
     status = prev.get("status")
     same_key = prev.get("key") == inputs.key
     if status == "skipped":
@@ -129,13 +163,31 @@ def decide(
 
 
 def changed_reason(prev: Mapping[str, Any], inputs: Inputs) -> str:
-    """Name what differs between a stored record and the current inputs."""
+    """Name what differs between a stored record and the current inputs.
+
+    A changed default shows as a code change too (the default is in the source): a run
+    parameter that took its default, and whose value changed, names it.
+    """
+    was = prev.get("p")
+    moved = (
+        [(n, dflt) for n, h, dflt in inputs.param_hashes if was.get(n) != h]
+        if isinstance(was, dict)
+        else []
+    )
+    defaults = [n for n, dflt in moved if dflt]
+    if defaults:
+        return "parameter default changed: " + ", ".join(defaults)
     if prev.get("code") != inputs.code:
         return _code_change(str(prev.get("code") or ""), inputs.code)
     before = prev.get("in") or {}
     changed = [n for n, h in inputs.data + inputs.order if before.get(n) != h[:INPUT_PREFIX]]
     if changed:
         return "input changed: " + ", ".join(changed)
+    if moved:
+        return "parameter changed: " + ", ".join(n for n, _ in moved)
+    if inputs.instance:
+        # same name, another item or combination: an old journal's positional instance name
+        return "new instance"
     return "parameters changed"
 
 
@@ -183,6 +235,8 @@ class PlannedStep:
     decision: Decision
     reason: str
     uncertain: bool = False  # depends on an upstream output not known until it runs
+    #: a fan-out step's instances, when they are known before the run (each with its verdict)
+    instances: tuple[PlannedStep, ...] = ()
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ read in full). :mod:`flowkit.wf_kinds` turns the checked keys into a Step.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import math
@@ -357,9 +358,20 @@ class Fields:
         if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
             self.fail("depends_on", "depends_on must be a task name or a list of them")
             return []
+        out: dict[str, None] = {}
         for i, dep in enumerate(items):
-            if dep not in self.ld.names:
-                hint = self.ld.hint(dep, self.ld.names)
-                line = line_of(d, i) or self.opts["depends_on"][0]
-                self.ld.fail(line, f"{self.what} depends on {dep!r}, which is not a task.{hint}")
-        return [x for x in items if x in self.ld.names]
+            if dep in self.ld.names:
+                out[dep] = None
+                continue
+            line = line_of(d, i) or self.opts["depends_on"][0]
+            if set("*?[") & set(dep):  # a glob pattern, matched as --rerun matches names
+                hits = sorted(n for n in fnmatch.filter(self.ld.names, dep) if n != self.name)
+                if hits:
+                    out.update(dict.fromkeys(hits))
+                    continue
+                message = f"{self.what} depends on {dep!r}, a pattern that matches no other task"
+                self.ld.fail(line, message)
+                continue
+            hint = self.ld.hint(dep, self.ld.names)
+            self.ld.fail(line, f"{self.what} depends on {dep!r}, which is not a task.{hint}")
+        return list(out)

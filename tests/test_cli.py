@@ -678,8 +678,9 @@ def test_runs_lists_each_run_with_status_and_params(cli: Cli, pipeline: Path) ->
     cli("run", target, "--run-id", "nightly")
     code, out, _ = cli("runs", target)
     assert code == 0
-    rows = out.splitlines()[1:]
+    rows = out.splitlines()[1:-1]
     assert len(rows) == 2
+    assert out.splitlines()[-1].startswith("2 run(s), ")
     by_id = {r.split()[0]: r for r in rows}
     assert "nightly" in by_id
     other = next(k for k in by_id if k != "nightly")

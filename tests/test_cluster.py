@@ -339,8 +339,19 @@ def test_an_installed_package_missing_on_the_workers_is_named(
         timeout=120,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    out = proc.stdout + proc.stderr
-    assert "cannot load the step" in out and "install 'extlib' on every worker" in out
+    assert "ModuleNotFoundError: the worker" in proc.stdout  # the console line is shortened
+    detail = subprocess.run(
+        [
+            *[sys.executable, "-m", "flowkit", "status", "uses_ext:flow", "--step", "get"],
+            *["--state-dir", str(tmp_path / "state")],
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "cannot load the step" in detail and "install 'extlib' on every worker" in detail
 
 
 def test_a_killed_worker_is_survived(project: Path, cluster: Cluster, tmp_path: Path) -> None:

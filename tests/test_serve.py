@@ -420,7 +420,7 @@ def test_event_stream_sends_a_snapshot_then_the_rows_that_change(
                         (tmp_path / "gate" / "first").touch()
                         (tmp_path / "gate" / "spread").touch()
                     names = {s["name"] for s in events[-1][1]["steps"]}
-                    if kind == "patch" and "spread[2]" in names:
+                    if kind == "patch" and "spread[3]" in names:
                         break
     finally:
         server.terminate()
@@ -433,7 +433,7 @@ def test_event_stream_sends_a_snapshot_then_the_rows_that_change(
     statuses = [s["status"] for e in patches for s in e["steps"] if s["name"] == "first"]
     assert statuses[-1] == "succeeded"
     instances = {s["name"] for e in patches for s in e["steps"] if s["parent"] == "spread"}
-    assert instances == {"spread[0]", "spread[1]", "spread[2]"}
+    assert instances == {"spread[1]", "spread[2]", "spread[3]"}  # named by value
     assert all(p["run"]["status"] == "running" for p in patches)
 
 

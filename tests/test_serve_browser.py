@@ -196,7 +196,7 @@ def test_run_page_follows_a_flow_running_in_another_process(
         page.wait_for_selector("#dag g.node.st-running[data-step='spread']")
         (gate / "spread").touch()
         page.wait_for_selector("#dag g.node.st-succeeded[data-step='spread']")
-        page.wait_for_selector("#step-table tr.instance[data-step='spread[2]']")
+        page.wait_for_selector("#step-table tr.instance[data-step='spread[3]']")
         assert page.locator("#step-table tr.instance").count() == 3
 
         # the retry: the first attempt's bar fails, a wait follows, then a second bar
