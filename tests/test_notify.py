@@ -92,8 +92,9 @@ def test_webhook_without_a_secret_sends_no_signature(receiver: Receiver, tmp_pat
 
 
 def test_slack_gets_a_block_kit_message_with_a_text_fallback(
-    receiver: Receiver, tmp_path: Path
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sys, "argv", ["etl.py", "--fresh"])  # the command that started the run
     slack = Slack(receiver.url("/services/T1/B2/xyz"), message="Nightly ETL broke", channel="#ops")
     _failing_flow().run(state_dir=tmp_path, notify=[slack], fail_fast=False)
     [got] = receiver.requests
@@ -115,7 +116,7 @@ def test_slack_gets_a_block_kit_message_with_a_text_fallback(
     assert fields["*Duration*"].endswith("s")
     failed = blocks[3]["text"]["text"]
     assert failed == "*Failed tasks*\n• `load` failed: retry budget spent: gave up on shard 3"
-    assert blocks[4]["elements"][0]["text"].startswith("Resume: `python ")
+    assert blocks[4]["elements"][0]["text"] == "Resume: `python etl.py`"
 
 
 def test_a_succeeded_run_alerts_only_when_asked(receiver: Receiver, tmp_path: Path) -> None:
