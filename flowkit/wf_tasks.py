@@ -62,7 +62,9 @@ def outcome(result: Any, output: Any) -> dict[str, Any]:
     return {
         "exit_code": exit_code,
         "status": status.value,
-        "failed": status.failed,
+        # as the trigger rules count it: not run because an upstream failed is a failure too
+        # (``status == "upstream_failed"`` tells the two apart)
+        "failed": status.failed or status is Status.UPSTREAM_FAILED,
         "succeeded": status.ok,
         "skipped": status is Status.SKIPPED,
         "output": output if status.ok else None,

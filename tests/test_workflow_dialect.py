@@ -499,3 +499,32 @@ def test_template_values_in_a_shell_command_are_data_not_code(tmp_path: Path) ->
     assert result["double"].output == f"[{evil}]|"
     assert result["single"].output == f"[{evil}]|"
     assert result["args"].output == f"{evil}|"
+
+
+def test_conditions_count_upstream_failed_as_failed_and_can_tell_it_apart(tmp_path: Path) -> None:
+    wf = _write(
+        tmp_path,
+        "wf.yaml",
+        """
+        tasks:
+          extract: {command: "exit 3"}
+          load: {command: echo load, depends_on: [extract]}
+          page:
+            command: echo "page {{ load.status }}"
+            depends_on: [load]
+            condition: "{{ load.failed and load.status == 'upstream_failed' }}"
+          tidy:
+            command: echo tidy
+            depends_on: [load]
+            skip_if: "{{ load.failed }}"
+          direct:
+            command: echo direct
+            depends_on: [extract]
+            condition: "{{ extract.failed and extract.status == 'failed' }}"
+        """,
+    )
+    result = load_workflow(wf).run(state_dir=tmp_path / "state", fail_fast=False)
+    assert result["load"].status is Status.UPSTREAM_FAILED
+    assert result["page"].output.strip() == "page upstream_failed"
+    assert result["tidy"].status is Status.SKIPPED
+    assert result["direct"].status is Status.SUCCEEDED
