@@ -556,6 +556,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    config.apply(args, 1)  # --state-dir, else $FLOWKIT_STATE_DIR, else [tool.flowkit] state_dir
     serve(
         default_state_dir(args.state_dir),
         host=args.host,

@@ -595,3 +595,37 @@ def test_serve_help_lists_the_options_and_examples(capsys: pytest.CaptureFixture
     for option in ("--state-dir", "--host", "--port", "--token", "--allow-actions", "--open"):
         assert option in out
     assert "examples:" in out and "flowkit[ui]" in out
+
+
+def test_serve_reads_the_state_folder_named_in_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.flowkit]\nstate_dir = "runs"\n')
+    (tmp_path / "p.py").write_text(
+        "from flowkit import Flow\nflow = Flow('configured')\n\n@flow.step()\ndef a() -> int:\n"
+        "    return 1\n"
+    )
+    ran = subprocess.run(
+        [PYTHON, "-m", "flowkit", "run", "p.py:flow"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0 and (tmp_path / "runs" / "configured").is_dir(), ran.stderr
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "flowkit", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=flowkit_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("flowkit serve: http://"), line
+        page = httpx.get(line.split()[2], timeout=10).text
+        assert "configured" in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
