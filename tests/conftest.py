@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -44,3 +45,16 @@ def flowkit_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def run_flowkit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m flowkit ARGS`` in ``cwd`` with the tests' environment (plus ``env``),
+    output captured as text."""
+    return subprocess.run(
+        [PYTHON, "-m", "flowkit", *args],
+        cwd=cwd,
+        env=flowkit_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -7,18 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import flowkit_env
+from conftest import flowkit_env, run_flowkit
 
-
-def _flowkit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 def test_cancel_stops_a_running_run_which_the_same_command_resumes(tmp_path: Path) -> None:

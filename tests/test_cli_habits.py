@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import flowkit_env
+from conftest import run_flowkit
 
 PIPELINE = """\
 from flowkit import Flow
@@ -26,15 +25,7 @@ def shout(load: int) -> int:
 """
 
 
-def _flowkit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import flowkit_env
+from conftest import run_flowkit
 
 from flowkit.config import ConfigError, resolve
 
@@ -40,15 +38,7 @@ def _thread(sub: Path) -> str:
     return (sub / "thread.txt").read_text()
 
 
-def _flowkit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 def test_pyproject_settings_apply_to_runs_found_from_a_subfolder(tmp_path: Path) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import PYTHON, flowkit_env
+from conftest import run_flowkit
 
 from flowkit import Flow, Status
 from flowkit.fanout import item_label
@@ -166,15 +165,7 @@ PIPELINE = """
 """
 
 
-def _flowkit(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "flowkit", *args],
-        cwd=tmp_path,
-        env=flowkit_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_flowkit = run_flowkit
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import PYTHON, flowkit_env
+from conftest import PYTHON, flowkit_env, run_flowkit
 
 from flowkit import Flow, Status, UnknownDependencyError, step
 from flowkit.attempts import AttemptLog
@@ -19,16 +19,7 @@ from flowkit.errors import StepTimeoutError
 from flowkit.report import collect, render_report_html
 from flowkit.result import ErrorInfo
 
-
-def _flowkit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_flowkit = run_flowkit
 
 
 def test_a_shell_steps_retries_print_one_line_each_and_the_detail_goes_to_the_log(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import flowkit_env
+from conftest import run_flowkit
 
 from flowkit import Flow
 
@@ -34,15 +32,7 @@ def transform(load: dict) -> int:
 """
 
 
-def _flowkit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=tmp_path,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 def _assert_user_traceback(text: str) -> None:

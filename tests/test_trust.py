@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import PYTHON, flowkit_env
+from conftest import PYTHON, flowkit_env, run_flowkit
 
 from flowkit import Flow, Status
 from flowkit.errors import CorruptStateError
@@ -86,15 +86,7 @@ def _write_pipeline(folder: Path) -> None:
     (folder / "pipe.py").write_text(PIPELINE)
 
 
-def _flowkit(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "flowkit", *args],
-        cwd=folder,
-        env=flowkit_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_flowkit = run_flowkit
 
 
 def _run_dir(folder: Path) -> Path:

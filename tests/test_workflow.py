@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import flowkit_env
+from conftest import run_flowkit
 
 from flowkit import Status
 from flowkit.workflow import WorkflowError, load_workflow
@@ -20,15 +18,7 @@ def _write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
     return path
 
 
-def _flowkit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 def test_yaml_workflow_runs_in_order_with_params_and_resumes(tmp_path: Path) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import flowkit_env
+from conftest import run_flowkit
 
 from flowkit import Status
 from flowkit.workflow import load_workflow
@@ -26,15 +24,7 @@ def _write(folder: Path, rel: str, text: str, mode: int | None = None) -> Path:
     return path
 
 
-def _flowkit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 def test_scripts_commands_args_environment_and_outputs(tmp_path: Path) -> None:

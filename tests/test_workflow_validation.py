@@ -4,14 +4,12 @@ YAML, a JSON Schema that matches the loader, and a 1,000-task workflow loaded fa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from conftest import flowkit_env
+from conftest import run_flowkit
 
 import flowkit
 from flowkit.wf_schema import TASK_KEYS, TOP_KEYS, canonical, schema_text
@@ -24,15 +22,7 @@ def _write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
     return path
 
 
-def _flowkit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowkit", *args],
-        cwd=cwd,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_flowkit = run_flowkit
 
 
 def test_every_problem_is_reported_at_once_with_its_line_and_a_suggestion(tmp_path: Path) -> None:
