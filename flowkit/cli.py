@@ -7,44 +7,30 @@ state; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import config, pipes
 from .cancel import cancel_run
 from .cli_help import epilog
 from .cmd_project import SHELLS, cmd_completion, cmd_config
+from .cmd_run import (
+    COST_HELP,
+    add_execution_options,
+    cmd_run,
+    cost_rates,
+    notifiers,
+    run_options,
+)
+from .cmd_runs import cmd_clean, cmd_logs, cmd_runs
 from .cmd_schedule import add_schedule_options, cmd_schedule
-from .cost import CostRates
-from .errors import FlowkitError, UnknownStepError, UsageError
-from .executors import EXECUTORS
+from .errors import FlowkitError, UsageError
 from .flow import Flow
-from .inspect_cmds import (
-    NoSuchRunError,
-    cmd_clean,
-    cmd_explain,
-    cmd_graph,
-    cmd_runs,
-    cmd_status,
-    print_instances,
-)
-from .keys import safe_name
-from .listeners import ConsoleListener, JsonLogListener
+from .inspect_cmds import NoSuchRunError, cmd_explain, cmd_graph, cmd_status
 from .loader import load_flow
-from .options import RunOptions
-from .result import RunResult, RunStatus, shown
-from .resume import Decision
-from .store import (
-    default_state_dir,
-)
-
-if TYPE_CHECKING:
-    from .notify import Notifier
+from .store import default_state_dir
 
 __all__ = ["main"]
 
@@ -69,67 +55,6 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-COST_HELP = (
-    "price the steps run, e.g. cpu_hour=0.05,gb_hour=0.01: each step's cost and the total "
-    "in the report (default: $FLOWKIT_COST_RATE)"
-)
-
-
-def _execution_options(c: argparse.ArgumentParser) -> None:
-    """How steps run, and who hears about it: shared by ``run`` and ``schedule``."""
-    c.add_argument(
-        "--workers",
-        "-w",
-        "--parallelism",
-        dest="workers",
-        type=int,
-        help="steps run at once (default 1; a workflow file: its largest parallelism)",
-    )
-    c.add_argument(
-        "--executor", choices=EXECUTORS, help="default: inline for 1 worker, thread otherwise"
-    )
-    c.add_argument("--address", help="Dask scheduler address for --executor dask")
-    c.add_argument(
-        "--cluster-wait",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="with --address: how long to wait for the scheduler and a first worker (default 60)",
-    )
-    c.add_argument(
-        "--durability",
-        choices=("flush", "fsync"),
-        help="fsync each journal commit (survives power loss); default flush",
-    )
-    c.add_argument(
-        "--continue-on-error",
-        action="store_true",
-        help="after a failure, run every step that does not depend on it",
-    )
-    c.add_argument(
-        "--notify",
-        action="append",
-        default=[],
-        metavar="KIND:TARGET",
-        help="alert when the run ends: slack:URL, email:ADDRESS, pagerduty:KEY, webhook:URL "
-        "(repeatable)",
-    )
-    c.add_argument(
-        "--notify-on",
-        action="append",
-        metavar="STATUS",
-        help="run outcomes that alert: failed, timed_out, interrupted, succeeded, "
-        "always (repeatable; default: the first three)",
-    )
-    c.add_argument(
-        "--notify-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="deadline of each alert's delivery, retries included (default 10)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="start the run over (old state moved aside)"
     )
     r.add_argument("--dry-run", action="store_true", help="print the plan; run and write nothing")
-    _execution_options(r)
+    add_execution_options(r)
     r.add_argument(
         "--rerun",
         action="append",
@@ -212,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = target_cmd("schedule", "Run a flow at every time of a cron expression (foreground).")
     add_schedule_options(sc)
-    _execution_options(sc)
+    add_execution_options(sc)
     for name in ("status", "show"):
         st = target_cmd(
             name,
@@ -327,165 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return pipes.EXIT_BROKEN_PIPE
 
 
-def _cmd_run(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    if args.dry_run:
-        if args.output:
-            raise UsageError("--dry-run runs nothing, so --output would write nothing: drop one")
-        return _print_plan(flow, params, args)
-    verbosity = 0 if args.quiet else (2 if args.verbose else 1)
-    from .events import Listener
-
-    logs_dir = flow.store(params, state_dir=args.state_dir, run_id=args.run_id).logs
-    listener: Listener
-    if args.log_format == "json":
-        listener = JsonLogListener()
-    elif args.plain or args.quiet or not sys.stdout.isatty() or not _rich_available():
-        listener = ConsoleListener(verbosity=verbosity, logs_dir=logs_dir)
-    else:
-        from .progress import LiveListener
-
-        listener = LiveListener(logs_dir=logs_dir)
-    notifiers = _notifiers(args)
-    tracing: list[Any] = []
-    provider = None
-    if args.trace:
-        from .otel import OtelListener, configure_tracing
-
-        provider = configure_tracing(flow.name)
-        tracing.append(OtelListener(provider))
-    try:
-        result = flow.run(
-            params,
-            state_dir=args.state_dir,
-            run_id=args.run_id,
-            fresh=args.fresh,
-            options=_run_options(args),
-            listeners=[*tracing, listener, *notifiers],
-        )
-    finally:
-        close = getattr(listener, "close", None)
-        if close is not None:
-            close()  # the live view, should the run raise
-        if provider is not None:
-            provider.shutdown()  # exports what is left
-    if result.trace_id:
-        print(f"flowkit: trace id {result.trace_id}", file=sys.stderr)
-    if args.output:
-        _write_output(args.output, result)
-    if result.status is RunStatus.INTERRUPTED:
-        _exit_if_abandoned(result.exit_code)
-    return result.exit_code
-
-
-def _cost_rates(args: argparse.Namespace) -> CostRates | None:
-    """``--cost-rate``, else ``$FLOWKIT_COST_RATE``, else ``[tool.flowkit] cost_rate`` (filled in
-    by :func:`flowkit.config.apply`), else no cost."""
-    if getattr(args, "cost_rate", None):
-        return CostRates.parse(args.cost_rate)
-    env = os.environ.get("FLOWKIT_COST_RATE", "").strip()  # commands that skip config.apply
-    return CostRates.parse(env, "FLOWKIT_COST_RATE") if env else None
-
-
-def _run_options(args: argparse.Namespace) -> RunOptions:
-    """How to run, from the execution options of ``run`` / ``schedule`` (those a command does
-    not have keep their defaults). Raises UsageError naming a bad value."""
-    given = vars(args)
-    return RunOptions(
-        executor=args.executor,
-        workers=args.workers,
-        address=args.address,
-        cluster_wait=given.get("cluster_wait", 60.0),
-        cost_rates=_cost_rates(args),
-        fail_fast=not args.continue_on_error,
-        rerun=(*given.get("rerun", ()), *(given.get("from_") or ())),
-        only=tuple(given.get("only") or ()),
-        timeout=given.get("timeout"),
-        grace=given.get("grace", 10.0),
-        durability=given.get("durability", "flush"),
-        seed=given.get("seed"),
-        handle_signals=True,
-    )
-
-
-def _notifiers(args: argparse.Namespace) -> list[Notifier]:
-    """The --notify notifiers (flowkit.notify is imported only when there are some)."""
-    if not args.notify:
-        return []
-    from .notify import notifier_from_spec
-
-    return [notifier_from_spec(s, args.notify_on, timeout=args.notify_timeout) for s in args.notify]
-
-
-def _write_output(path: str, result: RunResult) -> None:
-    """``--output FILE``: the run's result as JSON, every step with its exit code."""
-    import os
-    from pathlib import Path
-
-    import orjson
-
-    data = result.to_json()
-    for step in data["steps"]:
-        r = result.steps[step["name"]]
-        code = r.error.exit_code if r.error is not None else None
-        step["exit_code"] = (
-            0 if r.status.ok else (code if code is not None else (1 if r.status.failed else None))
-        )
-        step.setdefault("error", None)
-    data["exit_code"] = result.exit_code
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str))
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise UsageError(f"--output {path}: cannot write the result ({exc})") from None
-
-
-def _exit_if_abandoned(code: int) -> None:
-    """Exit now if steps' threads were abandoned: the interpreter would wait for them."""
-    main = threading.main_thread()
-    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
-
-
-def _rich_available() -> bool:
-    from .progress import rich_available
-
-    return rich_available()
-
-
-def _print_plan(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    p = flow.plan(
-        params,
-        state_dir=args.state_dir,
-        run_id=args.run_id,
-        fresh=args.fresh,
-        options=_run_options(args),  # the options the run would get
-    )
-    rid = args.run_id or flow.run_id(params)
-    print(
-        f"Plan for flow {shown(flow.name)}, run {shown(rid)} "
-        "(dry run: nothing is executed or written)"
-    )
-    for i, tier in enumerate(p.tiers):
-        print(f"tier {i}:")
-        for name in tier:
-            s = p.steps[name]
-            verdict = "run" if s.decision is Decision.RUN else s.decision.value
-            print(
-                f"  {verdict:<6} {shown(name)}" + ("" if verdict == "cached" else f"  ({s.reason})")
-            )
-            print_instances(s.instances)
-    n = len(p.would_run())
-    print(f"{n} step(s) would run, {len(p.steps) - n} would not.")
-    return 0
-
-
 def _cmd_schedule(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    return cmd_schedule(flow, params, args, _notifiers(args), _run_options(args))
+    return cmd_schedule(flow, params, args, notifiers(args), run_options(args))
 
 
 def _cmd_cancel(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
@@ -512,7 +280,7 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         run_id=args.run_id,
         running=store.holder() is not None,
         attempts=AttemptLog.read(store.journal_path) if args.html else None,
-        rates=_cost_rates(args),
+        rates=cost_rates(args),
     )
     if not args.html:
         print(render_text(report))
@@ -523,29 +291,6 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     except OSError as exc:
         raise UsageError(f"--html {args.html}: cannot write the report ({exc})") from None
     print(out.resolve())
-    return 0
-
-
-def _cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
-    name = args.step
-    base = name.split("[", 1)[0]  # a fan-out instance: load[7], transform[batch=3]
-    if name not in flow.steps and (base == name or base not in flow.steps):
-        raise UnknownStepError(name, flow.steps.keys())
-    store = flow.store(params, state_dir=args.state_dir, run_id=args.run_id)
-    path = store.logs / f"{safe_name(name)}.log"
-    if not path.is_file():
-        hint = "it has not run in this run yet, or it printed and logged nothing"
-        if store.exists():
-            inst = sorted(s for s in store.load().steps if s.startswith(name + "["))
-            if inst:
-                shown = ", ".join(inst[:5]) + (", ..." if len(inst) > 5 else "")
-                hint = f"it ran as instances, each with its own log: {shown}"
-        raise UsageError(f"step {name!r} has no log in run {store.dir.name} ({path}): {hint}")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if args.tail is not None:
-        text = "".join(text.splitlines(keepends=True)[-args.tail :] if args.tail > 0 else [])
-    sys.stdout.write(text)
-    sys.stdout.flush()
     return 0
 
 
@@ -569,7 +314,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "run": _cmd_run,
+    "run": cmd_run,
     "status": cmd_status,
     "cancel": _cmd_cancel,
     "schedule": _cmd_schedule,
@@ -579,7 +324,7 @@ _COMMANDS = {
     "clean": cmd_clean,
     "graph": cmd_graph,
     "report": _cmd_report,
-    "logs": _cmd_logs,
+    "logs": cmd_logs,
 }
 
 

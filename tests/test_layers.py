@@ -56,6 +56,7 @@ LAYERS: list[set[str]] = [
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
     {"loader", "cmd_schedule", "cmd_project", "inspect_cmds"},
+    {"cmd_run", "cmd_runs"},
     {"serve"},  # a package: the dashboard, imported only by `flowkit serve`
     {"cli"},
     {"__init__", "__main__"},
