@@ -65,15 +65,43 @@ LAYERS: list[set[str]] = [
 
 def _imports(path: Path) -> set[str]:
     """The top-level flowkit modules ``path`` imports (a subpackage's own modules excluded)."""
-    level = 1 if path.parent == PACKAGE else 2  # files of a subpackage reach flowkit with `..`
+    return _imported(path.read_text(), in_subpackage=path.parent != PACKAGE)
+
+
+def _imported(source: str, *, in_subpackage: bool) -> set[str]:
+    """The top-level flowkit modules (or subpackages) that ``source`` imports: relatively or
+    absolutely (``from flowkit.x import y``, ``import flowkit.x``), at module level or inside a
+    function. ``import flowkit`` is the public namespace, ``__init__``."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == level:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:  # `from . import capture` (modules), not `from . import __version__`
-                found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists())
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if _in_flowkit(a.name):
+                    found.add(a.name[len("flowkit.") :].split(".")[0] or "__init__")
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level == 0:
+            if not _in_flowkit(node.module or ""):
+                continue
+            base = (node.module or "")[len("flowkit.") :]
+        elif node.level == 1 + in_subpackage:
+            base = node.module or ""
+        else:  # `from .pages import x` in a subpackage: its own module
+            continue
+        if base:
+            found.add(base.split(".")[0])
+        else:  # `from . import capture` (modules), not `from . import __version__`
+            found.update(a.name for a in node.names if _is_module(a.name))
     return found
+
+
+def _in_flowkit(dotted: str) -> bool:
+    return dotted == "flowkit" or dotted.startswith("flowkit.")
+
+
+def _is_module(name: str) -> bool:
+    return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
 
 
 def _modules() -> dict[str, list[Path]]:
@@ -82,6 +110,27 @@ def _modules() -> dict[str, list[Path]]:
     for init in PACKAGE.glob("*/__init__.py"):
         out[init.parent.name] = sorted(init.parent.glob("*.py"))
     return out
+
+
+def test_imports_are_found_however_they_are_written() -> None:
+    source = """
+from .store import RunStore
+from . import capture, __version__
+from . import notify
+from flowkit.engine import Engine
+import flowkit.report.html
+import flowkit
+
+def lazy():
+    from .serve.app import app
+    from flowkit import cli
+    import flowkit.dsl as dsl
+"""
+    assert _imported(source, in_subpackage=False) == {
+        "store", "capture", "notify", "engine", "report", "__init__", "serve", "cli", "dsl",
+    }  # fmt: skip
+    nested = "from .pages import page\nfrom ..flow import Flow\nfrom flowkit.cli import main\n"
+    assert _imported(nested, in_subpackage=True) == {"flow", "cli"}
 
 
 def test_every_module_has_a_layer() -> None:
