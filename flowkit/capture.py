@@ -42,19 +42,48 @@ MARK = "=== flowkit: "
 _current: contextvars.ContextVar[StepLog | None] = contextvars.ContextVar(
     "flowkit_step_log", default=None
 )
-_lock = threading.Lock()  # installing, counting the attempts running (not taken by handlers)
-_open_lock = threading.Lock()  # opening a log file (taken inside logging handlers)
-_active = 0  # attempts running in this process: the root handler is attached while > 0
+
+
+class _Capture:
+    """This process's capture: ``sys.stdout``/``sys.stderr`` and the root logger are the
+    process's, so there is one (a forked child gets a fresh one: :meth:`after_fork`)."""
+
+    __slots__ = ("active", "err", "lock", "open_lock", "out")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # installing, counting the attempts running (not in handlers)
+        self.open_lock = threading.Lock()  # opening a log file (taken inside logging handlers)
+        self.active = 0  # attempts running in this process: the root handler is attached while > 0
+        self.out: Any = None  # the proxies installed as sys.stdout and sys.stderr
+        self.err: Any = None
+
+    def after_fork(self) -> None:
+        # a fork while another thread held the lock must not deadlock; attempts running in
+        # other threads of the parent do not exist in the child
+        self.lock, self.open_lock = threading.Lock(), threading.Lock()
+        self.active = 0
+        with contextlib.suppress(Exception):
+            logging.getLogger().removeHandler(_HANDLER)
+
+    def attach(self) -> None:
+        """One more attempt (or run) needs the root handler."""
+        with self.lock:  # logging's lock is taken inside ours, never the other way round
+            self.active += 1
+            if _HANDLER not in _ROOT.handlers:
+                _ROOT.addHandler(_HANDLER)
+
+    def detach(self) -> None:
+        with self.lock:
+            self.active = max(0, self.active - 1)
+            if self.active == 0:
+                _ROOT.removeHandler(_HANDLER)
+
+
+_CAPTURE = _Capture()
 
 
 def _after_fork_in_child() -> None:
-    # a fork while another thread held the lock must not deadlock; attempts running in other
-    # threads of the parent do not exist in the child
-    global _lock, _open_lock, _active
-    _lock, _open_lock = threading.Lock(), threading.Lock()
-    _active = 0
-    with contextlib.suppress(Exception):
-        logging.getLogger().removeHandler(_HANDLER)
+    _CAPTURE.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -103,7 +132,7 @@ class StepLog:
             )
 
     def _open(self) -> IO[str]:
-        with _open_lock:
+        with _CAPTURE.open_lock:
             if self._file is None:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 f = open(self.path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
@@ -205,18 +234,15 @@ class _CaptureHandler(logging.Handler):
 _HANDLER = _CaptureHandler()
 _HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 _ROOT = logging.getLogger()
-_out: Any = None
-_err: Any = None
 
 
 def _install_streams() -> None:
-    global _out, _err
-    with _lock:
+    with _CAPTURE.lock:
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
             if stream is not None and not isinstance(stream, _StreamProxy):
                 setattr(sys, name, _StreamProxy(stream))
-        _out, _err = sys.stdout, sys.stderr
+        _CAPTURE.out, _CAPTURE.err = sys.stdout, sys.stderr
         steps = logging.getLogger("flowkit.step")
         if steps.level == logging.NOTSET:
             steps.setLevel(logging.INFO)
@@ -224,15 +250,11 @@ def _install_streams() -> None:
 
 def begin(path: str, attempt: int | None, start: float) -> tuple[StepLog, contextvars.Token[Any]]:
     """Route this thread's (and context's) output to ``path`` until :func:`end`."""
-    global _active
-    if sys.stdout is not _out or sys.stderr is not _err:
+    if sys.stdout is not _CAPTURE.out or sys.stderr is not _CAPTURE.err:
         _install_streams()  # first use, or someone replaced a stream since
     # the root handler is there only while attempts run, so that logging.basicConfig() called
     # between runs still configures logging (it does nothing once the root has a handler)
-    with _lock:  # logging's lock is taken inside ours, never the other way round
-        _active += 1
-        if _HANDLER not in _ROOT.handlers:
-            _ROOT.addHandler(_HANDLER)
+    _CAPTURE.attach()
     sink = StepLog(path, attempt, start)
     return sink, _current.set(sink)
 
@@ -240,18 +262,11 @@ def begin(path: str, attempt: int | None, start: float) -> tuple[StepLog, contex
 @contextlib.contextmanager
 def session() -> Iterator[None]:
     """Keep the root handler installed for a whole run (cheaper than once per attempt)."""
-    global _active
-    with _lock:
-        _active += 1
-        if _HANDLER not in _ROOT.handlers:
-            _ROOT.addHandler(_HANDLER)
+    _CAPTURE.attach()
     try:
         yield
     finally:
-        with _lock:
-            _active = max(0, _active - 1)
-            if _active == 0:
-                _ROOT.removeHandler(_HANDLER)
+        _CAPTURE.detach()
 
 
 def failed(sink: StepLog, exc: BaseException, traceback: str = "") -> None:
@@ -275,13 +290,9 @@ def note(path: str, text: str) -> None:
 
 def end(sink: StepLog, token: contextvars.Token[Any]) -> None:
     """Stop routing to ``sink`` and close its file."""
-    global _active
     _current.reset(token)
     sink.close()
-    with _lock:
-        _active = max(0, _active - 1)
-        if _active == 0:
-            _ROOT.removeHandler(_HANDLER)
+    _CAPTURE.detach()
 
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")

@@ -25,7 +25,17 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_frozen_by_us = False
+class _Freeze:
+    """Whether the GC's permanent generation holds a freeze of ours (the GC is one per process,
+    so this is too: a nested run must neither freeze again nor unfreeze the outer run's)."""
+
+    __slots__ = ("ours",)
+
+    def __init__(self) -> None:
+        self.ours = False
+
+
+_FREEZE = _Freeze()
 
 
 @contextlib.contextmanager
@@ -33,12 +43,11 @@ def gc_frozen_run() -> Iterator[None]:
     """For the duration of a run: freeze what exists (see :func:`freeze_more`) and collect young
     objects less often. Leaves the GC exactly as it was; if the program froze objects itself,
     its freeze is left alone and nothing is frozen here."""
-    global _frozen_by_us
     thresholds = gc.get_threshold()
-    own = gc.get_freeze_count() == 0 and not _frozen_by_us
+    own = gc.get_freeze_count() == 0 and not _FREEZE.ours
     if own:
         gc.freeze()
-        _frozen_by_us = True
+        _FREEZE.ours = True
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         yield
@@ -46,11 +55,11 @@ def gc_frozen_run() -> Iterator[None]:
         gc.set_threshold(*thresholds)
         if own:
             gc.unfreeze()
-            _frozen_by_us = False
+            _FREEZE.ours = False
 
 
 def freeze_more() -> None:
     """Also freeze what was allocated since the run began (the loaded journal), if the freeze is
     ours."""
-    if _frozen_by_us:
+    if _FREEZE.ours:
         gc.freeze()

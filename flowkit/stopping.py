@@ -31,18 +31,35 @@ __all__ = [
     "signal_arrived",
 ]
 
-# Plain dict operations are atomic in CPython: no lock, because kill_all runs in signal handlers
-# and a handler must never wait for a lock its own thread may hold.
-_killers: dict[int, Callable[[], None]] = {}
-_ids = itertools.count(1)
-_stopping = False
-_signalled = False
+
+class _Registry:
+    """What this process must kill on a hard stop, and what it knows about stopping.
+
+    Plain dict operations are atomic in CPython: no lock, because :func:`kill_all` runs in
+    signal handlers and a handler must never wait for a lock its own thread may hold.
+    """
+
+    __slots__ = ("ids", "killers", "signalled", "stopping")
+
+    def __init__(self) -> None:
+        self.killers: dict[int, Callable[[], None]] = {}
+        self.ids = itertools.count(1)
+        self.stopping = False  # kill_all(final=True) ran: the process exits now
+        self.signalled = False  # a real SIGINT/SIGTERM arrived
+
+    def reset(self) -> None:
+        self.killers.clear()
+        self.stopping = self.signalled = False
+
+
+#: One per process: signals and a process's children are the process's.
+_REGISTRY = _Registry()
 
 
 def register(kill: Callable[[], None]) -> int:
     """Remember ``kill`` (which must not block) until :func:`forget`; returns its token."""
-    token = next(_ids)
-    _killers[token] = kill
+    token = next(_REGISTRY.ids)
+    _REGISTRY.killers[token] = kill
     return token
 
 
@@ -53,7 +70,7 @@ def register_group(pgid: int) -> int:
 
 def forget(token: int) -> None:
     """The process or pool behind ``token`` has ended: nothing to kill any more."""
-    _killers.pop(token, None)
+    _REGISTRY.killers.pop(token, None)
 
 
 def kill_group(pgid: int, sig: signal.Signals) -> None:
@@ -68,11 +85,10 @@ def kill_all(final: bool = True) -> int:
     ``final``: the process exits right after, so a step that sees its process die waits for
     that instead of reporting a failure (see :func:`hold_if_stopping`).
     """
-    global _stopping
     if final:
-        _stopping = True
-    killers = list(_killers.values())
-    _killers.clear()
+        _REGISTRY.stopping = True
+    killers = list(_REGISTRY.killers.values())
+    _REGISTRY.killers.clear()
     for kill in killers:
         with contextlib.suppress(Exception):
             kill()
@@ -81,14 +97,14 @@ def kill_all(final: bool = True) -> int:
 
 def hard_stopping() -> bool:
     """Whether :func:`kill_all` ran in this process: it is about to exit."""
-    return _stopping
+    return _REGISTRY.stopping
 
 
 def hold_if_stopping() -> None:
     """Called by a step whose process just died: if that is because flowkit is exiting now,
     wait for the exit instead of reporting the kill as the step's failure (which would be
     journaled as one)."""
-    if _stopping:
+    if _REGISTRY.stopping:
         threading.Event().wait()  # pragma: no cover - the process exits while we wait
 
 
@@ -107,21 +123,18 @@ def _terminated(signum: int, frame: object) -> None:
 def mark_signal(arrived: bool = True) -> None:
     """Note that a real SIGINT/SIGTERM reached this process (``False``: forget it, as a new run
     starts)."""
-    global _signalled
-    _signalled = arrived
+    _REGISTRY.signalled = arrived
 
 
 def signal_arrived() -> bool:
     """Whether a real SIGINT/SIGTERM reached this process: a ``KeyboardInterrupt`` is then the
     user's, not a step's own exception."""
-    return _signalled
+    return _REGISTRY.signalled
 
 
 def reset() -> None:
     """In a forked child: the parent's processes are not the child's to kill."""
-    global _stopping, _signalled
-    _killers.clear()
-    _stopping = _signalled = False
+    _REGISTRY.reset()
 
 
 if hasattr(os, "register_at_fork"):

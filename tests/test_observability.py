@@ -95,7 +95,7 @@ def test_thread_executor_puts_each_steps_output_in_its_own_log_and_not_on_the_te
 
     # attempts abandoned by earlier tests in this process (timed-out threads still sleeping)
     # keep the root handler attached until they end: the run must give back what it took
-    active_before = capture._active
+    active_before = capture._CAPTURE.active
     result = f.run(state_dir=tmp_path / "st", workers=4, executor="thread")
     assert result.ok
     out, err = capsys.readouterr()
@@ -113,9 +113,9 @@ def test_thread_executor_puts_each_steps_output_in_its_own_log_and_not_on_the_te
             assert f"s{j} " not in text
     assert not (logs / "silent.log").exists()  # nothing printed: no file at all
     # the capturing handler is gone once no step runs: logging.basicConfig() works again
-    assert capture._active <= active_before
+    assert capture._CAPTURE.active <= active_before
     attached = [h for h in logging.getLogger().handlers if type(h).__name__ == "_CaptureHandler"]
-    assert bool(attached) == (capture._active > 0)
+    assert bool(attached) == (capture._CAPTURE.active > 0)
 
 
 def test_process_executor_captures_prints_and_ctx_log(tmp_path: Path) -> None:
