@@ -115,11 +115,22 @@ def test_retries_count_attempts_and_wait_per_backoff(tmp_path: Path) -> None:
             raise ConnectionError(f"try {len(calls)}")
         return "ok"
 
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:  # the delays are what is checked, not real waiting
+        slept.append(s)
+        now[0] += s
+
     seen = Recorder()
-    result = flow.run(state_dir=tmp_path, listeners=[seen])
+    result = flow.run(
+        state_dir=tmp_path,
+        listeners=[seen],
+        options=RunOptions(clock=lambda: now[0], sleep=sleep),
+    )
     assert result.ok and result["fetch"].attempts == 4 and calls == [1, 2, 3, 4]
     delays = [e.delay_s for e in seen.events if isinstance(e, StepRetrying)]
-    assert delays == [1.0, 2.0, 3.0]
+    assert delays == [1.0, 2.0, 3.0] and slept == delays
     assert [str(e) for e in result["fetch"].attempt_errors] == [
         "ConnectionError: try 1",
         "ConnectionError: try 2",
