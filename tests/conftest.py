@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -58,3 +59,44 @@ def run_flowkit(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProces
         text=True,
         timeout=120,
     )
+
+
+#: Runs each command of the JSON list on stdin through ``flowkit.cli.main`` in this one process,
+#: and prints ``[[exit code, stdout, stderr], ...]``.
+_EACH = """\
+import contextlib, io, json, os, sys
+sys.path.insert(0, os.getcwd())  # as `python -m flowkit` has it
+from flowkit.cli import main
+done = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # --help, --version
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    done.append([code, out.getvalue(), err.getvalue()])
+sys.stdout.write(json.dumps(done))
+"""
+
+
+def run_flowkit_each(
+    cwd: Path, *commands: list[str], **env: str
+) -> list[subprocess.CompletedProcess[str]]:
+    """Several ``flowkit`` commands that only read (``status``, ``report``, ``--help``...) run one
+    after the other in one Python process: each gets its own exit code, stdout and stderr, as
+    ``python -m flowkit`` would give them, without an interpreter start-up per command."""
+    proc = subprocess.run(
+        [PYTHON, "-c", _EACH],
+        cwd=cwd,
+        env=flowkit_env(**env),
+        input=json.dumps(commands),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [
+        subprocess.CompletedProcess([PYTHON, "-m", "flowkit", *argv], code, out, err)
+        for argv, (code, out, err) in zip(commands, json.loads(proc.stdout), strict=True)
+    ]

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_flowkit
+from conftest import run_flowkit, run_flowkit_each
 
 PIPELINE = """\
 from flowkit import Flow
@@ -124,8 +124,9 @@ def test_graph_json_has_nodes_tiers_edges_and_statuses(ran: Path) -> None:
 
 
 def test_every_command_help_shows_examples(tmp_path: Path) -> None:
-    for cmd in ("run", "schedule", "status", "explain", "runs", "clean", "graph", "logs", "config"):
-        r = _flowkit(tmp_path, cmd, "--help")
+    commands = ("run", "schedule", "status", "explain", "runs", "clean", "graph", "logs", "config")
+    helps = run_flowkit_each(tmp_path, *([c, "--help"] for c in commands))
+    for cmd, r in zip(commands, helps, strict=True):
         assert r.returncode == 0 and "examples:\n  flowkit " + cmd in r.stdout, cmd
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, flowkit_env
+from conftest import PYTHON, flowkit_env, run_flowkit_each
 
 from flowkit import Flow, StateWriteError
 from flowkit.codec import write_atomic
@@ -321,8 +321,10 @@ def test_status_does_not_create_a_lock_file(tmp_path: Path) -> None:
     _flowkit(tmp_path, "run", "pipe.py:disk")
     lock = tmp_path / ".flowkit" / "disk" / "disk" / "run.lock"
     lock.unlink()
-    for command in ("status", "report", "runs"):
-        assert _flowkit(tmp_path, command, "pipe.py:disk").returncode == 0
+    commands = (["status", "pipe.py:disk"], ["report", "pipe.py:disk"], ["runs", "pipe.py:disk"])
+    readers = run_flowkit_each(tmp_path, *commands)
+    for r in readers:
+        assert r.returncode == 0, r.args
     assert not lock.exists()
 
 

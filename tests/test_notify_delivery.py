@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import flowkit_env
+from conftest import flowkit_env, run_flowkit_each
 from notifyservers import Receiver, SmtpReceiver, closed_port, self_signed
 
 from flowkit import Flow
@@ -114,12 +114,11 @@ def test_the_report_views_show_each_delivery(tmp_path: Path) -> None:
         in run.stderr
     )
     assert "NOT delivered after 3 attempt(s)" in run.stderr
-    report = subprocess.run(
-        [sys.executable, "-m", "flowkit", "report", "p.py:flow"],
-        cwd=tmp_path,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
+    report, status, html = run_flowkit_each(
+        tmp_path,
+        ["report", "p.py:flow"],
+        ["status", "p.py:flow"],
+        ["report", "p.py:flow", "--html", "r.html"],
     )
     lines = [x.strip() for x in report.stdout.splitlines() if x.strip().startswith("alert ")]
     assert len(lines) == 2
@@ -127,21 +126,7 @@ def test_the_report_views_show_each_delivery(tmp_path: Path) -> None:
         0
     ].endswith("/…: delivered")
     assert "NOT delivered after 3 attempt(s)" in lines[1]
-    status = subprocess.run(
-        [sys.executable, "-m", "flowkit", "status", "p.py:flow"],
-        cwd=tmp_path,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-    )
     assert [x for x in status.stdout.splitlines() if x.startswith("alert ")] == lines
-    html = subprocess.run(
-        [sys.executable, "-m", "flowkit", "report", "p.py:flow", "--html", "r.html"],
-        cwd=tmp_path,
-        env=flowkit_env(),
-        capture_output=True,
-        text=True,
-    )
     assert html.returncode == 0
     page = (tmp_path / "r.html").read_text()
     assert '<span id="alerts">webhook (message) to http://127.0.0.1:' in page

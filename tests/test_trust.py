@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import PYTHON, flowkit_env, run_flowkit
+from conftest import PYTHON, flowkit_env, run_flowkit, run_flowkit_each
 
 from flowkit import Flow, Status
 from flowkit.errors import CorruptStateError
@@ -197,12 +197,19 @@ def test_damaged_line_in_the_middle_is_reported_with_file_and_line_by_every_read
     lines = journal.read_bytes().splitlines(keepends=True)
     lines[2] = lines[2].replace(b'"ev":', b'"ev" :', 1)  # still JSON, no longer what was sealed
     journal.write_bytes(b"".join(lines))
-    for command in ("run", "status", "report", "explain"):
-        args = ["pipe.py:trust"] + (["consumer"] if command == "explain" else [])
-        result = _flowkit(tmp_path, command, *args)
-        assert result.returncode == 2, (command, result.stdout, result.stderr)
-        assert "journal.jsonl:3" in result.stderr and "Traceback" not in result.stderr, command
-    runs = _flowkit(tmp_path, "runs", "pipe.py:trust")
+    result = _flowkit(tmp_path, "run", "pipe.py:trust")  # a real process, as a user runs it
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "journal.jsonl:3" in result.stderr and "Traceback" not in result.stderr
+    *readers, runs = run_flowkit_each(
+        tmp_path,
+        ["status", "pipe.py:trust"],
+        ["report", "pipe.py:trust"],
+        ["explain", "pipe.py:trust", "consumer"],
+        ["runs", "pipe.py:trust"],
+    )
+    for result in readers:
+        assert result.returncode == 2, (result.args, result.stdout, result.stderr)
+        assert "journal.jsonl:3" in result.stderr and "Traceback" not in result.stderr, result.args
     assert runs.returncode == 0 and "corrupt" in runs.stdout, runs.stdout + runs.stderr
 
 
