@@ -97,29 +97,37 @@ def test_runs_json_lists_each_run_with_params_and_counts(ran: Path) -> None:
 
 
 def test_explain_json_gives_the_decision_reason_and_last_error(ran: Path) -> None:
-    load = json.loads(_flowkit(ran, "explain", "p.py:flow", "load", "--json").stdout)
+    load_json, shout_json = run_flowkit_each(
+        ran, ["explain", "p.py:flow", "load", "--json"], ["explain", "p.py:flow", "shout", "--json"]
+    )
+    load = json.loads(load_json.stdout)
     assert load == {
         "step": "load",
         "decision": "cached",
         "reason": load["reason"],
         "last_error": None,
     }
-    shout = json.loads(_flowkit(ran, "explain", "p.py:flow", "shout", "--json").stdout)
+    shout = json.loads(shout_json.stdout)
     assert shout["decision"] == "run"
     assert "no good" in shout["last_error"]["message"]
     assert "ValueError" in shout["last_error"]["traceback"]
 
 
 def test_graph_json_has_nodes_tiers_edges_and_statuses(ran: Path) -> None:
-    plain = json.loads(_flowkit(ran, "graph", "p.py:flow", "--json").stdout)
+    plain_json, run_json, both = run_flowkit_each(
+        ran,
+        ["graph", "p.py:flow", "--json"],
+        ["graph", "p.py:flow", "--run-id", "demo", "--json"],
+        ["graph", "p.py:flow", "--json", "--format", "dot"],
+    )
+    plain = json.loads(plain_json.stdout)
     assert [(n["name"], n["tier"], n["upstream"]) for n in plain["nodes"]] == [
         ("load", 0, []),
         ("shout", 1, ["load"]),
     ]
     assert plain["edges"] == [["load", "shout"]]
-    of_run = json.loads(_flowkit(ran, "graph", "p.py:flow", "--run-id", "demo", "--json").stdout)
+    of_run = json.loads(run_json.stdout)
     assert [n["status"] for n in of_run["nodes"]] == ["succeeded", "failed"]
-    both = _flowkit(ran, "graph", "p.py:flow", "--json", "--format", "dot")
     assert both.returncode == 2 and "--json and --format dot: choose one" in both.stderr
 
 

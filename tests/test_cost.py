@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cliflows import flowkit
-from conftest import flowkit_env
+from conftest import flowkit_env, run_flowkit_each
 
 from flowkit import Flow, UsageError
 from flowkit.cost import CostRates
@@ -113,19 +113,22 @@ def test_cost_from_the_command_line_in_the_run_summary_and_the_reports(tmp_path:
     run = flowkit("run", "costly:flow", *rate, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "cost: " in run.stdout and "(cpu_hour=36, gb_hour=1)" in run.stdout
-    text = flowkit("report", "costly:flow", *rate, cwd=tmp_path)
+    text, priced, plain, unpriced = run_flowkit_each(
+        tmp_path,
+        ["report", "costly:flow", *rate],
+        ["report", "costly:flow", *rate, "--html", "priced.html"],
+        ["report", "costly:flow"],
+        ["report", "costly:flow", "--html", "unpriced.html"],
+    )
     assert text.returncode == 0, text.stderr
     line = next(x for x in text.stdout.splitlines() if x.startswith("  cost: "))
     assert float(line.split()[1]) >= 0.29 * 36 / 3600
     assert "costliest: burn (" in text.stdout
-    html = tmp_path / "r.html"
-    flowkit("report", "costly:flow", *rate, "--html", str(html), cwd=tmp_path)
-    page = html.read_text()
+    assert priced.returncode == unpriced.returncode == 0, priced.stderr + unpriced.stderr
+    page = (tmp_path / "priced.html").read_text()
     assert "<th>Cost</th>" in page and 'id="cost"' in page and 'class="num cost"' in page
-    plain = flowkit("report", "costly:flow", cwd=tmp_path)
     assert "cost:" not in plain.stdout and "costliest" not in plain.stdout
-    flowkit("report", "costly:flow", "--html", str(html), cwd=tmp_path)
-    assert "<th>Cost</th>" not in html.read_text()
+    assert "<th>Cost</th>" not in (tmp_path / "unpriced.html").read_text()
 
 
 def test_a_bad_rate_on_the_command_line_exits_2_before_running(tmp_path: Path) -> None:

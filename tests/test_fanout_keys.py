@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import run_flowkit
+from conftest import run_flowkit, run_flowkit_each
 
 from flowkit import Flow, Status
 from flowkit.fanout import item_label
@@ -188,17 +188,20 @@ def test_dry_run_names_the_instances_it_would_run(crawled: Path) -> None:
 
 
 def test_explain_status_and_logs_accept_instance_labels(crawled: Path) -> None:
-    done = _flowkit(crawled, "explain", "pipeline.py:flow", "fetch[about]")
+    done, cached, logs, status, wrong = run_flowkit_each(
+        crawled,
+        ["explain", "pipeline.py:flow", "fetch[about]"],
+        ["explain", "pipeline.py:flow", "fetch[home]"],
+        ["logs", "pipeline.py:flow", "fetch[about]"],
+        ["status", "pipeline.py:flow"],
+        ["explain", "pipeline.py:flow", "fetch[abuot]"],
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "fetch[about]: would run — failed before."
     assert "Its last attempt failed: ConnectionError: about is down" in done.stdout
-    cached = _flowkit(crawled, "explain", "pipeline.py:flow", "fetch[home]")
     assert cached.stdout.startswith("fetch[home]: cached")
-    logs = _flowkit(crawled, "logs", "pipeline.py:flow", "fetch[about]")
     assert logs.returncode == 0 and "fetching about" in logs.stdout
-    status = _flowkit(crawled, "status", "pipeline.py:flow")
     rows = [line.split()[:2] for line in status.stdout.splitlines()]
     assert ["fetch[about]", "failed"] in rows and ["fetch[home]", "succeeded"] in rows
-    wrong = _flowkit(crawled, "explain", "pipeline.py:flow", "fetch[abuot]")
     assert wrong.returncode == 2
     assert "Did you mean 'fetch[about]'?" in wrong.stderr

@@ -385,13 +385,14 @@ def test_control_characters_in_names_are_escaped_on_the_console(tmp_path: Path) 
     )
     run = _flowkit(tmp_path, "run", "nl.py:f", "--continue-on-error", "--plain")
     assert run.returncode == 1, run.stderr
-    for output in (
-        run.stdout,
-        _flowkit(tmp_path, "status", "nl.py:f").stdout,
-        _flowkit(tmp_path, "report", "nl.py:f").stdout,
-        _flowkit(tmp_path, "run", "nl.py:f", "--dry-run").stdout,
-        _flowkit(tmp_path, "graph", "nl.py:f").stdout,
-    ):
+    readers = run_flowkit_each(
+        tmp_path,
+        ["status", "nl.py:f"],
+        ["report", "nl.py:f"],
+        ["run", "nl.py:f", "--dry-run"],
+        ["graph", "nl.py:f"],
+    )
+    for output in (run.stdout, *(r.stdout for r in readers)):
         assert "\x1b" not in output
         assert "bad\\nstep\\x1b[31m" in output, output
         assert not any(line.startswith(("step", "flow", "y]")) for line in output.splitlines())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_flowkit
+from conftest import run_flowkit, run_flowkit_each
 
 from flowkit import Flow
 
@@ -55,17 +55,20 @@ def test_traceback_is_shown_by_logs_status_step_explain_and_verbose_console(
     assert "| transforming" in run.stdout  # the step's own output still follows, once
     assert run.stdout.count("return pick(load)") == 1
 
-    logs = _flowkit(tmp_path, "logs", "pipeline.py", "transform")
+    logs, status, explain = run_flowkit_each(
+        tmp_path,
+        ["logs", "pipeline.py", "transform"],
+        ["status", "pipeline.py", "--step", "transform"],
+        ["explain", "pipeline.py", "transform"],
+    )
     assert logs.returncode == 0
     assert "transforming" in logs.stdout
     _assert_user_traceback(logs.stdout)
 
-    status = _flowkit(tmp_path, "status", "pipeline.py", "--step", "transform")
     assert status.returncode == 0
     assert status.stdout.startswith("Step transform of flow tb, run tb: failed\n")
     _assert_user_traceback(status.stdout)
 
-    explain = _flowkit(tmp_path, "explain", "pipeline.py", "transform")
     assert explain.returncode == 0
     assert "Its last attempt failed: KeyError: 'missing_key'" in explain.stdout
     _assert_user_traceback(explain.stdout)
