@@ -129,7 +129,9 @@ def retrying(
         except DeliveryError as exc:
             error = exc
         except (OSError, http.client.HTTPException, smtplib.SMTPException) as exc:
-            if deadline.expired or isinstance(exc, TimeoutError):  # its timeout: the time left
+            # its timeout is the time left: a socket timeout can beat the deadline's timer
+            # thread by a moment (smtplib reports it as a disconnect, not a TimeoutError)
+            if deadline.expired or isinstance(exc, TimeoutError) or deadline.remaining() <= 0:
                 error = DeliveryError(
                     f"no complete answer within {deadline.seconds:g}s", retry=False
                 )
