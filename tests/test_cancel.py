@@ -22,7 +22,7 @@ def test_cancel_stops_a_running_run_which_the_same_command_resumes(tmp_path: Pat
     not_running = _flowkit(tmp_path, "cancel", "wf.yaml")
     assert not_running.returncode == 2 and "is not running" in not_running.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowkit", "run", "wf.yaml", "--plain", "--grace", "1"],
+        [sys.executable, "-m", "flowkit", "run", "wf.yaml", "--plain", "--grace", "0.2"],
         cwd=tmp_path,
         env=flowkit_env(),
         stdout=subprocess.PIPE,

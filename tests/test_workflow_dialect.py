@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_flowkit
+from conftest import run_flowkit, run_flowkit_each
 
 from flowkit import Status
 from flowkit.workflow import load_workflow
@@ -270,10 +270,11 @@ def test_editing_a_script_reruns_exactly_its_task_and_downstream(tmp_path: Path)
     first = _flowkit(tmp_path, "run", "wf.yaml", "--plain")
     assert first.returncode == 0, first.stdout + first.stderr
     _write(tmp_path, "etl/validate_merge.py", "print('validate v2')\n")
-    plan = _flowkit(tmp_path, "run", "wf.yaml", "--dry-run")
+    plan, explain = run_flowkit_each(
+        tmp_path, ["run", "wf.yaml", "--dry-run"], ["explain", "wf.yaml", "validate"]
+    )
     assert "run    validate  (script changed: etl/validate_merge.py)" in plan.stdout
     assert "cached extract" in plan.stdout and "cached other" in plan.stdout
-    explain = _flowkit(tmp_path, "explain", "wf.yaml", "validate")
     assert "would run — script changed: etl/validate_merge.py" in explain.stdout
     second = _flowkit(tmp_path, "run", "wf.yaml", "--plain")
     assert "[SUCCEEDED] validate" in second.stdout and "[SUCCEEDED] load" in second.stdout
