@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_flowkit
+from conftest import run_flowkit, run_flowkit_each
 
 from flowkit.config import ConfigError, resolve
 
@@ -71,7 +71,7 @@ def test_a_flag_beats_the_environment_which_beats_pyproject(tmp_path: Path) -> N
 
 def test_flowkit_config_prints_each_value_and_its_source(tmp_path: Path) -> None:
     sub = _project(tmp_path, 'durability = "fsync"\nnotify = ["webhook:http://127.0.0.1:9/h"]\n')
-    r = _flowkit(sub, "config", "--json", FLOWKIT_EXECUTOR="thread")
+    r, plain = run_flowkit_each(sub, ["config", "--json"], ["config"], FLOWKIT_EXECUTOR="thread")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["durability"] == {
@@ -81,7 +81,7 @@ def test_flowkit_config_prints_each_value_and_its_source(tmp_path: Path) -> None
     assert data["executor"] == {"value": "thread", "source": "env FLOWKIT_EXECUTOR"}
     assert data["notify"]["value"] == ["webhook:http://127.0.0.1:9/h"]
     assert data["workers"] == {"value": 1, "source": "default"}
-    text = _flowkit(sub, "config").stdout.splitlines()
+    text = plain.stdout.splitlines()
     assert text[0].split() == ["SETTING", "VALUE", "SOURCE"]
     assert any(line.split()[:3] == ["durability", "fsync", "pyproject.toml"] for line in text)
 
