@@ -337,7 +337,12 @@ class Engine:
     def _submit(self, node: Node) -> None:
         name, spec, steps = node.name, node.spec, self.steps
         now = time.time()
-        r = steps.started(name, now)
+        inline = self.dispatch.runs_in_caller(spec)
+        # An attempt that runs here, which no listener watches and which cannot be retried, gets
+        # no `start` record: its `done` record is the next one the journal gets.
+        r = steps.started(
+            name, now, journal=not inline or bool(self.callbacks) or spec.retry.retries > 0
+        )
         kwargs = steps.kwargs(node, r.attempts)
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
@@ -350,10 +355,9 @@ class Engine:
         )
         if self.tracer is not None:  # the step's span goes with the attempt
             args = (*args, self.tracer.attempt_context(name, r.attempts))
-        inline = self.dispatch.runs_in_caller(spec)
         if self._dirty or inline:
             # completions before this start, durable; an attempt in this thread, visible to
-            # `status` while it runs
+            # `status` while it runs (when it has a `start` record)
             self._commit()
         if inline:
             self._settled([(name, self.dispatch.call(args))])
