@@ -35,7 +35,7 @@ def digest(*parts: bytes | str) -> str:
     """A short, stable content hash of the given parts."""
     # one update over the parts joined (each followed by a NUL): the same hash as feeding them
     # one by one, at a fraction of the calls
-    data = b"\x00".join([p.encode() if p.__class__ is str else p for p in parts]) + b"\x00"
+    data = b"\x00".join([p.encode() if isinstance(p, str) else p for p in parts]) + b"\x00"
     return _blake2b(data, digest_size=12).hexdigest()  # 96 bits: ample, short in the journal
 
 
