@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dsl import Step
-from .executors import AsyncLoopExecutor, ainvoke, invoke, make_executor
+from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .graph import check_fit
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .shell import ShellTimeoutError
@@ -178,7 +178,14 @@ class Dispatcher:
     def call(self, args: tuple[Any, ...]) -> AttemptOutcome:
         """Run an attempt in the calling thread (see :meth:`runs_in_caller`) and return how it
         ended: nothing is left in flight."""
-        return AttemptOutcome.of(self.executor.submit(invoke, *args))
+        executor = self.executor
+        if executor.__class__ is not InlineExecutor:
+            return AttemptOutcome.of(executor.submit(invoke, *args))
+        got, exc = InlineExecutor.call(invoke, *args)  # no Future to make and read back
+        if exc is not None:
+            return AttemptOutcome.failed(exc)
+        value, writes, start, end, cpu, worker, peak_rss = got
+        return AttemptOutcome(value, None, writes, start, end, cpu, worker, peak_rss)
 
     def submit(self, name: str, spec: Step, args: tuple[Any, ...]) -> Future[Any]:
         """Start an attempt of step ``name``: ``invoke(*args)`` where ``spec`` needs it to run."""

@@ -233,14 +233,21 @@ class InlineExecutor(Executor):
     """Runs each submitted call immediately in the caller's thread; returns a finished Future."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return _Finished(*self.call(fn, *args, **kwargs))
+
+    @staticmethod
+    def call(
+        fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> tuple[Any, BaseException | None]:
+        """Run the call now: its result and None, or None and the exception it raised."""
         try:
-            return _Finished(fn(*args, **kwargs), None)
+            return fn(*args, **kwargs), None
         except BaseException as exc:  # the step's failure is data for the engine
             # sys.exit() in a step fails the step, as on every other executor; so does a
             # KeyboardInterrupt the step raised itself, but not a real Ctrl-C: that stops the run
             if isinstance(exc, KeyboardInterrupt) and stopping.signal_arrived():
                 raise
-            return _Finished(None, exc)
+            return None, exc
 
 
 _SHARED_CONDITION = threading.Condition()
