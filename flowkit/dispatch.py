@@ -157,7 +157,10 @@ class Dispatcher:
 
     def runs_in_caller(self, spec: Step) -> bool:
         """Whether an attempt of ``spec`` runs in the calling thread, at submission."""
-        return self.kind == "inline" and self._side(spec) is None
+        # on the inline executor, only these steps need a side executor (see _side)
+        return self.kind == "inline" and not (
+            spec.isolate or spec.is_async or spec.timeout is not None
+        )
 
     def _side(self, spec: Step) -> tuple[Executor, Callable[..., Any]] | None:
         """The side executor an attempt of ``spec`` needs, or None for the run's executor."""

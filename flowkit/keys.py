@@ -296,7 +296,7 @@ def code_hash(fn: Callable[..., Any]) -> str:
         # the common case: no closure, and no global name it reads is defined in its module
         # (so nothing to follow): its own hash is the whole hash, as the loop below would find
         g = getattr(fn, "__globals__", None)
-        if g is not None and not any(name in g for name in _names(code)):
+        if g is not None and g.keys().isdisjoint(_names(code)):
             return _own_code_hash(code, fn)
     parts: list[str] = []
     seen: set[types.CodeType] = set()
