@@ -88,8 +88,8 @@ def step_key(
 
     ``encoded_params``: ``params_bytes(params)``, when the caller keeps it from step to step.
     """
-    data = "|".join([f"{n}={h}" for n, h in data_inputs])
-    order = "|".join([f"{n}={h}" for n, h in order_inputs])
+    data = "|".join([f"{n}={h}" for n, h in data_inputs]) if data_inputs else ""
+    order = "|".join([f"{n}={h}" for n, h in order_inputs]) if order_inputs else ""
     p = encoded_params if encoded_params is not None else params_bytes(params)
     # digest() of the one part, spelled out: this runs once per step
     text = f"{code}\x00{data}\x00{order}\x00".encode()

@@ -118,11 +118,13 @@ class KeyMaker:
         if static is None:
             static = self._static_part(node)
         code, params, encoded, ph = static
-        data = tuple([(d, hashes.get(d, "-")) for d in node.data_deps])
+        deps = node.data_deps
+        data = tuple([(d, hashes.get(d, "-")) for d in deps]) if deps else ()
         if node.binding_keys:
             bound = {k for k, _ in node.binding_keys}
             data = tuple(x for x in data if x[0] not in bound)
-        order = tuple([(d, keys.get(d, "-")) for d in node.order_deps])
+        deps = node.order_deps
+        order = tuple([(d, keys.get(d, "-")) for d in deps]) if deps else ()
         key = step_key(code, params, data, order, encoded)
         return Inputs(code, params, data, order, key, bool(node.binding_keys), ph)
 
