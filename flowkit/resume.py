@@ -17,8 +17,18 @@ from .dsl import Step
 from .errors import UnknownStepError
 from .graph import FlowGraph, Node
 from .keys import canonical, code_hash, digest, params_bytes, step_key
+from .options import Selection
 
-__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "select"]
+__all__ = [
+    "Decision",
+    "Inputs",
+    "KeyMaker",
+    "Plan",
+    "PlannedStep",
+    "decide",
+    "select",
+    "selection_of",
+]
 
 CONDITION_FALSE = "condition false"
 
@@ -228,6 +238,15 @@ def select(graph: FlowGraph, patterns: Iterable[str]) -> set[str]:
             raise UnknownStepError(pat, graph.nodes.keys())
         out.update(hits)
     return out
+
+
+def selection_of(graph: FlowGraph, rerun: Iterable[str], only: Iterable[str]) -> Selection:
+    """``--rerun`` / ``--only`` patterns resolved to step names (UnknownStepError for a miss)."""
+    force = graph.downstream_of(select(graph, rerun))
+    if not only:
+        return Selection.of(force, None, None)
+    chosen = select(graph, only)
+    return Selection.of(force, chosen, graph.upstream_of(chosen))
 
 
 @dataclass(frozen=True, slots=True)
