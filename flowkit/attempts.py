@@ -3,9 +3,10 @@ how it ended, and the backoff wait that followed it.
 
 :class:`~flowkit.store.LoadedState` keeps what resume needs (a step's last record); reports and
 the dashboard draw one bar per attempt, so they replay the ``start``, ``retry`` and ``done``
-records through an :class:`AttemptLog` instead. A ``retry`` record carries the failed attempt's
-end (``time``); in journals written before it did, that end is taken as the next attempt's start
-minus the wait.
+records through an :class:`AttemptLog` instead (a step's only attempt may have a ``done``
+record and no ``start``: the ``done`` record then says when it ran). A ``retry`` record carries
+the failed attempt's end (``time``); in journals written before it did, that end is taken as the
+next attempt's start minus the wait.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class AttemptLog:
             last.end = _num(rec.get("end"))
             last.status = str(rec.get("status", "succeeded"))
             last.error = _error(rec.get("error"))
+        elif ev == "done" and tries is None and rec.get("attempts") == 1 and "start" in rec:
+            # a single attempt journaled without a `start` record (run inline, unwatched)
+            self.by_step[name] = [
+                Attempt(
+                    1,
+                    _num(rec.get("start")),
+                    _num(rec.get("end")),
+                    str(rec.get("status", "succeeded")),
+                    error=_error(rec.get("error")),
+                )
+            ]
 
 
 def _records(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dsl import Step
-from .executors import AsyncLoopExecutor, ainvoke, invoke, make_executor
+from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
 from .graph import check_fit
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .shell import ShellTimeoutError
@@ -157,7 +157,10 @@ class Dispatcher:
 
     def runs_in_caller(self, spec: Step) -> bool:
         """Whether an attempt of ``spec`` runs in the calling thread, at submission."""
-        return self.kind == "inline" and self._side(spec) is None
+        # on the inline executor, only these steps need a side executor (see _side)
+        return self.kind == "inline" and not (
+            spec.isolate or spec.is_async or spec.timeout is not None
+        )
 
     def _side(self, spec: Step) -> tuple[Executor, Callable[..., Any]] | None:
         """The side executor an attempt of ``spec`` needs, or None for the run's executor."""
@@ -178,7 +181,14 @@ class Dispatcher:
     def call(self, args: tuple[Any, ...]) -> AttemptOutcome:
         """Run an attempt in the calling thread (see :meth:`runs_in_caller`) and return how it
         ended: nothing is left in flight."""
-        return AttemptOutcome.of(self.executor.submit(invoke, *args))
+        executor = self.executor
+        if executor.__class__ is not InlineExecutor:
+            return AttemptOutcome.of(executor.submit(invoke, *args))
+        got, exc = InlineExecutor.call(invoke, *args)  # no Future to make and read back
+        if exc is not None:
+            return AttemptOutcome.failed(exc)
+        value, writes, start, end, cpu, worker, peak_rss = got
+        return AttemptOutcome(value, None, writes, start, end, cpu, worker, peak_rss)
 
     def submit(self, name: str, spec: Step, args: tuple[Any, ...]) -> Future[Any]:
         """Start an attempt of step ``name``: ``invoke(*args)`` where ``spec`` needs it to run."""

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from . import capture, stopping
+from . import capture
 from .codec import OutputMissingError, OutputUntrustedError, Serializer
 from .decide import (
     Expand,
@@ -42,15 +41,18 @@ from .decide import (
 from .dispatch import AttemptOutcome, Dispatcher
 from .errors import RunStoppingError, StateError, StepTimeoutError
 from .events import Event, RunFinished, RunStarted, StepStarted, emit
+from .expiry import Expiry
 from .fanout import FanOutError
 from .gcpause import freeze_more
 from .graph import FlowGraph, Node, machine_resources
 from .interrupt import interruptible
 from .limits import Limits
+from .listening import AttemptTracer
 from .options import RunOptions, Selection
 from .outcomes import Outcomes
-from .readyset import ReadySet
-from .result import ErrorInfo, RunResult, RunStatus, Status, json_params
+from .readyset import ReadySet, Successors
+from .result import ErrorInfo, RunResult, RunStatus
+from .runfolder import finish, set_aside_orphans
 from .serializers import default_registry
 from .store import LoadedState, RunStore
 from .timers import Timers
@@ -58,22 +60,10 @@ from .timers import Timers
 __all__ = ["AttemptTracer", "Engine", "StepTimeoutError"]
 
 
-@runtime_checkable
-class AttemptTracer(Protocol):
-    """A tracing listener (:class:`flowkit.otel.OtelListener`) as the engine sees it."""
-
-    def attempt_context(self, step: str, attempt: int) -> dict[str, str] | None:
-        """The context of the attempt's span, to make current where the attempt runs."""
-
-    @property
-    def trace_id(self) -> str | None:
-        """The run's trace id (32 hex digits), once the run started."""
-
-
 log = logging.getLogger("flowkit")
 
 
-class Engine:
+class Engine(Expiry):
     """Runs one flow run. Not reusable: build one per run.
 
     Args:
@@ -115,7 +105,7 @@ class Engine:
         )
         self.nodes, self.results = self.steps.nodes, self.steps.results
         self.ready = ReadySet(
-            {n: len(node.upstream) for n, node in self.nodes.items()}, _Downstream(self.nodes)
+            {n: len(node.upstream) for n, node in self.nodes.items()}, Successors(self.nodes)
         )
         self.timers: Timers[Future[Any]] = Timers()
         self.halted_by: str | None = None
@@ -141,28 +131,12 @@ class Engine:
             if fresh:
                 self.store.archive()
             else:
-                self._set_aside_orphans()
+                set_aside_orphans(self.store)
             self.state = self.store.load()
             freeze_more()  # the loaded journal too (see Flow.run)
             result = self._execute(started, t0)
         emit(self.callbacks, RunFinished(self.run_id, result.status, time.time(), result))
         return result
-
-    def _set_aside_orphans(self) -> None:
-        """Outputs beside an empty or missing journal: move them aside rather than overwrite."""
-        found = self.store.orphaned()
-        if found:
-            backup = self.store.dir.with_name(self.store.dir.name + ".previous")
-            log.warning(
-                "run folder %s has %s but its journal is %s: which steps finished is unknown, so "
-                "the run starts over; the old files were moved to %s%s",
-                self.store.dir,
-                ", ".join(found),
-                "empty" if self.store.exists() else "missing",
-                backup,
-                " (replacing what --fresh had left there)" if backup.exists() else "",
-            )
-            self.store.archive()
 
     def _execute(self, started: float, t0: float) -> RunResult:
         resumed = bool(self.state.steps)
@@ -210,20 +184,7 @@ class Engine:
             result.trace_id = self.tracer.trace_id
         if opts.cost_rates is not None:
             result.cost_rates = opts.cost_rates.to_json()
-        steps.ledger.run_ended(result.status.value, time.time(), result.counts())
-        self.store.write_snapshot(
-            {
-                "flow": self.flow,
-                "run_id": self.run_id,
-                "params": json_params(steps.params),
-                "status": result.status.value,
-                "started": started,
-                "duration_s": result.duration_s,
-                "counts": result.counts(),
-                "steps": {n: r.status.value for n, r in self.results.items()},
-            }
-        )
-        self.store.write_report(result.to_json())
+        finish(self.store, steps, result, started)
         return result
 
     def _loop(self) -> None:
@@ -337,7 +298,12 @@ class Engine:
     def _submit(self, node: Node) -> None:
         name, spec, steps = node.name, node.spec, self.steps
         now = time.time()
-        r = steps.started(name, now)
+        inline = self.dispatch.runs_in_caller(spec)
+        # An attempt that runs here, which no listener watches and which cannot be retried, gets
+        # no `start` record: its `done` record is the next one the journal gets.
+        r = steps.started(
+            name, now, journal=not inline or bool(self.callbacks) or spec.retry.retries > 0
+        )
         kwargs = steps.kwargs(node, r.attempts)
         if self.callbacks:
             emit(self.callbacks, StepStarted(self.run_id, name, r.attempts, now, r.reason))
@@ -350,10 +316,9 @@ class Engine:
         )
         if self.tracer is not None:  # the step's span goes with the attempt
             args = (*args, self.tracer.attempt_context(name, r.attempts))
-        inline = self.dispatch.runs_in_caller(spec)
         if self._dirty or inline:
             # completions before this start, durable; an attempt in this thread, visible to
-            # `status` while it runs
+            # `status` while it runs (when it has a `start` record)
             self._commit()
         if inline:
             self._settled([(name, self.dispatch.call(args))])
@@ -437,79 +402,3 @@ class Engine:
         if release:
             self._release([(name, event)])
         return event
-
-    def _expire(self, now: float) -> None:
-        expired: list[tuple[str, Event | None]] = []
-        for name, fut in self.timers.expired(now):
-            how = self.dispatch.stop(fut)
-            if how is None:
-                continue  # that attempt had finished
-            self._free(name)
-            timeout = self.nodes[name].spec.timeout
-            if how == "attempt abandoned":
-                log.warning(
-                    "step %r timed out after %gs; its thread was abandoned (Python cannot "
-                    "stop a running thread) and keeps running in the background",
-                    name,
-                    timeout,
-                )
-            exc = StepTimeoutError(f"step {name!r} timed out after {timeout:g}s ({how})")
-            attempt = self.results[name].attempts
-            note = f"attempt {attempt} timed out after {timeout:g}s ({how})"
-            capture.note(self.steps.log_path(name), note)  # the attempt cannot write it
-            event = self._attempt_failed(name, AttemptOutcome.failed(exc, timed_out=True))
-            if event is not None:
-                expired.append((name, event))
-        self._release(expired)
-        if self.timers.run_expired(now):
-            self.request_stop(RunStatus.TIMED_OUT)
-        if self.dispatch.running and self.timers.grace_over(now):
-            self.dispatch.stop_all()
-            if self.stop is RunStatus.INTERRUPTED and self.opts.handle_signals:
-                stopping.kill_all(final=False)  # shell steps, process workers
-
-    # --- stopping -------------------------------------------------------------------------------
-
-    def request_stop(self, status: RunStatus) -> None:
-        """Stop starting steps; running ones get a grace period (none on a run timeout)."""
-        if self.stop is None:
-            self.stop = status
-            grace = 0.0 if status is RunStatus.TIMED_OUT else self.opts.grace
-            self.timers.stop(self.clock() + grace)
-            if not self.wakeup.done():
-                self.wakeup.set_result(None)
-
-    def _stopped_by(self, name: str, exc: RunStoppingError) -> None:
-        """An attempt could not finish because the run cannot go on (its cluster went away):
-        nothing is journaled for it; the run stops and a resume runs the step again."""
-        self.results[name].status = Status.RUNNING  # reported pending: "run interrupted"
-        if self.stop is None:
-            print(f"flowkit: {exc}", file=sys.stderr, flush=True)
-            self.request_stop(RunStatus(exc.status))
-
-    def _interrupted(self, signal_name: str) -> None:
-        self.request_stop(RunStatus.INTERRUPTED)
-
-    def _stopping_message(self) -> str:
-        return (
-            f"no new steps start; running steps get {self.opts.grace:g}s to finish, then they "
-            "are stopped. Press Ctrl-C again to stop at once."
-        )
-
-
-class _Downstream(Mapping[str, tuple[str, ...]]):
-    """The successors of each step, read from the (growing) node table."""
-
-    __slots__ = ("_nodes",)
-
-    def __init__(self, nodes: Mapping[str, Node]) -> None:
-        self._nodes = nodes
-
-    def __getitem__(self, name: str) -> tuple[str, ...]:
-        return self._nodes[name].downstream
-
-    def __iter__(self) -> Any:
-        return iter(self._nodes)
-
-    def __len__(self) -> int:
-        return len(self._nodes)

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from . import capture, orphans, stopping, usage
@@ -233,14 +233,21 @@ class InlineExecutor(Executor):
     """Runs each submitted call immediately in the caller's thread; returns a finished Future."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return _Finished(*self.call(fn, *args, **kwargs))
+
+    @staticmethod
+    def call(
+        fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> tuple[Any, BaseException | None]:
+        """Run the call now: its result and None, or None and the exception it raised."""
         try:
-            return _Finished(fn(*args, **kwargs), None)
+            return fn(*args, **kwargs), None
         except BaseException as exc:  # the step's failure is data for the engine
             # sys.exit() in a step fails the step, as on every other executor; so does a
             # KeyboardInterrupt the step raised itself, but not a real Ctrl-C: that stops the run
             if isinstance(exc, KeyboardInterrupt) and stopping.signal_arrived():
                 raise
-            return _Finished(None, exc)
+            return None, exc
 
 
 _SHARED_CONDITION = threading.Condition()
@@ -276,45 +283,62 @@ def _run_pickled(payload: bytes) -> Any:
     return call_portable(fn, *args, **kwargs)
 
 
-class _ProcessPool(ProcessPoolExecutor):
-    """The stdlib process pool, whose workers a hard stop of flowkit can kill. Each call is sent
-    with cloudpickle: steps made by factory functions (closures), lambdas and steps defined in
-    ``__main__`` travel by value.
+_process_pool_class: type[Executor] | None = None
 
-    With ``signals_to_parent``, the workers leave Ctrl-C to the parent (a terminal sends it to
-    every process of the group), which gives running steps their grace period.
-    """
 
-    def __init__(self, workers: int, signals_to_parent: bool, state_dir: str | None) -> None:
-        super().__init__(
-            max_workers=workers,
-            initializer=_pool_worker_init,
-            initargs=(signals_to_parent, os.getpid(), state_dir),
-        )
-        self._token = stopping.register(self.kill_workers)
+def _process_pool(workers: int, signals_to_parent: bool, state_dir: str | None) -> Executor:
+    """A :class:`_ProcessPool`; the class (and multiprocessing) is made with the first one, so
+    that ``import flowkit`` does not load multiprocessing."""
+    global _process_pool_class
+    if _process_pool_class is None:
+        _process_pool_class = _define_process_pool()
+    return _process_pool_class(workers, signals_to_parent, state_dir)  # type: ignore[call-arg]
 
-    def kill_workers(self, wait: float = 1.0) -> None:
-        """SIGTERM every worker: each kills the processes its steps started, then exits. Those
-        still alive after ``wait`` seconds (a step stuck in C code) get SIGKILL."""
-        procs = list((getattr(self, "_processes", None) or {}).values())
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
-                os.kill(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + wait
-        for p in procs:
-            with contextlib.suppress(Exception):
-                p.join(max(0.0, deadline - time.monotonic()))
-                if p.is_alive():
-                    p.kill()
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        import cloudpickle
+def _define_process_pool() -> type[Executor]:
+    from concurrent.futures import ProcessPoolExecutor
 
-        return super().submit(_run_pickled, cloudpickle.dumps((fn, args, kwargs)))
+    class _ProcessPool(ProcessPoolExecutor):
+        """The stdlib process pool, whose workers a hard stop of flowkit can kill. Each call is sent
+        with cloudpickle: steps made by factory functions (closures), lambdas and steps defined in
+        ``__main__`` travel by value.
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        stopping.forget(self._token)
-        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        With ``signals_to_parent``, the workers leave Ctrl-C to the parent (a terminal sends it to
+        every process of the group), which gives running steps their grace period.
+        """
+
+        def __init__(self, workers: int, signals_to_parent: bool, state_dir: str | None) -> None:
+            super().__init__(
+                max_workers=workers,
+                initializer=_pool_worker_init,
+                initargs=(signals_to_parent, os.getpid(), state_dir),
+            )
+            self._token = stopping.register(self.kill_workers)
+
+        def kill_workers(self, wait: float = 1.0) -> None:
+            """SIGTERM every worker: each kills the processes its steps started, then exits. Those
+            still alive after ``wait`` seconds (a step stuck in C code) get SIGKILL."""
+            procs = list((getattr(self, "_processes", None) or {}).values())
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+                    os.kill(p.pid, signal.SIGTERM)
+            deadline = time.monotonic() + wait
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.join(max(0.0, deadline - time.monotonic()))
+                    if p.is_alive():
+                        p.kill()
+
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+            import cloudpickle
+
+            return super().submit(_run_pickled, cloudpickle.dumps((fn, args, kwargs)))
+
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            stopping.forget(self._token)
+            super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    return _ProcessPool
 
 
 def _pool_worker_init(signals_to_parent: bool, parent: int, state_dir: str | None) -> None:
@@ -372,7 +396,7 @@ def make_executor(
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
     if kind == "process":
-        return _ProcessPool(workers, signals_to_parent, state_dir)
+        return _process_pool(workers, signals_to_parent, state_dir)
     if kind == "dask":
         try:
             from .dask_executor import DaskExecutor

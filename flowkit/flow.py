@@ -2,47 +2,40 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
 import inspect
 import os
-import queue
-import sys
-import threading
-import typing
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .cost import CostRates
-from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
-from .engine import AttemptTracer, Engine
+from .definition import check_cron, check_runnable, coerce_param, shell_command, shell_timeout
+from .dsl import DEFAULTABLE, Step, spec_of, step
+from .engine import Engine
 from .errors import (
     DuplicateStepError,
     FlowDefinitionError,
     FlowProblemsError,
-    InvalidStepOptionError,
     UnknownDependencyError,
     UsageError,
 )
 from .events import Event, ListenerLike, as_callbacks
-from .executors import check_picklable
 from .gcpause import gc_frozen_run
-from .graph import FlowGraph, check_fit, machine_resources
+from .graph import FlowGraph
 from .keys import load_code_cache, run_id_for, save_code_cache
-from .options import UNSET, RunOptions, Selection
-from .params import ParamValueError, convert, describe
-from .planner import plan
+from .listening import notifiers_given, split_notifiers, tracer_of
+from .options import UNSET, RunOptions
+from .planner import check_only, plan
 from .result import RunResult
-from .resume import KeyMaker, Plan, select
+from .resume import KeyMaker, Plan, selection_of
 from .shell import ShellCommand
 from .store import LoadedState, RunStore, default_state_dir
+from .streaming import stream_run
 
 if TYPE_CHECKING:
     from .notify import Notifier
 
-__all__ = ["Flow"]
+__all__ = ["Flow", "check_cron"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 PathLike = str | os.PathLike[str]
@@ -99,7 +92,7 @@ class Flow:
                     f"flow {name!r}: pool {pool!r} has size {size!r}; a pool needs an int >= 1"
                 )
         self.serializer = serializer
-        self.notify = _notifiers(notify, f"flow {name!r}: notify=")
+        self.notify = notifiers_given(notify, f"flow {name!r}: notify=")
         self._steps: dict[str, Step] = {}
         self._graph: FlowGraph | None = None
         for fn in steps:
@@ -120,7 +113,7 @@ class Flow:
             )
         if self.defaults:
             spec = spec.with_defaults(self.defaults)
-        spec = _shell_timeout(spec)
+        spec = shell_timeout(spec)
         other = self._steps.get(spec.name)
         if other is not None:
             raise DuplicateStepError(self.name, spec.name, other.location, spec.location)
@@ -166,27 +159,10 @@ class Flow:
         Other options (``retries``, ``trigger``, ...) are those of :func:`flowkit.step`; the
         cache key covers the command, ``cwd`` and ``env``.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
-            raise InvalidStepOptionError(name, "timeout", timeout, "a number of seconds > 0")
-        cmd = ShellCommand(command, cwd=cwd, env=env, timeout=timeout)
-        given = dict(params) if isinstance(params, Mapping) else dict.fromkeys(params, _REQUIRED)
-        sig = inspect.Signature(
-            [
-                inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=d)
-                if d is not _REQUIRED
-                else inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY)
-                for p, d in given.items()
-            ]
-        )
-        cmd.__signature__ = sig  # type: ignore[attr-defined]
-        version = repr((cmd.text, cwd, sorted((env or {}).items())))
         frame = inspect.currentframe()
         caller = frame.f_back if frame is not None else None
         where = f"{caller.f_code.co_filename}:{caller.f_lineno}" if caller else "<unknown>"
-        spec = Step.of(cmd, name=name, depends_on=depends_on, code_version=version, **options)
-        setattr(cmd, SPEC_ATTR, dataclasses.replace(spec, location=where))
+        cmd = shell_command(name, command, depends_on, params, cwd, env, timeout, where, options)
         self.add(cmd)
         return cmd
 
@@ -229,22 +205,8 @@ class Flow:
         g.check_params(given)
         for key, value in given.items():
             if isinstance(value, str):
-                given[key] = self._coerce(g, key, value)
+                given[key] = coerce_param(g, key, value)
         return given
-
-    def _coerce(self, g: FlowGraph, key: str, value: str) -> Any:
-        for node in g.nodes.values():
-            if key not in node.run_params:
-                continue
-            ann = _annotation(node.spec, key)
-            try:
-                return convert(value, ann)
-            except ParamValueError as exc:
-                raise UsageError(
-                    f"parameter {key}={value!r}: step {node.name!r} declares "
-                    f"{key}: {describe(ann)}, and {exc}"
-                ) from None
-        return value
 
     def run_id(self, params: Mapping[str, Any] | None = None) -> str:
         """The run id of this flow with these parameters (what resumes across invocations)."""
@@ -301,7 +263,7 @@ class Flow:
             g,
             stored,
             KeyMaker(given),
-            self._selection(g, opts),
+            selection_of(g, opts.rerun, opts.only),
             lambda record: check_side_files(record, store.outputs),
         )
 
@@ -365,8 +327,8 @@ class Flow:
             StateWriteError: the disk refused a write of the run's state (full, read-only); at any
                 point of the run, which stops there and can be resumed once the cause is fixed.
         """
-        listeners, notifiers = _split_notifiers(
-            listeners, [*self.notify, *_notifiers(notify, "notify=")]
+        listeners, notifiers = split_notifiers(
+            listeners, [*self.notify, *notifiers_given(notify, "notify=")]
         )
         opts = RunOptions.of(
             options,
@@ -388,18 +350,10 @@ class Flow:
         g = self.graph()
         rid = run_id or run_id_for(self.name, given)
         store = self.store(given, state_dir=state_dir, run_id=rid, durability=opts.durability)
-        selection = self._selection(g, opts)
+        selection = selection_of(g, opts.rerun, opts.only)
         if selection.only is not None:
             self._check_only(g, set(selection.only), given, state_dir, rid, fresh)
-        if opts.kind != "dask":  # a cluster's workers are checked when it is reached
-            check_fit(
-                (n.spec for n in g.nodes.values()),
-                *machine_resources(),
-                "this machine",
-                "Lower it, or run on a cluster (--executor dask).",
-            )
-        if opts.kind in ("process", "dask"):  # steps go to other processes: can they?
-            check_picklable(((n, node.spec.fn) for n, node in g.nodes.items()), opts.kind)
+        check_runnable(g, opts.kind)
         callbacks = as_callbacks([*listeners, *([on_event] if on_event else [])])
         # Objects that exist when a run starts (the graph, then the run's bookkeeping and loaded
         # journal) are not garbage and will not become garbage during it: frozen, the cyclic GC
@@ -419,7 +373,7 @@ class Flow:
                     callbacks,
                     selection=selection,
                     serializer=self.serializer,
-                    tracer=_tracer(listeners),
+                    tracer=tracer_of(listeners),
                 )
                 result = engine.run(fresh=fresh)
         finally:
@@ -430,15 +384,6 @@ class Flow:
             alert(notifiers, result, store)
         return result
 
-    @staticmethod
-    def _selection(g: FlowGraph, opts: RunOptions) -> Selection:
-        """``rerun`` / ``only`` patterns resolved to step names (UnknownStepError for a miss)."""
-        force = g.downstream_of(select(g, opts.rerun))
-        if not opts.only:
-            return Selection.of(force, None, None)
-        chosen = select(g, opts.only)
-        return Selection.of(force, chosen, g.upstream_of(chosen))
-
     def _check_only(
         self,
         g: FlowGraph,
@@ -448,15 +393,7 @@ class Flow:
         rid: str,
         fresh: bool,
     ) -> None:
-        p = self.plan(given, state_dir=state_dir, run_id=rid, fresh=fresh)
-        for name in sorted(g.upstream_of(chosen) - chosen):
-            planned = p.steps[name]
-            if planned.decision.value != "cached":
-                raise UsageError(
-                    f"--only {', '.join(sorted(chosen))}: upstream step {name!r} has no usable "
-                    f"stored result in run {rid!r} ({planned.reason}). Run it first, or add it "
-                    "to --only."
-                )
+        check_only(self.plan(given, state_dir=state_dir, run_id=rid, fresh=fresh), g, chosen, rid)
 
     def stream(
         self, params: Mapping[str, Any] | None = None, **run_kwargs: Any
@@ -473,122 +410,4 @@ class Flow:
         cancelled: it keeps going to completion in its (non-daemon) background thread, and the
         interpreter waits for it before exiting. Signals are not handled in that thread.
         """
-        events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
-        errors: list[BaseException] = []
-        consuming = True
-        user_cb: Callable[[Event], Any] | None = run_kwargs.pop("on_event", None)
-
-        def on_event(event: Event) -> None:
-            if consuming:
-                events.put(event)
-            if user_cb is not None:
-                user_cb(event)
-
-        def target() -> None:
-            try:
-                self.run(params, on_event=on_event, **run_kwargs)
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                events.put(None)
-
-        worker = threading.Thread(target=target, name=f"flowkit-stream-{self.name}")
-        worker.start()
-        try:
-            while (event := events.get()) is not None:
-                yield event
-        finally:
-            consuming = False  # an early stop: the run carries on, unobserved
-        worker.join()
-        if errors:
-            raise errors[0]
-
-
-def _notifiers(given: Iterable[Notifier] | Notifier, what: str) -> list[Notifier]:
-    if not given:
-        return []
-    from .notify import Notifier  # only when used: `import flowkit` stays free of SMTP and HTTP
-
-    if isinstance(given, Notifier):  # one notifier given without a list
-        return [given]
-    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
-        raise FlowDefinitionError(
-            f"{what} takes a list of notifiers (flowkit.notify.Slack, Email, PagerDuty, "
-            f"Webhook), got {type(given).__name__}"
-        )
-    out = list(given)
-    for x in out:
-        if not isinstance(x, Notifier):
-            raise FlowDefinitionError(
-                f"{what} takes notifiers (flowkit.notify.Slack, Email, PagerDuty, Webhook), "
-                f"got {type(x).__name__}"
-            )
-    return out
-
-
-def _tracer(listeners: Iterable[Any]) -> AttemptTracer | None:
-    """The first listener that traces attempts (its span context travels with each attempt)."""
-    for listener in listeners:
-        if isinstance(listener, AttemptTracer):
-            return listener
-    return None
-
-
-def _split_notifiers(
-    listeners: Iterable[ListenerLike], notify: list[Notifier]
-) -> tuple[list[ListenerLike], list[Notifier]]:
-    """The listeners that are not notifiers, and all notifiers (``notify`` + those listeners)."""
-    given, notifiers = list(listeners), notify
-    if "flowkit.notify" not in sys.modules:  # then no listener can be a notifier
-        return given, notifiers
-    from .notify import Notifier
-
-    notifiers += [x for x in given if isinstance(x, Notifier)]
-    return [x for x in given if not isinstance(x, Notifier)], notifiers
-
-
-def _annotation(spec: Step, key: str) -> Any:
-    """The annotation of parameter ``key`` of ``spec``'s function, resolved if it is a string
-    (``from __future__ import annotations``); the string itself if it cannot be resolved."""
-    ann = spec.annotations.get(key)
-    if isinstance(ann, str):
-        # a name the module imports only under TYPE_CHECKING, say, leaves the string
-        with contextlib.suppress(Exception):
-            ann = typing.get_type_hints(spec.fn).get(key, ann)
-    return ann
-
-
-def _shell_timeout(spec: Step) -> Step:
-    """A shell step's timeout, wherever it was set, is enforced by its command.
-
-    The command kills its whole process group when it expires, as ``shell(timeout=)`` says; a
-    timeout from ``defaults=`` must mean the same (not an abandoned attempt whose command runs
-    on), and the command's own timeout wins over a default.
-    """
-    cmd = spec.fn
-    if not isinstance(cmd, ShellCommand) or spec.timeout is None:
-        return spec
-    if cmd.timeout is None:
-        cmd = copy.copy(cmd)
-        cmd.timeout = spec.timeout
-    return dataclasses.replace(spec, fn=cmd, timeout=None)
-
-
-def check_cron(flow: str, cron: str | None) -> str | None:
-    """``schedule=``: a five-field cron expression (checked now when croniter is installed)."""
-    if cron is None:
-        return None
-    if not isinstance(cron, str) or len(cron.split()) != 5:
-        raise FlowDefinitionError(
-            f"flow {flow!r}: schedule={cron!r} is not a cron expression; use five fields: "
-            "minute hour day-of-month month day-of-week, e.g. '0 2 * * *' (02:00 daily)"
-        )
-    try:
-        from croniter import croniter
-    except ImportError:  # checked when scheduled (flowkit[cron])
-        return cron
-    if not croniter.is_valid(cron):
-        raise FlowDefinitionError(
-            f"flow {flow!r}: schedule={cron!r} is not a valid cron expression, e.g. '0 2 * * *'"
-        )
-    return cron
+        return stream_run(self.run, self.name, params, run_kwargs)

@@ -1,4 +1,5 @@
-"""The dependency graph of a flow: a networkx DiGraph, its validation and its tiers.
+"""The dependency graph of a flow: its validation and its tiers (and, on demand, a networkx
+DiGraph of it).
 
 An edge ``u -> v`` means "v depends on u". A dependency is a *data* dependency when v has a
 parameter named u (it receives u's output), an *order* dependency when it only comes from
@@ -11,9 +12,7 @@ import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from .dsl import Step
 from .errors import (
@@ -26,6 +25,9 @@ from .errors import (
     suggest,
 )
 from .gcpause import gc_paused
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["FlowGraph", "GraphShape", "Node"]
 
@@ -47,19 +49,19 @@ class Node:
     instance: str | None = None
     bindings: tuple[tuple[str, Any], ...] = ()
     binding_keys: tuple[tuple[str, str], ...] = ()
+    #: ``instance`` or the step's name; and the data then order dependencies: read on every
+    #: decision, so they are kept rather than derived each time
+    name: str = field(init=False, repr=False, compare=False)
+    upstream: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return self.instance or self.spec.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.instance or self.spec.name)
+        object.__setattr__(self, "upstream", self.data_deps + self.order_deps)
 
     @property
     def fans_out(self) -> bool:
         """A step that runs as several instances (and gathers their results)."""
         return self.instance is None and bool(self.spec.matrix or self.spec.map_over)
-
-    @property
-    def upstream(self) -> tuple[str, ...]:
-        return self.data_deps + self.order_deps
 
 
 _GLOB = frozenset("*?[")
@@ -175,11 +177,12 @@ class FlowGraph:
     def _build(self, flow: str, steps: Mapping[str, Step], pools: Mapping[str, int] | None) -> None:
         self.flow = flow
         self.pools = dict(pools or {})
-        dag: nx.DiGraph[str] = nx.DiGraph()
-        dag.add_nodes_from(steps)
+        self._dag: nx.DiGraph[str] | None = None
         partial: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
-        edges: list[tuple[str, str]] = []
         down: dict[str, list[str]] = {}
+        #: unfinished predecessors per step, for the sort (a repeated edge counts each time,
+        #: as it appears each time in ``down``)
+        waiting: dict[str, int] = {}
         for name, spec in steps.items():
             sp, deps = spec.params, spec.depends_on
             data = tuple([p for p in sp if p in steps and p != name]) if sp else ()
@@ -198,19 +201,34 @@ class FlowGraph:
             else:
                 params = ()
             partial[name] = (data, order, params)
+            waiting[name] = len(data) + len(order)
             for d in data + order:
-                edges.append((d, name))
                 if d in down:
                     down[d].append(name)
                 else:
                     down[d] = [name]
-        dag.add_edges_from(edges)
-        try:  # one pass sorts and detects cycles; find_cycle only runs for the error message
-            self.tiers: list[list[str]] = [sorted(g) for g in nx.topological_generations(dag)]
-        except nx.NetworkXUnfeasible:
+        # the topological generations (Kahn's algorithm, one pass); steps left waiting are on
+        # or below a cycle, which networkx then finds for the message
+        self.tiers: list[list[str]] = []
+        current = [n for n, w in waiting.items() if w == 0]
+        placed = 0
+        while current:
+            self.tiers.append(sorted(current))
+            placed += len(current)
+            ready: list[str] = []
+            for u in current:
+                for v in down.get(u, ()):
+                    w = waiting[v] - 1
+                    waiting[v] = w
+                    if w == 0:
+                        ready.append(v)
+            current = ready
+        if placed < len(steps):
+            import networkx as nx
+
+            dag = self._networkx(steps, partial)
             cycle = [u for u, _ in nx.find_cycle(dag)]
-            raise CycleError(flow, cycle, [steps[n].location for n in cycle]) from None
-        self.dag = dag
+            raise CycleError(flow, cycle, [steps[n].location for n in cycle])
         self.order: list[str] = [n for tier in self.tiers for n in tier]
         self.nodes: dict[str, Node] = {}
         for name in self.order:
@@ -225,6 +243,27 @@ class FlowGraph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    @property
+    def dag(self) -> nx.DiGraph[str]:
+        """The graph as a networkx DiGraph (an edge ``u -> v``: v depends on u), built on first
+        use: a run needs only the tiers and each step's dependencies."""
+        if self._dag is None:
+            deps = {n: (v.data_deps, v.order_deps, v.run_params) for n, v in self.nodes.items()}
+            self._dag = self._networkx({n: v.spec for n, v in self.nodes.items()}, deps)
+        return self._dag
+
+    @staticmethod
+    def _networkx(
+        steps: Mapping[str, Step],
+        deps: Mapping[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]],
+    ) -> nx.DiGraph[str]:
+        import networkx as nx
+
+        dag: nx.DiGraph[str] = nx.DiGraph()
+        dag.add_nodes_from(steps)
+        dag.add_edges_from((d, n) for n, (data, order, _) in deps.items() for d in data + order)
+        return dag
 
     def shape(self) -> GraphShape:
         """The steps by tier and their dependencies, without the code (see :class:`GraphShape`)."""

@@ -12,7 +12,6 @@ from types import ModuleType
 
 from .errors import FlowDefinitionError, UsageError
 from .flow import Flow
-from .workflow import load_workflow
 
 __all__ = ["load_flow"]
 
@@ -36,6 +35,8 @@ def load_flow(target: str) -> Flow:
         path = Path(spec)
         if not path.is_file():
             raise UsageError(f"no such workflow file: {path}")
+        from .workflow import load_workflow  # YAML and the workflow dialect: only for these
+
         return load_workflow(path)
     module = _import(spec)
     if attr:

@@ -233,14 +233,16 @@ class Outcomes:
             )
             emit(self.callbacks, event)
 
-    def started(self, name: str, now: float) -> StepResult:
-        """An attempt of ``name`` starts at ``now``: journal it; returns the step's result."""
+    def started(self, name: str, now: float, journal: bool = True) -> StepResult:
+        """An attempt of ``name`` starts at ``now``: journal it (unless not ``journal``);
+        returns the step's result."""
         r = self.results[name]
         r.attempts += 1
         r.status = Status.RUNNING
         if r.started is None:
             r.started = now
-        self.ledger.started(name, r.attempts, now)
+        if journal:
+            self.ledger.started(name, r.attempts, now)
         return r
 
     def succeeded(self, name: str, out: AttemptOutcome, busy: bool) -> BaseException | None:

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .decide import Expand, Fail, Gather, Restore, Run, Skip, Verdict, decide_step, restore_failed
+from .errors import UsageError
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
 from .options import Selection
 from .result import ErrorInfo, Status, StepResult
 from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, Plan, PlannedStep
 
-__all__ = ["plan"]
+__all__ = ["check_only", "plan"]
 
 Check = Callable[[Mapping[str, Any]], str | None]
 
@@ -188,3 +189,16 @@ def _depends_on_new_outputs(decision: Decision, reason: str) -> bool:
     if decision is Decision.SKIP:
         return reason == CONDITION_FALSE
     return reason.startswith("input changed")
+
+
+def check_only(planned: Plan, g: FlowGraph, chosen: set[str], run_id: str) -> None:
+    """``--only`` runs ``chosen`` alone: raise UsageError unless each of their upstreams has a
+    usable stored result in ``planned`` (the plan of that run)."""
+    for name in sorted(g.upstream_of(chosen) - chosen):
+        step = planned.steps[name]
+        if step.decision is not Decision.CACHED:
+            raise UsageError(
+                f"--only {', '.join(sorted(chosen))}: upstream step {name!r} has no usable "
+                f"stored result in run {run_id!r} ({step.reason}). Run it first, or add it "
+                "to --only."
+            )

@@ -8,9 +8,10 @@ bookkeeping: no clock, no I/O, no knowledge of how a step runs.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-__all__ = ["ReadySet"]
+__all__ = ["ReadySet", "Successors"]
 
 
 class ReadySet:
@@ -79,3 +80,27 @@ class ReadySet:
     def queued(self) -> int:
         """How many steps wait for a free slot."""
         return len(self._queued)
+
+
+class _HasDownstream(Protocol):
+    @property
+    def downstream(self) -> tuple[str, ...]: ...
+
+
+class Successors(Mapping[str, tuple[str, ...]]):
+    """The successors of each step, read from a (growing) table of nodes: the ``downstream``
+    of a :class:`ReadySet` whose steps are the engine's nodes."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: Mapping[str, Any]) -> None:
+        self._nodes: Mapping[str, _HasDownstream] = nodes
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._nodes[name].downstream
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)

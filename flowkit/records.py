@@ -148,14 +148,14 @@ def validate(rec: Mapping[str, Any]) -> None:
     ev = rec.get("ev")
     if not isinstance(ev, str) or ev not in _FIELDS:
         raise RecordError(f"unknown record type {ev!r}")
-    fields = _FIELDS[ev]
-    for name, value in rec.items():  # the record's fields, not the schema's: the faster loop
-        types = fields.get(name)
-        if types is not None and type(value) not in types:
-            raise RecordError(f"field {name!r} of a {ev!r} record has a wrong type ({value!r})")
-    for name in _REQUIRED[ev]:
-        if name not in rec:
-            raise RecordError(f"a {ev!r} record needs a {name!r} field")
+    # Whether the fields are present with the right types depends only on the record's field
+    # names and the types of their values: a journal's records have a few such shapes, each
+    # checked field by field once.
+    shape = (ev, tuple(rec), tuple(map(type, rec.values())))
+    if shape not in _good_shapes:
+        _check_fields(ev, rec)
+        if len(_good_shapes) < _MAX_SHAPES:
+            _good_shapes.add(shape)
     if ev == "done":
         _check_done(rec)
     elif ev == "end" and rec["status"] not in RUN_STATUSES:
@@ -168,6 +168,22 @@ def validate(rec: Mapping[str, Any]) -> None:
             raise RecordError("a 'cached' record needs a 'step' field or a 'steps' list")
         if steps is not None and not all(type(n) is str for n in steps):
             raise RecordError("the 'steps' of a 'cached' record must be step names")
+
+
+#: (record type, field names, their values' types) of records whose fields checked out
+_good_shapes: set[tuple[str, tuple[str, ...], tuple[type, ...]]] = set()
+_MAX_SHAPES = 4096
+
+
+def _check_fields(ev: str, rec: Mapping[str, Any]) -> None:
+    fields = _FIELDS[ev]
+    for name, value in rec.items():  # the record's fields, not the schema's: the faster loop
+        types = fields.get(name)
+        if types is not None and type(value) not in types:
+            raise RecordError(f"field {name!r} of a {ev!r} record has a wrong type ({value!r})")
+    for name in _REQUIRED[ev]:
+        if name not in rec:
+            raise RecordError(f"a {ev!r} record needs a {name!r} field")
 
 
 def _check_done(rec: Mapping[str, Any]) -> None:

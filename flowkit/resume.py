@@ -17,8 +17,18 @@ from .dsl import Step
 from .errors import UnknownStepError
 from .graph import FlowGraph, Node
 from .keys import canonical, code_hash, digest, params_bytes, step_key
+from .options import Selection
 
-__all__ = ["Decision", "Inputs", "KeyMaker", "Plan", "PlannedStep", "decide", "select"]
+__all__ = [
+    "Decision",
+    "Inputs",
+    "KeyMaker",
+    "Plan",
+    "PlannedStep",
+    "decide",
+    "select",
+    "selection_of",
+]
 
 CONDITION_FALSE = "condition false"
 
@@ -118,11 +128,13 @@ class KeyMaker:
         if static is None:
             static = self._static_part(node)
         code, params, encoded, ph = static
-        data = tuple([(d, hashes.get(d, "-")) for d in node.data_deps])
+        deps = node.data_deps
+        data = tuple([(d, hashes.get(d, "-")) for d in deps]) if deps else ()
         if node.binding_keys:
             bound = {k for k, _ in node.binding_keys}
             data = tuple(x for x in data if x[0] not in bound)
-        order = tuple([(d, keys.get(d, "-")) for d in node.order_deps])
+        deps = node.order_deps
+        order = tuple([(d, keys.get(d, "-")) for d in deps]) if deps else ()
         key = step_key(code, params, data, order, encoded)
         return Inputs(code, params, data, order, key, bool(node.binding_keys), ph)
 
@@ -226,6 +238,15 @@ def select(graph: FlowGraph, patterns: Iterable[str]) -> set[str]:
             raise UnknownStepError(pat, graph.nodes.keys())
         out.update(hits)
     return out
+
+
+def selection_of(graph: FlowGraph, rerun: Iterable[str], only: Iterable[str]) -> Selection:
+    """``--rerun`` / ``--only`` patterns resolved to step names (UnknownStepError for a miss)."""
+    force = graph.downstream_of(select(graph, rerun))
+    if not only:
+        return Selection.of(force, None, None)
+    chosen = select(graph, only)
+    return Selection.of(force, chosen, graph.upstream_of(chosen))
 
 
 @dataclass(frozen=True, slots=True)

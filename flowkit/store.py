@@ -421,10 +421,12 @@ def check_folder(folder: Path) -> None:
 
 def duration_of(record: Mapping[str, Any]) -> float | None:
     """A finished step's duration: ``dur`` when stored (several attempts), else end - start."""
+    start, end = record.get("start"), record.get("end")
+    if "dur" not in record and start.__class__ is float and end.__class__ is float:
+        return end - start  # the common case: one attempt
     dur = record.get("dur")
     if isinstance(dur, (int, float)):
         return float(dur)
-    start, end = record.get("start"), record.get("end")
     if isinstance(start, (int, float)) and isinstance(end, (int, float)):
         return float(end) - float(start)
     return None

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from .errors import suggest
 from .policy import Backoff, Trigger
 from .wf_expr import Expr, ExprError, Template, compile_condition, parse_template
@@ -55,6 +53,8 @@ class Scope:
 
     def check_cycles(self) -> None:
         """Report a dependency cycle among the tasks read (with the other problems)."""
+        import networkx as nx  # here only: `import flowkit` does not load networkx
+
         graph: nx.DiGraph[str] = nx.DiGraph()
         for name, (_, deps) in self.deps.items():
             graph.add_node(name)

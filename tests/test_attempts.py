@@ -75,6 +75,39 @@ def test_a_retry_record_without_a_time_ends_its_attempt_where_the_wait_began() -
     assert (second.n, second.start, second.end, second.status) == (2, 13.0, 14.0, "succeeded")
 
 
+def test_an_unwatched_inline_attempt_has_no_start_record_and_its_done_record_tells_when(
+    tmp_path: Path,
+) -> None:
+    f = Flow("quiet")
+
+    @f.step()
+    def once() -> int:
+        return 1
+
+    @f.step(retries=1)
+    def retriable(once: int) -> int:
+        return once
+
+    f.run(state_dir=tmp_path / "a")  # no listener: nobody watches the inline attempt
+    journal = tmp_path / "a" / "quiet" / "quiet" / "journal.jsonl"
+    starts = [r for r in _records(journal) if r["ev"] == "start"]
+    assert [r["step"] for r in starts] == ["retriable"]  # it could fail and be retried
+    (only,) = AttemptLog.read(journal).by_step["once"]
+    done = next(r for r in _records(journal) if r["ev"] == "done" and r["step"] == "once")
+    assert (only.n, only.status) == (1, "succeeded")
+    assert (only.start, only.end) == (done["start"], done["end"])
+
+    f.run(state_dir=tmp_path / "b", on_event=lambda e: None)  # watched: every attempt starts
+    watched = _records(tmp_path / "b" / "quiet" / "quiet" / "journal.jsonl")
+    assert sorted(r["step"] for r in watched if r["ev"] == "start") == ["once", "retriable"]
+
+
+def _records(journal: Path) -> list[dict[str, object]]:
+    import orjson
+
+    return [orjson.loads(line) for line in journal.read_bytes().splitlines()]
+
+
 def test_a_new_session_starts_a_new_list_of_attempts() -> None:
     log = AttemptLog()
     log.apply_all(

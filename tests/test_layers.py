@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import flowkit
@@ -47,11 +49,32 @@ LAYERS: list[set[str]] = [
         "interrupt",
         "options",
     },
-    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts", "config", "serializers"},
-    {"fanout", "views", "otel", "progress", "notify", "dispatch", "wf_build", "reclaim"},
-    {"resume", "wf_notify", "wf_kinds"},
+    {
+        "graph",
+        "store",
+        "limits",
+        "listeners",
+        "wf_tasks",
+        "attempts",
+        "config",
+        "serializers",
+        "streaming",
+    },
+    {
+        "fanout",
+        "views",
+        "otel",
+        "progress",
+        "notify",
+        "dispatch",
+        "wf_build",
+        "reclaim",
+        "definition",
+    },
+    {"resume", "wf_notify", "wf_kinds", "listening"},
     {"ledger", "decide", "inspect_json"},
     {"outcomes", "planner"},
+    {"expiry", "runfolder"},
     {"engine"},
     {"flow"},
     {"report", "workflow", "schedule", "cancel"},
@@ -170,3 +193,13 @@ def test_modules_import_flowkit_only_relatively() -> None:
         if _absolute_flowkit_import(node)
     ]
     assert absolute == []
+
+
+def test_import_flowkit_loads_no_heavy_module_it_does_not_use() -> None:
+    # each of these is imported where it is needed (a process pool, an async step, a lock, a
+    # cycle to report, a workflow file, the live view): a plain run of a Python flow needs none
+    heavy = ["networkx", "multiprocessing", "asyncio", "concurrent.futures.process", "filelock"]
+    heavy += ["rich", "yaml"]
+    code = f"import sys, flowkit; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
