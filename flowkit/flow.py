@@ -302,7 +302,7 @@ class Flow:
             stored,
             KeyMaker(given),
             self._selection(g, opts),
-            lambda record: check_side_files(record, store.outputs),
+            lambda record: check_side_files(record, store.outputs, store.objects),
         )
 
     # --- running --------------------------------------------------------------------------------

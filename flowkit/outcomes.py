@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .codec import Serializer, decode, encode
+from .codec import Serializer, decode, encode, stored_name
 from .context import Context
 from .cost import CostRates
 from .decide import Gather
@@ -158,11 +158,13 @@ class Outcomes:
     def restored(self, name: str, prev: Mapping[str, Any], busy: bool) -> None:
         """Reuse a stored result. Raises OutputMissingError if its output cannot be read."""
         ser = self.nodes[name].spec.serializer or self.serializer
-        ref = prev.get("ref")  # a file is read by its suffix, whatever wrote it
-        value = decode(prev, self.store.outputs, reader_for(ref, ser) if ref else ser)
+        ref = stored_name(prev)  # a file is read by its suffix, whatever wrote it
+        store = self.store
+        value = decode(prev, store.outputs, reader_for(ref, ser) if ref else ser, store.objects)
         ctx = prev.get("ctx")
         if ctx is not None:
-            self._ctx_update(decode(ctx, self.store.ctx_outputs, self.serializer) or {}, busy)
+            writes = decode(ctx, store.ctx_outputs, self.serializer, store.objects)
+            self._ctx_update(writes or {}, busy)
         r = self.results[name]
         r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
         r.attempts = int(prev.get("attempts", 1))
@@ -246,7 +248,7 @@ class Outcomes:
     def succeeded(self, name: str, out: AttemptOutcome, busy: bool) -> BaseException | None:
         """Journal a successful attempt; returns None, or the error if its output can't be
         stored (then the attempt failed)."""
-        stem = self.stem(name)
+        objects = self.store.objects
         value = out.value
         configured = self.nodes[name].spec.serializer or self.serializer
         ser = configured
@@ -254,16 +256,16 @@ class Outcomes:
             ser = configured.for_value(value)  # (scalars go inline: no serializer to pick)
         try:
             try:
-                enc = encode(value, self.store.outputs, stem, ser)
+                enc = encode(value, objects, ser)
             except StateWriteError:
                 raise
             except Exception:
                 if not isinstance(configured, ByType) or ser is configured.fallback:
                     raise
                 ser = configured.fallback  # a value its typed serializer cannot hold
-                enc = encode(value, self.store.outputs, stem, ser)
+                enc = encode(value, objects, ser)
             enc_ctx = (
-                encode(out.writes, self.store.ctx_outputs, stem, self.serializer)
+                encode(out.writes, objects, self.serializer)
                 if out.writes
                 else None
             )

@@ -113,7 +113,7 @@ class _Walk:
         if spec.map_over is not None:
             rec = self.stored.get(spec.map_over)
             known = self.results.get(spec.map_over)
-            if rec is None or "ref" in rec or known is None or known.status is not Status.CACHED:
+            if rec is None or "ref" in rec or "obj" in rec or known is None or known.status is not Status.CACHED:
                 return Run(f"instances of {spec.map_over!r} known at run time", _NO_INPUTS)
             mapped = rec.get("out")
         try:

@@ -37,9 +37,10 @@ from typing import Any
 
 import orjson
 
-from .codec import fsync_dir, write_all, write_atomic
+from .codec import fsync_dir, stored_name, write_all, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
 from .keys import safe_name
+from .objects import OBJECTS, ObjectStore
 from .records import read_journal, records_end, seal
 
 try:
@@ -121,6 +122,7 @@ class RunStore:
     def __init__(self, root: Path, flow: str, run_id: str, *, fsync: bool = False) -> None:
         self.root = root
         self.dir = root / safe_name(flow) / safe_name(run_id)
+        self.objects = ObjectStore(self.dir.parent / OBJECTS)  # shared by the flow's runs
         self.journal_path = self.dir / JOURNAL
         self.outputs = self.dir / "outputs"
         self.ctx_outputs = self.outputs / "ctx"
@@ -230,6 +232,22 @@ class RunStore:
             return f"pid {owner['pid']} on host {owner['host']}, started {since}"
         except (OSError, ValueError, KeyError, TypeError):
             return "another process"
+
+    def file_of(self, record: Mapping[str, Any], ctx: bool = False) -> Path | None:
+        """The file holding a ``done`` record's output (``ctx``: its ``ctx`` writes): an object,
+        or for a run written before the object store, a file of its ``outputs/``; None when the
+        value is inline (or there is none)."""
+        if ctx:
+            inner = record.get("ctx")
+            if not isinstance(inner, Mapping):
+                return None
+            record = inner
+        name = stored_name(record)
+        if name is None:
+            return None
+        if "obj" in record:
+            return self.objects.path(name)
+        return (self.ctx_outputs if ctx else self.outputs) / name
 
     # --- writing --------------------------------------------------------------------------------
 

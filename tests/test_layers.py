@@ -32,7 +32,7 @@ LAYERS: list[set[str]] = [
         "remote",
         "cli_help",
     },
-    {"orphans"},
+    {"orphans", "objects"},
     {"ship", "cost"},
     {"dask_executor"},
     {

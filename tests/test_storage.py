@@ -15,6 +15,7 @@ from flowkit import (
     PickleSerializer,
     Status,
 )
+from flowkit.store import RunStore
 
 pd = pytest.importorskip("pandas")
 np = pytest.importorskip("numpy")
@@ -22,7 +23,16 @@ pytest.importorskip("pyarrow")
 
 
 def _outputs(tmp_path: Path, flow: str) -> dict[str, Path]:
-    return {p.name: p for p in tmp_path.glob(f"{flow}/*/outputs/*") if p.is_file()}
+    """Each stored output file of the flow's runs, as ``<step><suffix>`` (objects are named by
+    their content; the journal says which step's output each one is)."""
+    found: dict[str, Path] = {}
+    for journal in tmp_path.glob(f"{flow}/*/journal.jsonl"):
+        store = RunStore(tmp_path, flow, journal.parent.name)
+        for name, rec in store.load().steps.items():
+            path = store.file_of(rec)
+            if path is not None and path.is_file():
+                found[name + path.suffix] = path
+    return found
 
 
 def _frame_flow(name: str, version: str, seen: list[Any], **flow_options: Any) -> Flow:
