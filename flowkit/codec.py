@@ -230,9 +230,7 @@ def _side_file(record: Mapping[str, Any], folder: Path, objects: ObjectStore) ->
     return blob
 
 
-def check_side_files(
-    record: Mapping[str, Any], outputs: Path, objects: ObjectStore
-) -> str | None:
+def check_side_files(record: Mapping[str, Any], outputs: Path, objects: ObjectStore) -> str | None:
     """Why a finished step's stored output (or ctx writes) cannot be restored, or None."""
     try:
         for rec, folder in ((record, outputs), (record.get("ctx"), outputs / "ctx")):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .cost import CostRates
-from .dsl import DEFAULTABLE, SPEC_ATTR, Step, spec_of, step
+from .dsl import DEFAULTABLE, SHARED, SPEC_ATTR, Step, spec_of, step
 from .engine import AttemptTracer, Engine
 from .errors import (
     DuplicateStepError,
@@ -30,8 +30,9 @@ from .events import Event, ListenerLike, as_callbacks
 from .executors import check_picklable
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph, check_fit, machine_resources
-from .keys import load_code_cache, run_id_for, save_code_cache
+from .keys import canonical, load_code_cache, run_id_for, save_code_cache
 from .options import UNSET, RunOptions, Selection
+from .outcomes import shared_lookup
 from .params import ParamValueError, convert, describe
 from .planner import plan
 from .result import RunResult
@@ -53,6 +54,10 @@ _REQUIRED = object()
 CODE_CACHE = "code-hashes.json"
 
 
+#: A parameter without a default (see ``Flow._id_params``).
+_NO_DEFAULT = object()
+
+
 class Flow:
     """A named set of steps.
 
@@ -63,6 +68,8 @@ class Flow:
     concurrency pools: ``Flow("etl", pools={"db": 2})`` lets at most 2 ``@step(pool="db")`` steps
     run at once. ``schedule=`` is the flow's cron expression (``"0 2 * * *"``), used by
     ``flowkit schedule TARGET`` and :class:`flowkit.schedule.Schedule` when no ``--cron`` is given.
+    ``cache="shared"`` lets every step that does not set ``cache=`` itself reuse a result with the
+    same cache key from any run of the flow (``defaults={"cache": "shared"}``).
 
     Raises:
         DuplicateStepError: two steps share a name.
@@ -81,12 +88,24 @@ class Flow:
         serializer: Serializer | None = None,
         notify: Iterable[Notifier] | Notifier = (),
         schedule: str | None = None,
+        cache: bool | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         self.name = name
         self.schedule = check_cron(name, schedule)
         self.defaults = dict(defaults or {})
+        if cache is not None:
+            if not isinstance(cache, bool) and cache != SHARED:
+                raise FlowDefinitionError(
+                    f"flow {name!r}: cache={cache!r}; use True, False or {SHARED!r}"
+                )
+            self.defaults.setdefault("cache", cache)
+        bad_cache = self.defaults.get("cache", True)
+        if not isinstance(bad_cache, bool) and bad_cache != SHARED:
+            raise FlowDefinitionError(
+                f"flow {name!r}: defaults= sets cache={bad_cache!r}; use True, False or {SHARED!r}"
+            )
         bad = sorted(set(self.defaults) - DEFAULTABLE)
         if bad:
             raise FlowDefinitionError(
@@ -248,7 +267,24 @@ class Flow:
 
     def run_id(self, params: Mapping[str, Any] | None = None) -> str:
         """The run id of this flow with these parameters (what resumes across invocations)."""
-        return run_id_for(self.name, self.resolve_params(params))
+        given = self.resolve_params(params)
+        return run_id_for(self.name, self._id_params(self.graph(), given))
+
+    @staticmethod
+    def _id_params(g: FlowGraph, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters that make a run id: those given, less those equal to the default of
+        every step that takes them (so ``--param n=22``, 22 being the default, is the default
+        run)."""
+        out = {}
+        for key, value in given.items():
+            takers = [n for n in g.nodes.values() if key in n.run_params]
+            defaults = [n.spec.defaults.get(key, _NO_DEFAULT) for n in takers]
+            if not defaults or not all(
+                d is not _NO_DEFAULT and canonical({"v": d}) == canonical({"v": value})
+                for d in defaults
+            ):
+                out[key] = value
+        return out
 
     def store(
         self,
@@ -303,6 +339,7 @@ class Flow:
             KeyMaker(given),
             self._selection(g, opts),
             lambda record: check_side_files(record, store.outputs, store.objects),
+            shared_lookup(store, g),
         )
 
     # --- running --------------------------------------------------------------------------------
@@ -386,7 +423,7 @@ class Flow:
         )
         given = self.resolve_params(params)
         g = self.graph()
-        rid = run_id or run_id_for(self.name, given)
+        rid = run_id or run_id_for(self.name, self._id_params(g, given))
         store = self.store(given, state_dir=state_dir, run_id=rid, durability=opts.durability)
         selection = self._selection(g, opts)
         if selection.only is not None:

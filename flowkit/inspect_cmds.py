@@ -382,12 +382,16 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
                     folder, exc, "Make the state folder writable first."
                 ) from None
         print(f"deleted {store.dir}")
+    if args.orphans:
+        _clean_objects(flow, args.state_dir, args.dry_run)
     return 0
 
 
 def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
     from .reclaim import find_orphans
 
+    if not store.outputs.is_dir():
+        return  # its outputs are objects, shared by the flow's runs (see _clean_objects)
     with store.lock():  # no run of it can start meanwhile
         found = find_orphans(flow.graph(), store, store.load())
         if not found.files:
@@ -400,6 +404,30 @@ def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
             return
         freed = found.delete()
     print(f"{store.dir.name}: deleted {len(found.files)} orphaned file(s), {_fmt_size(freed)}")
+
+
+def _clean_objects(flow: Flow, state_dir: str | None, dry_run: bool) -> None:
+    """Delete the flow's objects that no run uses (``--dry-run``: list them)."""
+    from .reclaim import find_unused_objects
+    from .shared import SharedCache
+
+    root = default_state_dir(state_dir)
+    since = time.time()
+    found = find_unused_objects(flow.graph(), root, flow.name)
+    if found.held is not None:
+        print(f"kept the objects of flow {flow.name}: {found.held}")
+        return
+    if not found.files:
+        print(f"{flow.name}: no unused objects")
+        return
+    if dry_run:
+        for path, what in found.files:
+            print(f"would delete {path}" + (f" ({what})" if what else ""))
+        print(f"{flow.name}: {len(found.files)} unused object(s), {_fmt_size(found.size)}")
+        return
+    count, freed = found.delete(since)
+    SharedCache(RunStore(root, flow.name, "_").dir.parent).compact()
+    print(f"{flow.name}: deleted {count} unused object(s), {_fmt_size(freed)}")
 
 
 def cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

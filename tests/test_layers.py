@@ -47,7 +47,7 @@ LAYERS: list[set[str]] = [
         "interrupt",
         "options",
     },
-    {"graph", "store", "limits", "listeners", "wf_tasks", "attempts", "config", "serializers"},
+    {"graph", "store", "shared", "limits", "listeners", "wf_tasks", "attempts", "config", "serializers"},
     {"fanout", "views", "otel", "progress", "notify", "dispatch", "wf_build", "reclaim"},
     {"resume", "wf_notify", "wf_kinds"},
     {"ledger", "decide", "inspect_json"},
