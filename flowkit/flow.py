@@ -337,7 +337,7 @@ class Flow:
             g,
             stored,
             KeyMaker(given),
-            self._selection(g, opts),
+            self._selection(g, opts, store),
             lambda record: check_side_files(record, store.outputs, store.objects),
             shared_lookup(store, g),
         )
@@ -425,7 +425,7 @@ class Flow:
         g = self.graph()
         rid = run_id or run_id_for(self.name, self._id_params(g, given))
         store = self.store(given, state_dir=state_dir, run_id=rid, durability=opts.durability)
-        selection = self._selection(g, opts)
+        selection = self._selection(g, opts, store)
         if selection.only is not None:
             self._check_only(g, set(selection.only), given, state_dir, rid, fresh)
         if opts.kind != "dask":  # a cluster's workers are checked when it is reached
@@ -468,9 +468,16 @@ class Flow:
         return result
 
     @staticmethod
-    def _selection(g: FlowGraph, opts: RunOptions) -> Selection:
-        """``rerun`` / ``only`` patterns resolved to step names (UnknownStepError for a miss)."""
-        force = g.downstream_of(select(g, opts.rerun))
+    def _selection(g: FlowGraph, opts: RunOptions, store: RunStore | None = None) -> Selection:
+        """``rerun`` / ``only`` patterns resolved to step names (UnknownStepError for a miss).
+
+        ``--rerun`` may name fan-out instances the run's journal knows (``fetch[north]``).
+        """
+        made: list[str] = []
+        if store is not None and any(p not in g.nodes and "[" in p for p in opts.rerun):
+            made = [n for n in (store.load().steps if store.exists() else {}) if "[" in n]
+        chosen_rerun = select(g, opts.rerun, made)
+        force = g.downstream_of(chosen_rerun & g.nodes.keys()) | (chosen_rerun - g.nodes.keys())
         if not opts.only:
             return Selection.of(force, None, None)
         chosen = select(g, opts.only)
