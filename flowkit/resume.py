@@ -214,9 +214,7 @@ def _code_change(before: str, now: str) -> str:
     return "; ".join(said) or "task definition changed"
 
 
-def select(
-    graph: FlowGraph, patterns: Iterable[str], instances: Iterable[str] = ()
-) -> set[str]:
+def select(graph: FlowGraph, patterns: Iterable[str], instances: Iterable[str] = ()) -> set[str]:
     """Step names matching names or glob patterns; raises UnknownStepError for a miss.
 
     ``instances``: fan-out instances that may be selected too (``fetch[north]``, ``fit[c=1]``).
