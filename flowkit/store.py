@@ -9,9 +9,12 @@ Layout, under the state dir (``.flowkit/`` by default)::
     <flow>/<run_id>/graph.json       the flow's steps, tiers and dependencies, written when a
                                      session starts (so the run can be shown without the code)
     <flow>/<run_id>/logs/            what each step printed and logged (``<step>.log``)
-    <flow>/<run_id>/outputs/         outputs that cannot be stored inline as JSON
+    <flow>/<run_id>/outputs/         outputs of runs written before the object store (read only)
     <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
     <flow>/<run_id>.previous/        the state --fresh moved aside (one generation kept)
+    <flow>/objects/                  outputs not stored inline, by content, shared by the runs
+                                     (:mod:`flowkit.objects`)
+    <flow>/cache.jsonl               the shared cache's index (:mod:`flowkit.shared`)
 
 Every journal line is sealed with a checksum and every record is checked when read
 (:mod:`flowkit.records`). Loading forgives exactly one kind of damage, a torn last line (a kill in
