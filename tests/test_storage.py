@@ -167,3 +167,40 @@ def test_a_serializer_option_without_dumps_and_loads_is_refused() -> None:
         @flow.step(serializer="parquet")
         def frame() -> int:
             return 1
+
+
+def test_a_polars_frame_is_stored_as_parquet_and_restored_as_a_polars_frame(
+    tmp_path: Path,
+) -> None:
+    import polars as pl
+
+    seen: list[Any] = []
+
+    def build(version: str) -> Flow:
+        flow = Flow("polars")
+
+        @flow.step()
+        def frame() -> Any:
+            return pl.DataFrame({"x": [1, 2, 3], "label": ["a", "b", "c"]})
+
+        @flow.step()
+        def pandas_frame() -> Any:
+            return pd.DataFrame({"x": [1, 2, 3]})
+
+        @flow.step(code_version=version)
+        def use(frame: Any, pandas_frame: Any) -> int:
+            seen.append((frame, pandas_frame))
+            return int(frame["x"].sum())
+
+        return flow
+
+    assert build("1").run(state_dir=tmp_path).ok
+    stored = _outputs(tmp_path, "polars")
+    assert "frame.parquet" in stored and stored["frame.parquet"].name.endswith(".pl.parquet")
+    assert "pandas_frame.parquet" in stored
+    assert not stored["pandas_frame.parquet"].name.endswith(".pl.parquet")
+    again = build("2").run(state_dir=tmp_path)
+    assert again["frame"].status is Status.CACHED and again["use"].output == 6
+    frame, pandas_frame = seen[1]
+    assert isinstance(frame, pl.DataFrame) and frame.equals(seen[0][0])
+    assert isinstance(pandas_frame, pd.DataFrame)
