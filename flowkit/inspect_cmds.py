@@ -398,6 +398,7 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
         if not chosen:
             print(f"no stored run {rid!r} of flow {flow.name}")
             return 0
+    deleted = False
     for store, _ in chosen:
         holder = store.holder()
         if holder:
@@ -419,8 +420,11 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
                     folder, exc, "Make the state folder writable first."
                 ) from None
         print(f"deleted {store.dir}")
+        deleted = True
     if args.orphans:
         _clean_objects(flow, args.state_dir, args.dry_run)
+    elif deleted:  # the outputs only the deleted runs used go too
+        _clean_objects(flow, args.state_dir, dry_run=False, quiet=True)
     return 0
 
 
@@ -443,8 +447,9 @@ def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
     print(f"{store.dir.name}: deleted {len(found.files)} orphaned file(s), {_fmt_size(freed)}")
 
 
-def _clean_objects(flow: Flow, state_dir: str | None, dry_run: bool) -> None:
-    """Delete the flow's objects that no run uses (``--dry-run``: list them)."""
+def _clean_objects(flow: Flow, state_dir: str | None, dry_run: bool, quiet: bool = False) -> None:
+    """Delete the flow's objects that no run uses (``--dry-run``: list them; ``quiet``: say
+    nothing when there are none, or when a run keeps them from being deleted now)."""
     from .reclaim import find_unused_objects
     from .shared import SharedCache
 
@@ -452,10 +457,12 @@ def _clean_objects(flow: Flow, state_dir: str | None, dry_run: bool) -> None:
     since = time.time()
     found = find_unused_objects(flow.graph(), root, flow.name)
     if found.held is not None:
-        print(f"kept the objects of flow {flow.name}: {found.held}")
+        if not quiet:
+            print(f"kept the objects of flow {flow.name}: {found.held}")
         return
     if not found.files:
-        print(f"{flow.name}: no unused objects")
+        if not quiet:
+            print(f"{flow.name}: no unused objects")
         return
     if dry_run:
         for path, what in found.files:

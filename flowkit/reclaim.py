@@ -113,6 +113,11 @@ class UnusedObjects:
                 continue
             count += 1
             freed += st.st_size
+            for folder in (path.parent, path.parent.parent):  # empty shard, empty store
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         return count, freed
 
 

@@ -88,7 +88,9 @@ class SharedCache:
         except OSError:
             total = len(entries)
         dropped = total - len(kept)
-        if dropped:
+        if not kept:
+            self.path.unlink(missing_ok=True)
+        elif dropped:
             write_atomic(self.path, b"".join(seal(e) for e in kept), fsync=False)
         return dropped
 
