@@ -380,3 +380,44 @@ def test_cache_option_values_are_checked(tmp_path: Path) -> None:
 
     with pytest.raises(FlowDefinitionError, match="cache='everywhere'"):
         Flow("bad", cache="everywhere")
+
+
+GEN = """
+    import os
+
+    from flowkit import Flow
+
+    gen = Flow("gen")
+
+    @gen.step()
+    def make(n: int = 1) -> tuple[int, bytes]:
+        return n, bytes(30_000 + n)  # a tuple: an object of its own per n
+"""
+
+
+def test_deleting_a_run_deletes_the_objects_only_it_used_and_runs_counts_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "gen.py").write_text(textwrap.dedent(GEN))
+    for n in ("1", "2"):
+        assert run_flowkit(tmp_path, "run", "gen.py:gen", "--param", f"n={n}").returncode == 0
+    assert run_flowkit(tmp_path, "run", "gen.py:gen", "--run-id", "copy").returncode == 0
+    assert len(_objects(tmp_path / ".flowkit", "gen")) == 2  # n=1 twice: one object
+
+    runs = run_flowkit(tmp_path, "runs", "gen.py:gen", "--json")
+    sizes = {r["run_id"]: r["size"] for r in orjson.loads(runs.stdout)}
+    assert len(sizes) == 3 and {"gen", "copy"} <= set(sizes)
+    for size in sizes.values():
+        assert 30_000 < size["run"] < 40_000 and size["previous"] == 0
+        assert 60_000 < size["flow_objects"] < 61_000
+    total = run_flowkit(tmp_path, "runs", "gen.py:gen").stdout.splitlines()[-1]
+    assert total.startswith("3 run(s), ") and "(outputs stored once for all runs: 58.6 KB)" in total
+
+    dropped = run_flowkit(tmp_path, "clean", "gen.py:gen", "--run-id", "copy")
+    assert dropped.stdout.splitlines()[-1].startswith("deleted ")  # gen still uses n=1's
+    assert len(_objects(tmp_path / ".flowkit", "gen")) == 2
+    second = run_flowkit(tmp_path, "clean", "gen.py:gen", "--param", "n=2")
+    assert second.stdout.splitlines()[-1] == "gen: deleted 1 unused object(s), 29.3 KB"
+    assert len(_objects(tmp_path / ".flowkit", "gen")) == 1
+    run_flowkit(tmp_path, "clean", "gen.py:gen", "--all")
+    assert list((tmp_path / ".flowkit" / "gen").iterdir()) == []
