@@ -421,3 +421,31 @@ def test_deleting_a_run_deletes_the_objects_only_it_used_and_runs_counts_them(
     assert len(_objects(tmp_path / ".flowkit", "gen")) == 1
     run_flowkit(tmp_path, "clean", "gen.py:gen", "--all")
     assert list((tmp_path / ".flowkit" / "gen").iterdir()) == []
+
+
+WORKFLOW = """
+    name: shy
+    cache: shared
+    tasks:
+      fetch:
+        command: echo fetched >> ran.txt
+      report:
+        command: echo reported >> ran.txt
+        depends_on: [fetch]
+        cache: true
+"""
+
+
+def test_cache_shared_in_a_workflow_file(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(textwrap.dedent(WORKFLOW))
+    assert run_flowkit(tmp_path, "run", "wf.yaml", "--run-id", "a").returncode == 0
+    assert _ran(tmp_path) == ["fetched", "reported"]
+    other = run_flowkit(tmp_path, "run", "wf.yaml", "--run-id", "b", "--plain")
+    assert other.returncode == 0 and "[CACHED]    fetch" in other.stdout, other.stdout
+    assert _ran(tmp_path) == ["reported"]  # `cache: true` on the task: its run's own only
+
+    bad = textwrap.dedent(WORKFLOW).replace("cache: true", "cache: sometimes")
+    (tmp_path / "wf.yaml").write_text(bad)
+    refused = run_flowkit(tmp_path, "run", "wf.yaml", "--run-id", "c")
+    assert refused.returncode == 2
+    assert "cache='sometimes' is invalid: expected true, false or shared" in refused.stderr
