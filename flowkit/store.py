@@ -42,7 +42,7 @@ import orjson
 
 from .codec import fsync_dir, stored_name, write_all, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
-from .keys import safe_name
+from .keys import digest, safe_name
 from .objects import OBJECTS, ObjectStore
 from .records import read_journal, records_end, seal
 
@@ -124,7 +124,10 @@ class RunStore:
 
     def __init__(self, root: Path, flow: str, run_id: str, *, fsync: bool = False) -> None:
         self.root = root
-        self.dir = root / safe_name(flow) / safe_name(run_id)
+        folder = safe_name(run_id)
+        if folder == OBJECTS:  # the flow's object store has that name: a run gets another
+            folder = f"{OBJECTS}-{digest(run_id)[:8]}"
+        self.dir = root / safe_name(flow) / folder
         self.objects = ObjectStore(self.dir.parent / OBJECTS)  # shared by the flow's runs
         self.journal_path = self.dir / JOURNAL
         self.outputs = self.dir / "outputs"

@@ -449,3 +449,17 @@ def test_cache_shared_in_a_workflow_file(tmp_path: Path) -> None:
     refused = run_flowkit(tmp_path, "run", "wf.yaml", "--run-id", "c")
     assert refused.returncode == 2
     assert "cache='sometimes' is invalid: expected true, false or shared" in refused.stderr
+
+
+def test_a_run_named_objects_does_not_take_the_object_store_folder(tmp_path: Path) -> None:
+    flow = Flow("names")
+
+    @flow.step()
+    def make() -> frozenset[int]:
+        return frozenset({1})
+
+    assert flow.run(state_dir=tmp_path, run_id="objects").ok
+    again = flow.run(state_dir=tmp_path, run_id="objects")
+    assert again["make"].status is Status.CACHED
+    assert len(_objects(tmp_path, "names")) == 1
+    assert flow.store(state_dir=tmp_path, run_id="objects").dir.name.startswith("objects-")
