@@ -62,9 +62,10 @@ __all__ = [
 ]
 
 #: The state format this flowkit writes. 2: journal lines sealed with a checksum, pickled outputs
-#: signed. Format 1 (no seals, no signatures) is still read; a flowkit that reads only format 1
-#: refuses format 2 (asking for an upgrade) instead of appending unsealed lines to it.
-FORMAT = 2
+#: signed. 3: outputs are objects of the flow's object store (``obj`` in ``done`` records).
+#: Formats 1 (no seals, no signatures) and 2 are still read; a flowkit that reads an older format
+#: only refuses a newer one (asking for an upgrade) instead of misreading its records.
+FORMAT = 3
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"

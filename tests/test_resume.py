@@ -26,7 +26,7 @@ import pytest
 from conftest import PYTHON, flowkit_env
 
 from flowkit.records import seal
-from flowkit.store import RunStore
+from flowkit.store import FORMAT, RunStore
 
 TIMEOUT = 60
 STEP_LINE = re.compile(r"^\[([A-Z ]+)\]\s+(\S+)", re.MULTILINE)
@@ -510,7 +510,7 @@ def test_journal_from_a_newer_format_stops_with_exit_2_asking_to_upgrade(tmp_pat
     _crash_chain(tmp_path)
     journal = _state_dir(tmp_path, crashflows.chain) / "journal.jsonl"
     data = journal.read_bytes()
-    assert data.count(b'"format":2,') == 1
+    assert data.count(b'"format":%d,' % FORMAT) == 1
     lines = data.splitlines(keepends=True)
     header = orjson.loads(lines[0])
     del header["crc"]

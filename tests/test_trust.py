@@ -30,7 +30,7 @@ from flowkit.errors import CorruptStateError
 from flowkit.keys import digest
 from flowkit.records import RecordError, parse_line, seal, validate
 from flowkit.secret import key_path, secret_key
-from flowkit.store import RunStore
+from flowkit.store import FORMAT, RunStore
 
 PIPELINE = """\
 from __future__ import annotations
@@ -642,4 +642,4 @@ def test_a_resumed_format_1_journal_gets_a_format_2_header_and_stays_readable(
     (journal.parent / "snapshot.json").unlink()
     assert _outcome(flow, tmp_path) == expected
     headers = [r for r in _records(journal) if r["ev"] == "run"]
-    assert [h["format"] for h in headers] == [1, 2]
+    assert [h["format"] for h in headers] == [1, FORMAT]
