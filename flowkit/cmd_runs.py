@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,11 @@ def cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
             "shows one run)"
         )
     runs = _runs_of(flow, args.state_dir)
+    shared = runs[0][0].objects.size() if runs else 0
+    sizes = [_sizes(store) for store, _ in runs]
     if args.json:
+        for (_, info), (size, prev) in zip(runs, sizes, strict=True):
+            info["size"] = {"run": size, "previous": prev, "flow_objects": shared}
         print_json(
             runs_json([(st, i, "running" if st.holder() else i["status"]) for st, i in runs])
         )
@@ -97,22 +102,53 @@ def cmd_runs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> in
         print(f"flow {flow.name} has no runs in {default_state_dir(args.state_dir)}")
         return 0
     print(f"{'RUN ID':<32} {'STATUS':<12} {'LAST ACTIVE':<20} {'SIZE':>9} {'STEPS':<28} PARAMS")
-    total = 0
-    for store, info in runs:
+    total = shared
+    for (store, info), (size, prev) in zip(runs, sizes, strict=True):
         holder = store.holder()
         st = "running" if holder else info["status"]
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["last"] or 0))
         counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items()))
-        size = _disk_size(store.dir)
-        prev = _disk_size(store.dir.with_name(store.dir.name + ".previous"))
-        total += size + prev
+        previous = store.dir.with_name(store.dir.name + ".previous")
+        total += _disk_size(store.dir) + _disk_size(previous)  # (objects: counted once)
         extra = f" (+{_fmt_size(prev)} in {store.dir.name}.previous)" if prev else ""
         print(
             f"{store.dir.name:<32} {st:<12} {when:<20} {_fmt_size(size):>9} {counts:<28} "
             f"{info['params']}{extra}"
         )
-    print(f"{len(runs)} run(s), {_fmt_size(total)} on disk")
+    print(
+        f"{len(runs)} run(s), {_fmt_size(total)} on disk "
+        f"(outputs stored once for all runs: {_fmt_size(shared)})"
+    )
     return 0
+
+
+def _sizes(store: RunStore) -> tuple[int, int]:
+    """Bytes of a run (its folder and the objects its latest state names) and of its
+    ``.previous`` (its folder and the objects only it names); objects shared by both count in
+    the run's size."""
+    from .reclaim import objects_of
+
+    def named(folder: Path) -> dict[str, str]:
+        if not (folder / "journal.jsonl").exists():
+            return {}
+        try:
+            return objects_of(RunStore(store.root, store.dir.parent.name, folder.name).load())
+        except StateError:
+            return {}
+
+    previous = store.dir.with_name(store.dir.name + ".previous")
+    mine, theirs = named(store.dir), named(previous)
+    size = _disk_size(store.dir) + _objects_size(store, mine)
+    prev = _disk_size(previous) + _objects_size(store, set(theirs) - set(mine))
+    return size, prev
+
+
+def _objects_size(store: RunStore, names: Iterable[str]) -> int:
+    total = 0
+    for name in names:
+        with contextlib.suppress(OSError):
+            total += store.objects.path(name).stat().st_size
+    return total
 
 
 def _disk_size(folder: Path) -> int:
@@ -162,6 +198,7 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
         if not chosen:
             print(f"no stored run {rid!r} of flow {flow.name}")
             return 0
+    deleted = False
     for store, _ in chosen:
         holder = store.holder()
         if holder:
@@ -183,12 +220,19 @@ def cmd_clean(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
                     folder, exc, "Make the state folder writable first."
                 ) from None
         print(f"deleted {store.dir}")
+        deleted = True
+    if args.orphans:
+        _clean_objects(flow, args.state_dir, args.dry_run)
+    elif deleted:  # the outputs only the deleted runs used go too
+        _clean_objects(flow, args.state_dir, dry_run=False, quiet=True)
     return 0
 
 
 def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
     from .reclaim import find_orphans
 
+    if not store.outputs.is_dir():
+        return  # its outputs are objects, shared by the flow's runs (see _clean_objects)
     with store.lock():  # no run of it can start meanwhile
         found = find_orphans(flow.graph(), store, store.load())
         if not found.files:
@@ -201,6 +245,33 @@ def _clean_orphans(flow: Flow, store: RunStore, dry_run: bool) -> None:
             return
         freed = found.delete()
     print(f"{store.dir.name}: deleted {len(found.files)} orphaned file(s), {_fmt_size(freed)}")
+
+
+def _clean_objects(flow: Flow, state_dir: str | None, dry_run: bool, quiet: bool = False) -> None:
+    """Delete the flow's objects that no run uses (``--dry-run``: list them; ``quiet``: say
+    nothing when there are none, or when a run keeps them from being deleted now)."""
+    from .reclaim import find_unused_objects
+    from .shared import SharedCache
+
+    root = default_state_dir(state_dir)
+    since = time.time()
+    found = find_unused_objects(flow.graph(), root, flow.name)
+    if found.held is not None:
+        if not quiet:
+            print(f"kept the objects of flow {flow.name}: {found.held}")
+        return
+    if not found.files:
+        if not quiet:
+            print(f"{flow.name}: no unused objects")
+        return
+    if dry_run:
+        for path, what in found.files:
+            print(f"would delete {path}" + (f" ({what})" if what else ""))
+        print(f"{flow.name}: {len(found.files)} unused object(s), {_fmt_size(found.size)}")
+        return
+    count, freed = found.delete(since)
+    SharedCache(RunStore(root, flow.name, "_").dir.parent).compact()
+    print(f"{flow.name}: deleted {count} unused object(s), {_fmt_size(freed)}")
 
 
 def cmd_logs(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:

@@ -1,10 +1,13 @@
-"""How step outputs are stored: inline JSON when that round-trips exactly, a side file otherwise.
+"""How step outputs are stored: inline JSON when that round-trips exactly, an object otherwise.
 
 A value goes inline only if ``orjson`` encodes it and decoding gives back an equal value of the
 same shape (tuples, NaN, datetimes, UUIDs, str/int subclasses, ... do not qualify), so a resumed
 run hands downstream steps exactly what a fresh run would. Everything else goes through a
-:class:`Serializer` (pickle by default) to a file under the run's ``outputs/`` folder; the journal
-keeps the file's name and its content hash, and a missing or altered file invalidates the step.
+:class:`Serializer` (pickle by default) to an object of the flow's object store
+(:mod:`flowkit.objects`), named by its content hash: the journal keeps the object's name (which
+carries the serializer's suffix), and a missing or altered object invalidates the step. Runs
+written before the object store keep their outputs in the run's ``outputs/`` folder (a record
+with ``ref`` instead of ``obj``); they are read from there as before.
 
 Nothing read back is trusted unchecked: an inline value must match its recorded hash, and a file
 handed to the serializer (a pickle runs code when loaded) must carry a valid signature made with
@@ -19,6 +22,7 @@ import errno
 import hmac
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ import orjson
 
 from .errors import StateWriteError
 from .keys import digest
+from .objects import ObjectStore, valid_object_name
 from .secret import sign
 
 __all__ = [
@@ -82,29 +87,29 @@ class OutputMissingError(Exception):
 class OutputUntrustedError(OutputMissingError):
     """A side file for the serializer lacks a valid signature: it was not unpickled."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, what: str = "output file") -> None:
         self.path = path
         super().__init__(
-            f"output file {path} is not signed with this user's key, so it was not unpickled "
+            f"{what} {path} is not signed with this user's key, so it was not unpickled "
             "(state copied from elsewhere, or altered)"
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """A value ready for the journal: inline JSON bytes, or a side-file reference; and its hash."""
+    """A value ready for the journal: inline JSON bytes, or the name of its object; its hash."""
 
     hash: str
     inline: bytes | None = None
-    ref: str | None = None
-    mac: str | None = None  # the signature of a side file for the serializer
+    obj: str | None = None
+    mac: str | None = None  # the signature of an object for the serializer
 
     def fields(self) -> dict[str, Any]:
         if self.inline is not None:
             return {"out": orjson.Fragment(self.inline), "hash": self.hash}
         if self.mac is not None:
-            return {"ref": self.ref, "hash": self.hash, "mac": self.mac}
-        return {"ref": self.ref, "hash": self.hash}
+            return {"obj": self.obj, "hash": self.hash, "mac": self.mac}
+        return {"obj": self.obj, "hash": self.hash}
 
 
 def inline_bytes(value: Any) -> bytes | None:
@@ -124,52 +129,68 @@ def inline_bytes(value: Any) -> bytes | None:
         return None
 
 
-#: JSON values larger than this go to a side file (``<step>.json``) instead of the journal line,
+#: JSON values larger than this go to an object (``<hash>.json``) instead of the journal line,
 #: so the journal stays quick to load however big the outputs are.
 INLINE_MAX = 64 * 1024
 
+_SUFFIX = re.compile(r"(\.[A-Za-z0-9_]{1,16}){1,2}")
 
-def encode(value: Any, folder: Path, stem: str, serializer: Serializer) -> Encoded:
-    """Encode one value; writes a side file (atomically) when it cannot or should not go inline.
+
+def encode(value: Any, objects: ObjectStore, serializer: Serializer) -> Encoded:
+    """Encode one value; stores an object (once per content) when it cannot or should not go
+    inline.
 
     Raises:
-        StateWriteError: the side file cannot be written (disk full, read-only folder).
+        StateWriteError: the object cannot be written (disk full, read-only folder).
         Exception: whatever the serializer raises for a value it cannot encode.
     """
     data = inline_bytes(value)
     if data is not None and len(data) <= INLINE_MAX:
         return Encoded(digest(data), inline=data)
     mac = None
-    if data is not None:  # exact JSON, but big: a JSON side file, read back with orjson
-        blob, name = data, stem + ".json"
+    if data is not None:  # exact JSON, but big: a JSON object, read back with orjson
+        blob, suffix = data, ".json"
     else:
-        blob, name = serializer.dumps(value), stem + serializer.suffix
-        if not name.endswith(".json"):
-            mac = sign(name, blob)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StateWriteError(folder, exc) from None
-    write_atomic(folder / name, blob, fsync=False)
-    return Encoded(digest(blob), ref=name, mac=mac)
+        blob, suffix = serializer.dumps(value), serializer.suffix
+        if _SUFFIX.fullmatch(suffix) is None:
+            suffix = ".bin"  # not usable in a file name; read back by the step's serializer
+    h = digest(blob)
+    name = h + suffix
+    if suffix != ".json":
+        mac = sign(name, blob)
+    objects.put(name, blob)
+    return Encoded(h, obj=name, mac=mac)
 
 
-def decode(record: Mapping[str, Any], folder: Path, serializer: Serializer) -> Any:
-    """The value a journal record holds.
+def decode(
+    record: Mapping[str, Any], folder: Path, serializer: Serializer, objects: ObjectStore
+) -> Any:
+    """The value a journal record holds (``folder``: the run's ``outputs/``, where runs written
+    before the object store keep their files).
 
     Raises:
-        OutputMissingError: a side file is missing or altered, or an inline value does not match
-            its hash (OutputUntrustedError: a file for the serializer is not signed with this
-            user's key; it is not unpickled).
+        OutputMissingError: an object (or side file) is missing or altered, or an inline value
+            does not match its hash (OutputUntrustedError: a file for the serializer is not
+            signed with this user's key; it is not unpickled).
     """
-    if "ref" not in record:
+    name = stored_name(record)
+    if name is None:
         value = record.get("out")
         _check_inline(record, value)
         return value
-    blob = _side_file(record, folder)
-    if str(record["ref"]).endswith(".json") and serializer.suffix != ".json":
+    blob = _side_file(record, folder, objects)
+    if name.endswith(".json") and serializer.suffix != ".json":
         return orjson.loads(blob)
     return serializer.loads(blob)
+
+
+def stored_name(record: Mapping[str, Any]) -> str | None:
+    """The name of the file holding a record's value (an object, or an older run's side file),
+    or None when the value is inline."""
+    name = record.get("obj")
+    if name is None:
+        name = record.get("ref")
+    return None if name is None else str(name)
 
 
 def _check_inline(record: Mapping[str, Any], value: Any) -> None:
@@ -183,30 +204,40 @@ def _check_inline(record: Mapping[str, Any], value: Any) -> None:
         )
 
 
-def _side_file(record: Mapping[str, Any], folder: Path) -> bytes:
-    name = str(record["ref"])
-    path = folder / name
+def _side_file(record: Mapping[str, Any], folder: Path, objects: ObjectStore) -> bytes:
+    if "obj" in record:
+        name = str(record["obj"])
+        if not valid_object_name(name) or not name.startswith(str(record.get("hash"))):
+            raise OutputMissingError(f"the journal names an object {name!r} that is not one")
+        path = objects.path(name)
+        what = "object"
+    else:
+        name = str(record["ref"])
+        path = folder / name
+        what = "output file"
+        if Path(name).name != name:
+            raise OutputMissingError(f"the journal names an output file {name!r} outside {folder}")
     try:
         blob = path.read_bytes()
     except OSError:
-        raise OutputMissingError(f"output file {path} is missing") from None
+        raise OutputMissingError(f"{what} {path} is missing") from None
     if digest(blob) != record.get("hash"):
-        raise OutputMissingError(f"output file {path} was altered (its hash does not match)")
+        raise OutputMissingError(f"{what} {path} was altered (its hash does not match)")
     if not name.endswith(".json"):
         mac = record.get("mac")
         if not isinstance(mac, str) or not hmac.compare_digest(mac, sign(name, blob)):
-            raise OutputUntrustedError(path)
+            raise OutputUntrustedError(path, what)
     return blob
 
 
-def check_side_files(record: Mapping[str, Any], outputs: Path) -> str | None:
+def check_side_files(record: Mapping[str, Any], outputs: Path, objects: ObjectStore) -> str | None:
     """Why a finished step's stored output (or ctx writes) cannot be restored, or None."""
     try:
         for rec, folder in ((record, outputs), (record.get("ctx"), outputs / "ctx")):
             if not isinstance(rec, Mapping):
                 continue
-            if "ref" in rec:
-                _side_file(rec, folder)
+            if stored_name(rec) is not None:
+                _side_file(rec, folder, objects)
             else:
                 _check_inline(rec, rec.get("out"))
     except OutputMissingError as exc:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .dsl import SHARED
 from .graph import Node
 from .options import Selection
 from .result import ErrorInfo, Status, StepResult
@@ -35,6 +36,7 @@ __all__ = [
     "decide_step",
     "fail_fast_blocks",
     "restore_failed",
+    "restored_reason",
     "settle_condition",
 ]
 
@@ -50,10 +52,16 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """Reuse the stored result ``record`` (if its output turns out missing, run instead)."""
+    """Reuse the stored result ``record`` (if its output turns out missing, run instead).
+
+    ``shared``: the record comes from the flow's shared cache (another run, or another step with
+    the same key), not from this run's journal; ``otherwise``: why the step would run without it.
+    """
 
     record: Mapping[str, Any]
     inputs: Inputs
+    shared: bool = False
+    otherwise: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,7 @@ def decide_step(
     *,
     halted_by: str | None = None,
     instances: Sequence[str] | None = None,
+    shared: Callable[[Node, Inputs], Mapping[str, Any] | None] | None = None,
 ) -> Verdict:
     """Decide what happens to ``node`` now that all its upstreams have finished.
 
@@ -122,6 +131,8 @@ def decide_step(
         selection: ``--rerun`` / ``--only``, resolved to step names.
         halted_by: the step whose failure stopped the run under fail-fast, if any.
         instances: for a fan-out step being decided again, the names of its instances.
+        shared: looks a step's key up in the flow's shared cache (for ``cache="shared"`` steps
+            that would run otherwise): a usable record, or None.
     """
     name, spec = node.name, node.spec
     if instances is not None:
@@ -144,6 +155,10 @@ def decide_step(
         return Restore(stored, key)
     if decision is Decision.SKIP:
         return Skip(CONDITION_FALSE, journal=False)
+    if shared is not None and spec.cache == SHARED and name not in selection.force:
+        hit = shared(node, key)
+        if hit is not None and decide(spec, hit, key, forced=False)[0] is Decision.CACHED:
+            return Restore(hit, key, shared=True, otherwise=reason)
     if selection.only is not None and name not in selection.only:
         return Skip(f"not selected (--only); it would run: {reason}", journal=False)
     return Run(reason, key, conditional=spec.when is not None)
@@ -151,10 +166,21 @@ def decide_step(
 
 def restore_failed(node: Node, verdict: Restore, why: str, selection: Selection) -> Verdict:
     """The verdict when a :class:`Restore` finds the stored output missing or damaged (``why``):
-    the step runs, as any step whose stored result is unusable."""
+    the step runs, as any step whose stored result is unusable (a shared cache entry that cannot
+    be used is a miss: the step runs for the reason it had without it)."""
+    if verdict.shared:
+        why = verdict.otherwise or why
     if selection.only is not None and node.name not in selection.only:
         return Skip(f"not selected (--only); it would run: {why}", journal=False)
     return Run(why, verdict.inputs, conditional=node.spec.when is not None)
+
+
+def restored_reason(record: Mapping[str, Any]) -> str:
+    """Why a step is cached: ``unchanged``, or the run and step its shared result came from."""
+    source = record.get("from")
+    if isinstance(source, Mapping):
+        return f"same key as step {source.get('step')!r} in run {source.get('run')} (shared cache)"
+    return "unchanged"
 
 
 def settle_condition(verdict: Run, outcome: bool | BaseException) -> Verdict:

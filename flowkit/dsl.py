@@ -24,6 +24,9 @@ CTX = "ctx"
 F = TypeVar("F", bound=Callable[..., Any])
 Dep = str | Callable[..., Any]
 
+#: ``cache=SHARED``: a step may reuse a result with the same cache key from any run of its flow.
+SHARED = "shared"
+
 #: Options a Flow's ``defaults=`` may set for its steps.
 DEFAULTABLE = frozenset(
     {
@@ -60,7 +63,7 @@ class Step:
     timeout: float | None = None
     trigger: Trigger = Trigger.ALL_SUCCESS
     when: Callable[..., Any] | None = None
-    cache: bool = True
+    cache: bool | str = True  # True (this run's own results), "shared" (any run's), or False
     cache_ttl: float | None = None
     code_version: str | None = None
     matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
@@ -128,8 +131,10 @@ class Step:
                 raise InvalidStepOptionError(name, "when", o["when"], "a callable returning a bool")
             changes["when"] = o["when"]
         if "cache" in o:
-            if not isinstance(o["cache"], bool):
-                raise InvalidStepOptionError(name, "cache", o["cache"], "True or False")
+            if not isinstance(o["cache"], bool) and o["cache"] != SHARED:
+                raise InvalidStepOptionError(
+                    name, "cache", o["cache"], f"True, False or {SHARED!r}"
+                )
             changes["cache"] = o["cache"]
         if "cache_ttl" in o:
             changes["cache_ttl"] = _positive(name, "cache_ttl", o["cache_ttl"], "seconds")
@@ -409,7 +414,7 @@ def step(
     timeout: float | None = ...,
     trigger: Trigger | str = ...,
     when: Callable[..., Any] | None = ...,
-    cache: bool = ...,
+    cache: bool | str = ...,
     cache_ttl: float | None = ...,
     code_version: str | None = ...,
     matrix: Mapping[str, Iterable[Any]] | None = ...,
@@ -435,7 +440,8 @@ def step(fn: Any = None, /, **options: Any) -> Any:
         timeout: seconds an attempt may take (> 0).
         trigger: a :class:`Trigger` rule (default ``all_success``).
         when: a predicate taking the step's own arguments; false skips the step.
-        cache: False runs the step on every run, even when resuming.
+        cache: False runs the step on every run, even when resuming; ``"shared"`` also reuses
+            a result with the same cache key from any other run of the flow.
         cache_ttl: seconds after which a finished result is not reused.
         code_version: a string that replaces the source hash in the cache key.
         matrix: ``{param: values}``; one instance per combination (``name[param=value]``), each

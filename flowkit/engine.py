@@ -236,13 +236,16 @@ class Engine(Expiry):
             self.selection,
             halted_by=self.halted_by,
             instances=steps.fanout.get(name),
+            shared=steps.shared,
         )
         if type(verdict) is Restore:
             try:
-                steps.restored(name, verdict.record, busy=bool(self.dispatch.running))
+                steps.restored(name, verdict.record, bool(self.dispatch.running), verdict.shared)
                 return self.ready.done(name)
             except OutputMissingError as exc:
-                if isinstance(exc, OutputUntrustedError):
+                if verdict.shared:
+                    log.warning("step %r: its shared cache entry is not used: %s", name, exc)
+                elif isinstance(exc, OutputUntrustedError):
                     log.warning("step %r re-runs: %s", name, exc)
                 verdict = restore_failed(node, verdict, str(exc), self.selection)
         if type(verdict) is Run and verdict.conditional:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .codec import Serializer, check_side_files
 from .cost import CostRates
 from .definition import check_cron, check_runnable, coerce_param, shell_command, shell_timeout
-from .dsl import DEFAULTABLE, Step, spec_of, step
+from .dsl import DEFAULTABLE, SHARED, Step, spec_of, step
 from .engine import Engine
 from .errors import (
     DuplicateStepError,
@@ -22,9 +22,10 @@ from .errors import (
 from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph
-from .keys import load_code_cache, run_id_for, save_code_cache
+from .keys import canonical, load_code_cache, run_id_for, save_code_cache
 from .listening import notifiers_given, split_notifiers, tracer_of
-from .options import UNSET, RunOptions
+from .options import UNSET, RunOptions, Selection
+from .outcomes import shared_lookup
 from .planner import check_only, plan
 from .result import RunResult
 from .resume import KeyMaker, Plan, selection_of
@@ -46,6 +47,10 @@ _REQUIRED = object()
 CODE_CACHE = "code-hashes.json"
 
 
+#: A parameter without a default (see ``Flow._id_params``).
+_NO_DEFAULT = object()
+
+
 class Flow:
     """A named set of steps.
 
@@ -56,6 +61,8 @@ class Flow:
     concurrency pools: ``Flow("etl", pools={"db": 2})`` lets at most 2 ``@step(pool="db")`` steps
     run at once. ``schedule=`` is the flow's cron expression (``"0 2 * * *"``), used by
     ``flowkit schedule TARGET`` and :class:`flowkit.schedule.Schedule` when no ``--cron`` is given.
+    ``cache="shared"`` lets every step that does not set ``cache=`` itself reuse a result with the
+    same cache key from any run of the flow (``defaults={"cache": "shared"}``).
 
     Raises:
         DuplicateStepError: two steps share a name.
@@ -74,12 +81,24 @@ class Flow:
         serializer: Serializer | None = None,
         notify: Iterable[Notifier] | Notifier = (),
         schedule: str | None = None,
+        cache: bool | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         self.name = name
         self.schedule = check_cron(name, schedule)
         self.defaults = dict(defaults or {})
+        if cache is not None:
+            if not isinstance(cache, bool) and cache != SHARED:
+                raise FlowDefinitionError(
+                    f"flow {name!r}: cache={cache!r}; use True, False or {SHARED!r}"
+                )
+            self.defaults.setdefault("cache", cache)
+        bad_cache = self.defaults.get("cache", True)
+        if not isinstance(bad_cache, bool) and bad_cache != SHARED:
+            raise FlowDefinitionError(
+                f"flow {name!r}: defaults= sets cache={bad_cache!r}; use True, False or {SHARED!r}"
+            )
         bad = sorted(set(self.defaults) - DEFAULTABLE)
         if bad:
             raise FlowDefinitionError(
@@ -210,7 +229,24 @@ class Flow:
 
     def run_id(self, params: Mapping[str, Any] | None = None) -> str:
         """The run id of this flow with these parameters (what resumes across invocations)."""
-        return run_id_for(self.name, self.resolve_params(params))
+        given = self.resolve_params(params)
+        return run_id_for(self.name, self._id_params(self.graph(), given))
+
+    @staticmethod
+    def _id_params(g: FlowGraph, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters that make a run id: those given, less those equal to the default of
+        every step that takes them (so ``--param n=22``, 22 being the default, is the default
+        run)."""
+        out = {}
+        for key, value in given.items():
+            takers = [n for n in g.nodes.values() if key in n.run_params]
+            defaults = [n.spec.defaults.get(key, _NO_DEFAULT) for n in takers]
+            if not defaults or not all(
+                d is not _NO_DEFAULT and canonical({"v": d}) == canonical({"v": value})
+                for d in defaults
+            ):
+                out[key] = value
+        return out
 
     def store(
         self,
@@ -263,8 +299,9 @@ class Flow:
             g,
             stored,
             KeyMaker(given),
-            selection_of(g, opts.rerun, opts.only),
-            lambda record: check_side_files(record, store.outputs),
+            self._selection(g, opts, store),
+            lambda record: check_side_files(record, store.outputs, store.objects),
+            shared_lookup(store, g),
         )
 
     # --- running --------------------------------------------------------------------------------
@@ -348,9 +385,9 @@ class Flow:
         )
         given = self.resolve_params(params)
         g = self.graph()
-        rid = run_id or run_id_for(self.name, given)
+        rid = run_id or run_id_for(self.name, self._id_params(g, given))
         store = self.store(given, state_dir=state_dir, run_id=rid, durability=opts.durability)
-        selection = selection_of(g, opts.rerun, opts.only)
+        selection = self._selection(g, opts, store)
         if selection.only is not None:
             self._check_only(g, set(selection.only), given, state_dir, rid, fresh)
         check_runnable(g, opts.kind)
@@ -383,6 +420,15 @@ class Flow:
 
             alert(notifiers, result, store)
         return result
+
+    @staticmethod
+    def _selection(g: FlowGraph, opts: RunOptions, store: RunStore) -> Selection:
+        """``rerun`` / ``only`` resolved to step names; ``--rerun`` may also name a fan-out
+        instance the run's journal knows (``fetch[north]``)."""
+        made: list[str] = []
+        if any(p not in g.nodes and "[" in p for p in opts.rerun) and store.exists():
+            made = [n for n in store.load().steps if "[" in n]
+        return selection_of(g, opts.rerun, opts.only, made)
 
     def _check_only(
         self,

@@ -170,7 +170,9 @@ def cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
     if args.json:
         print_json(explain_json(s, name, last))
         return 0
-    if s.decision is Decision.CACHED:
+    if s.decision is Decision.CACHED and s.reason.endswith("(shared cache)"):
+        print(f"{name}: cached: {s.reason}.")
+    elif s.decision is Decision.CACHED:
         print(f"{name}: cached — its code, inputs and parameters are unchanged since it finished.")
     elif s.decision is Decision.SKIP and s.reason == CONDITION_FALSE:
         print(

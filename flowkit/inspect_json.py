@@ -61,6 +61,7 @@ def runs_json(runs: Sequence[tuple[RunStore, Mapping[str, Any], str]]) -> list[d
             "last_active": info.get("last"),
             "counts": info.get("counts", {}),
             "params": info.get("params", {}),
+            **({"size": info["size"]} if "size" in info else {}),
             **({"error": info["error"]} if "error" in info else {}),
         }
         for store, info, status in runs

@@ -179,3 +179,8 @@ class Ledger:
                 "reason": reason,
             }
         )
+
+    def adopted(self, record: dict[str, Any]) -> None:
+        """A step restored from the shared cache: its source's ``done`` record (with ``from``)
+        becomes this run's own, so a resume, ``status`` and ``clean --orphans`` see it."""
+        self._put({"ev": "done", **record})

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .codec import Serializer, decode, encode
+from .codec import Encoded, Serializer, decode, encode, stored_name
 from .context import Context
 from .cost import CostRates
-from .decide import Gather
+from .decide import Gather, restored_reason
 from .dispatch import AttemptOutcome
+from .dsl import SHARED
 from .errors import StateWriteError
 from .events import (
     Event,
@@ -38,12 +39,31 @@ from .ledger import Ledger
 from .result import ErrorInfo, RunResult, RunStatus, Status, StepResult
 from .resume import Inputs, KeyMaker
 from .serializers import ByType, reader_for
+from .shared import SharedCache
 from .store import RunStore, duration_of
 
-__all__ = ["Outcomes"]
+__all__ = ["Outcomes", "shared_lookup"]
 
 #: Types stored inline in the journal (as JSON): no serializer is chosen for them.
 _JSON_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
+def shared_lookup(
+    store: RunStore, graph: FlowGraph
+) -> Callable[[Node, Inputs], Mapping[str, Any] | None] | None:
+    """The shared cache lookup of a run (None when no step of ``graph`` shares its cache): a
+    hit is the source's ``done`` record with ``from`` (its run and step) added."""
+    if not any(n.spec.cache == SHARED for n in graph.nodes.values()):
+        return None
+    index = SharedCache(store.dir.parent)
+
+    def lookup(node: Node, inputs: Inputs) -> Mapping[str, Any] | None:
+        entry = index.lookup(inputs.key)
+        if entry is None:
+            return None
+        return {**entry["rec"], "from": {"run": entry["run"], "step": entry["step"]}}
+
+    return lookup
 
 
 class Outcomes:
@@ -86,6 +106,8 @@ class Outcomes:
         self._logs = str(store.logs)
         self._stems: dict[str, str] = {}
         self._when_params: dict[Any, frozenset[str] | None] = {}
+        self.shared = shared_lookup(store, graph)  # None unless a step shares its cache
+        self._index = SharedCache(store.dir.parent) if self.shared is not None else None
 
     def stem(self, name: str) -> str:
         """``safe_name(name)``, computed once per step (file names of its log and outputs)."""
@@ -155,22 +177,29 @@ class Outcomes:
 
     # --- recording outcomes ---------------------------------------------------------------------
 
-    def restored(self, name: str, prev: Mapping[str, Any], busy: bool) -> None:
-        """Reuse a stored result. Raises OutputMissingError if its output cannot be read."""
+    def restored(
+        self, name: str, prev: Mapping[str, Any], busy: bool, shared: bool = False
+    ) -> None:
+        """Reuse a stored result (``shared``: found in the shared cache, so its record is
+        journaled as this run's own). Raises OutputMissingError if its output cannot be read."""
         ser = self.nodes[name].spec.serializer or self.serializer
-        ref = prev.get("ref")  # a file is read by its suffix, whatever wrote it
-        value = decode(prev, self.store.outputs, reader_for(ref, ser) if ref else ser)
+        ref = stored_name(prev)  # a file is read by its suffix, whatever wrote it
+        store = self.store
+        value = decode(prev, store.outputs, reader_for(ref, ser) if ref else ser, store.objects)
         ctx = prev.get("ctx")
         if ctx is not None:
-            self._ctx_update(decode(ctx, self.store.ctx_outputs, self.serializer) or {}, busy)
+            writes = decode(ctx, store.ctx_outputs, self.serializer, store.objects)
+            self._ctx_update(writes or {}, busy)
         r = self.results[name]
-        r.status, r.output, r.reason = Status.CACHED, value, "unchanged"
+        r.status, r.output, r.reason = Status.CACHED, value, restored_reason(prev)
         r.attempts = int(prev.get("attempts", 1))
         r.duration_s = duration_of(prev) or 0.0
         r.started, r.ended = prev.get("start"), prev.get("end")
         self.outputs[name] = value
         self.hashes[name] = str(prev.get("hash", "-"))
         self.inputs_of.pop(name, None)
+        if shared:
+            self.ledger.adopted(dict(prev))
         self.ledger.cached(name)
         if self.callbacks:
             emit(
@@ -248,7 +277,7 @@ class Outcomes:
     def succeeded(self, name: str, out: AttemptOutcome, busy: bool) -> BaseException | None:
         """Journal a successful attempt; returns None, or the error if its output can't be
         stored (then the attempt failed)."""
-        stem = self.stem(name)
+        objects = self.store.objects
         value = out.value
         configured = self.nodes[name].spec.serializer or self.serializer
         ser = configured
@@ -256,19 +285,15 @@ class Outcomes:
             ser = configured.for_value(value)  # (scalars go inline: no serializer to pick)
         try:
             try:
-                enc = encode(value, self.store.outputs, stem, ser)
+                enc = encode(value, objects, ser)
             except StateWriteError:
                 raise
             except Exception:
                 if not isinstance(configured, ByType) or ser is configured.fallback:
                     raise
                 ser = configured.fallback  # a value its typed serializer cannot hold
-                enc = encode(value, self.store.outputs, stem, ser)
-            enc_ctx = (
-                encode(out.writes, self.store.ctx_outputs, stem, self.serializer)
-                if out.writes
-                else None
-            )
+                enc = encode(value, objects, ser)
+            enc_ctx = encode(out.writes, objects, self.serializer) if out.writes else None
         except StateWriteError:
             raise  # a state problem, not the step's: the run stops (exit 2)
         except Exception as exc:
@@ -285,9 +310,10 @@ class Outcomes:
             r.duration_s = out.end - out.start
         if self.cost_rates is not None:
             r.cost = self.cost_rates.of(out.cpu, out.peak_rss, out.end - out.start)
+        inputs = self.inputs_of.pop(name)
         self.ledger.succeeded(
             r,
-            self.inputs_of.pop(name),
+            inputs,
             out.start,
             out.end,
             out.cpu,
@@ -300,7 +326,33 @@ class Outcomes:
             self._ctx_update(out.writes, busy)
         self.outputs[name] = out.value
         self.hashes[name] = enc.hash
+        if self._index is not None and self.nodes[name].spec.cache == SHARED:
+            self._share(name, r, inputs, out, enc, enc_ctx)
         return None
+
+    def _share(
+        self,
+        name: str,
+        r: StepResult,
+        inputs: Inputs,
+        out: AttemptOutcome,
+        enc: Encoded,
+        enc_ctx: Encoded | None,
+    ) -> None:
+        """Offer a success to the flow's other runs (the shared cache index)."""
+        assert self._index is not None
+        rec: dict[str, Any] = {
+            "step": name,
+            "status": "succeeded",
+            **inputs.record(),
+            "attempts": r.attempts,
+            "start": out.start,
+            "end": out.end,
+            **enc.fields(),
+        }
+        if enc_ctx is not None:
+            rec["ctx"] = enc_ctx.fields()
+        self._index.add(inputs.key, self.run_id, name, rec)
 
     def succeeded_event(self, name: str) -> Event:
         """The event of a step that just succeeded."""

@@ -14,7 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .decide import Expand, Fail, Gather, Restore, Run, Skip, Verdict, decide_step, restore_failed
+from .decide import (
+    Expand,
+    Fail,
+    Gather,
+    Restore,
+    Run,
+    Skip,
+    Verdict,
+    decide_step,
+    restore_failed,
+    restored_reason,
+)
 from .errors import UsageError
 from .fanout import FanOutError, gather_hash, instances
 from .graph import FlowGraph, Node
@@ -25,6 +36,7 @@ from .resume import CONDITION_FALSE, Decision, Inputs, KeyMaker, Plan, PlannedSt
 __all__ = ["check_only", "plan"]
 
 Check = Callable[[Mapping[str, Any]], str | None]
+Shared = Callable[[Node, Inputs], Mapping[str, Any] | None]
 
 
 class _Walk:
@@ -36,8 +48,10 @@ class _Walk:
         keys: KeyMaker,
         selection: Selection,
         check: Check,
+        shared: Shared | None = None,
     ) -> None:
         self.stored, self.keys, self.selection, self.check = stored, keys, selection, check
+        self.shared = shared
         self.results: dict[str, StepResult] = {}
         self.hashes: dict[str, str] = {}
         self.key_of: dict[str, str] = {}
@@ -63,6 +77,7 @@ class _Walk:
             self.inputs,
             self.selection,
             instances=instances,
+            shared=self.shared,
         )
         if isinstance(verdict, Restore):
             damaged = self.check(verdict.record)  # the run would find the same and re-run it
@@ -76,9 +91,9 @@ class _Walk:
         name = node.name
         r = self.results[name] = StepResult(name)
         if isinstance(verdict, Restore):
-            r.status, r.reason = Status.CACHED, "unchanged"
+            r.status, r.reason = Status.CACHED, restored_reason(verdict.record)
             self.hashes[name] = str(verdict.record.get("hash", "-"))
-            return Decision.CACHED, "unchanged", False
+            return Decision.CACHED, r.reason, False
         if isinstance(verdict, Skip):
             r.status, r.reason = verdict.status, verdict.reason
             decision = Decision.SKIP
@@ -114,7 +129,8 @@ class _Walk:
         if spec.map_over is not None:
             rec = self.stored.get(spec.map_over)
             known = self.results.get(spec.map_over)
-            if rec is None or "ref" in rec or known is None or known.status is not Status.CACHED:
+            stored_file = rec is not None and ("ref" in rec or "obj" in rec)
+            if rec is None or stored_file or known is None or known.status is not Status.CACHED:
                 return Run(f"instances of {spec.map_over!r} known at run time", _NO_INPUTS)
             mapped = rec.get("out")
         try:
@@ -137,6 +153,7 @@ def plan(
     keys: KeyMaker,
     selection: Selection,
     check: Check = lambda _: None,
+    shared: Shared | None = None,
 ) -> Plan:
     """Predict each step's decision in topological order (iteratively: deep graphs are fine).
 
@@ -146,9 +163,10 @@ def plan(
         keys: computes cache keys with the run's parameters.
         selection: ``--rerun`` / ``--only`` resolved against ``graph``.
         check: says why a stored record's side files are unusable (None when they are fine).
+        shared: looks a key up in the flow's shared cache (see ``decide_step``).
     """
     result = Plan(tiers=graph.tiers)
-    walk = _Walk(stored, keys, selection, check)
+    walk = _Walk(stored, keys, selection, check, shared)
     tier_of = {n: i for i, tier in enumerate(graph.tiers) for n in tier}
     for name in graph.order:
         node = graph.nodes[name]

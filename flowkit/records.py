@@ -69,7 +69,8 @@ EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]
             "cpu": _NUM,
             "dur": _OPT_NUM,
             "worker": _OPT_STR,
-            "ref": (str,),
+            "ref": (str,),  # an output file in the run's folder (runs before the object store)
+            "obj": (str,),  # an object of the flow's object store
             "hash": (str,),
             "mac": (str,),
             "ctx": (dict,),
@@ -79,6 +80,7 @@ EVENTS: dict[str, tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]
             "instances": (int,),
             "of": (list,),  # a gathered fan-out step's instances, by name
             "p": (dict,),  # run parameter -> short hash of its value
+            "from": (dict,),  # restored from the shared cache: the run and step that made it
         },
     ),
     "retry": (
@@ -193,12 +195,12 @@ def _check_done(rec: Mapping[str, Any]) -> None:
     if status == "succeeded":
         if "hash" not in rec:
             raise RecordError("a succeeded step's record needs its output 'hash'")
-        if "instances" not in rec and "ref" not in rec and "out" not in rec:
-            raise RecordError("a succeeded step's record needs its output ('out' or 'ref')")
+        if "instances" not in rec and "ref" not in rec and "out" not in rec and "obj" not in rec:
+            raise RecordError("a succeeded step's record needs its output ('out' or 'obj')")
         ctx = rec.get("ctx")
         if ctx is not None and (
             not isinstance(ctx.get("hash"), str)
-            or not ("out" in ctx or isinstance(ctx.get("ref"), str))
+            or not ("out" in ctx or isinstance(ctx.get("obj") or ctx.get("ref"), str))
         ):
             raise RecordError("the 'ctx' field of a succeeded step's record is malformed")
     elif status in ("failed", "timed_out") and not isinstance(rec.get("error"), dict):

@@ -226,23 +226,39 @@ def _code_change(before: str, now: str) -> str:
     return "; ".join(said) or "task definition changed"
 
 
-def select(graph: FlowGraph, patterns: Iterable[str]) -> set[str]:
-    """Step names matching names or glob patterns; raises UnknownStepError for a miss."""
+def select(graph: FlowGraph, patterns: Iterable[str], instances: Iterable[str] = ()) -> set[str]:
+    """Step names matching names or glob patterns; raises UnknownStepError for a miss.
+
+    ``instances``: fan-out instances that may be selected too (``fetch[north]``, ``fit[c=1]``).
+    A pattern that is the exact name of a step or of one of those instances selects it alone,
+    brackets and all; only a pattern that names nothing is a glob (where ``[...]`` is a
+    character class), matched against the steps and those instances.
+    """
+    known = list(instances)
+    names = [*graph.nodes, *known]
+    exact = set(names)
     out: set[str] = set()
     for pat in patterns:
-        if pat in graph.nodes:
+        if pat in exact:
             out.add(pat)
             continue
-        hits = fnmatch.filter(graph.nodes, pat)
+        hits = fnmatch.filter(names, pat)
         if not hits:
-            raise UnknownStepError(pat, graph.nodes.keys())
+            raise UnknownStepError(pat, [*graph.nodes.keys(), *known])
         out.update(hits)
     return out
 
 
-def selection_of(graph: FlowGraph, rerun: Iterable[str], only: Iterable[str]) -> Selection:
-    """``--rerun`` / ``--only`` patterns resolved to step names (UnknownStepError for a miss)."""
-    force = graph.downstream_of(select(graph, rerun))
+def selection_of(
+    graph: FlowGraph, rerun: Iterable[str], only: Iterable[str], instances: Iterable[str] = ()
+) -> Selection:
+    """``--rerun`` / ``--only`` patterns resolved to step names (UnknownStepError for a miss).
+
+    ``--rerun`` may also name fan-out ``instances`` a run's journal knows (``fetch[north]``).
+    """
+    chosen_rerun = select(graph, rerun, instances)
+    steps = chosen_rerun & graph.nodes.keys()
+    force = graph.downstream_of(steps) | (chosen_rerun - steps)
     if not only:
         return Selection.of(force, None, None)
     chosen = select(graph, only)

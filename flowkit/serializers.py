@@ -2,7 +2,8 @@
 
 ``ByType`` is a registry of serializers, each for a kind of value. The default one
 (:func:`default_registry`) stores pandas DataFrames as Parquet when ``pyarrow`` is installed,
-NumPy arrays as ``.npy``, and everything else with pickle. A value the chosen serializer cannot
+Polars DataFrames as Parquet (``.pl.parquet``, written and read by Polars itself), NumPy arrays
+as ``.npy``, and everything else with pickle. A value the chosen serializer cannot
 store (a DataFrame with mixed-type columns for Parquet, say) falls back to pickle. A file is
 read back by the serializer its suffix names, whatever the step or flow says now, so changing
 the serializer never makes stored outputs unreadable.
@@ -21,7 +22,14 @@ from typing import Any
 
 from .codec import PickleSerializer, Serializer
 
-__all__ = ["ByType", "NumpySerializer", "ParquetSerializer", "default_registry", "reader_for"]
+__all__ = [
+    "ByType",
+    "NumpySerializer",
+    "ParquetSerializer",
+    "PolarsParquetSerializer",
+    "default_registry",
+    "reader_for",
+]
 
 
 class ParquetSerializer:
@@ -37,6 +45,23 @@ class ParquetSerializer:
     def loads(self, data: bytes) -> Any:
         pandas = importlib.import_module("pandas")
         return pandas.read_parquet(io.BytesIO(data), engine="pyarrow")
+
+
+class PolarsParquetSerializer:
+    """Polars DataFrames as Parquet files, written and read by Polars (no pyarrow needed). The
+    suffix ``.pl.parquet`` keeps them apart from pandas' Parquet files, so each is read back as
+    the kind of frame it was."""
+
+    suffix = ".pl.parquet"
+
+    def dumps(self, value: Any) -> bytes:
+        buf = io.BytesIO()
+        value.write_parquet(buf)
+        return buf.getvalue()
+
+    def loads(self, data: bytes) -> Any:
+        polars = importlib.import_module("polars")
+        return polars.read_parquet(io.BytesIO(data))
 
 
 class NumpySerializer:
@@ -115,22 +140,30 @@ def _is_pandas_frame(value: Any) -> bool:
     return t.__name__ == "DataFrame" and t.__module__.startswith("pandas")
 
 
+def _is_polars_frame(value: Any) -> bool:
+    t = type(value)
+    return t.__name__ == "DataFrame" and t.__module__.startswith("polars")
+
+
 def _is_numpy_array(value: Any) -> bool:
     t = type(value)
     return t.__name__ == "ndarray" and t.__module__ == "numpy" and value.dtype.kind != "O"
 
 
 def default_registry() -> ByType:
-    """Parquet for pandas DataFrames when ``pyarrow`` is installed, ``.npy`` for NumPy arrays,
-    pickle for everything else. The libraries are imported only when such a value comes by."""
+    """Parquet for pandas DataFrames when ``pyarrow`` is installed and for Polars DataFrames,
+    ``.npy`` for NumPy arrays, pickle for everything else. The libraries are imported only when
+    such a value comes by."""
     entries: list[tuple[type | Matcher, Serializer]] = []
     if importlib.util.find_spec("pyarrow") is not None:
         entries.append((_is_pandas_frame, ParquetSerializer()))
+    entries.append((_is_polars_frame, PolarsParquetSerializer()))
     entries.append((_is_numpy_array, NumpySerializer()))
     return ByType(entries)
 
 
-_READERS: dict[str, Serializer] = {
+_READERS: dict[str, Serializer] = {  # the longer suffix first: .pl.parquet before .parquet
+    ".pl.parquet": PolarsParquetSerializer(),
     ".parquet": ParquetSerializer(),
     ".npy": NumpySerializer(),
     ".pkl": PickleSerializer(),
@@ -144,6 +177,7 @@ def reader_for(ref: str, configured: Serializer) -> Serializer:
     candidates = [configured]
     if isinstance(configured, ByType):
         candidates = [s for _, s in configured.entries] + [configured.fallback]
+    candidates.sort(key=lambda s: -len(s.suffix))  # (stable) .pl.parquet before .parquet
     for ser in candidates:
         if ref.endswith(ser.suffix):
             return ser

@@ -9,9 +9,12 @@ Layout, under the state dir (``.flowkit/`` by default)::
     <flow>/<run_id>/graph.json       the flow's steps, tiers and dependencies, written when a
                                      session starts (so the run can be shown without the code)
     <flow>/<run_id>/logs/            what each step printed and logged (``<step>.log``)
-    <flow>/<run_id>/outputs/         outputs that cannot be stored inline as JSON
+    <flow>/<run_id>/outputs/         outputs of runs written before the object store (read only)
     <flow>/<run_id>/run.lock         held (an OS lock) while a process runs this run
     <flow>/<run_id>.previous/        the state --fresh moved aside (one generation kept)
+    <flow>/objects/                  outputs not stored inline, by content, shared by the runs
+                                     (:mod:`flowkit.objects`)
+    <flow>/cache.jsonl               the shared cache's index (:mod:`flowkit.shared`)
 
 Every journal line is sealed with a checksum and every record is checked when read
 (:mod:`flowkit.records`). Loading forgives exactly one kind of damage, a torn last line (a kill in
@@ -37,9 +40,10 @@ from typing import Any
 
 import orjson
 
-from .codec import fsync_dir, write_all, write_atomic
+from .codec import fsync_dir, stored_name, write_all, write_atomic
 from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
-from .keys import safe_name
+from .keys import digest, safe_name
+from .objects import OBJECTS, ObjectStore
 from .records import read_journal, records_end, seal
 
 try:
@@ -58,9 +62,10 @@ __all__ = [
 ]
 
 #: The state format this flowkit writes. 2: journal lines sealed with a checksum, pickled outputs
-#: signed. Format 1 (no seals, no signatures) is still read; a flowkit that reads only format 1
-#: refuses format 2 (asking for an upgrade) instead of appending unsealed lines to it.
-FORMAT = 2
+#: signed. 3: outputs are objects of the flow's object store (``obj`` in ``done`` records).
+#: Formats 1 (no seals, no signatures) and 2 are still read; a flowkit that reads an older format
+#: only refuses a newer one (asking for an upgrade) instead of misreading its records.
+FORMAT = 3
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
 REPORT = "report.json"
@@ -120,7 +125,11 @@ class RunStore:
 
     def __init__(self, root: Path, flow: str, run_id: str, *, fsync: bool = False) -> None:
         self.root = root
-        self.dir = root / safe_name(flow) / safe_name(run_id)
+        folder = safe_name(run_id)
+        if folder == OBJECTS:  # the flow's object store has that name: a run gets another
+            folder = f"{OBJECTS}-{digest(run_id)[:8]}"
+        self.dir = root / safe_name(flow) / folder
+        self.objects = ObjectStore(self.dir.parent / OBJECTS)  # shared by the flow's runs
         self.journal_path = self.dir / JOURNAL
         self.outputs = self.dir / "outputs"
         self.ctx_outputs = self.outputs / "ctx"
@@ -230,6 +239,22 @@ class RunStore:
             return f"pid {owner['pid']} on host {owner['host']}, started {since}"
         except (OSError, ValueError, KeyError, TypeError):
             return "another process"
+
+    def file_of(self, record: Mapping[str, Any], ctx: bool = False) -> Path | None:
+        """The file holding a ``done`` record's output (``ctx``: its ``ctx`` writes): an object,
+        or for a run written before the object store, a file of its ``outputs/``; None when the
+        value is inline (or there is none)."""
+        if ctx:
+            inner = record.get("ctx")
+            if not isinstance(inner, Mapping):
+                return None
+            record = inner
+        name = stored_name(record)
+        if name is None:
+            return None
+        if "obj" in record:
+            return self.objects.path(name)
+        return (self.ctx_outputs if ctx else self.outputs) / name
 
     # --- writing --------------------------------------------------------------------------------
 

@@ -238,10 +238,17 @@ class Fields:
                 )
             else:
                 o["trigger"] = t
-        for key in ("cache", "isolate"):
-            v = self.flag(key)
-            if v is not None:
-                o[key] = v
+        cache = self.get("cache")
+        if cache == "shared":
+            o["cache"] = cache
+        elif cache is not None:
+            if not isinstance(cache, bool):
+                self.fail("cache", f"cache={cache!r} is invalid: expected true, false or shared")
+            else:
+                o["cache"] = cache
+        v = self.flag("isolate")
+        if v is not None:
+            o["isolate"] = v
         self.flag("run_always")
         ttl = self.number("cache_ttl")
         if ttl is not None:

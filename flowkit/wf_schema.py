@@ -31,6 +31,9 @@ class Key:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: ``cache:`` true, false or shared.
+_CACHE: dict[str, Any] = {"anyOf": [{"type": "boolean"}, {"const": "shared"}]}
+
 TASK_KEYS: tuple[Key, ...] = (
     Key(
         "script",
@@ -141,8 +144,9 @@ TASK_KEYS: tuple[Key, ...] = (
     ),
     Key(
         "cache",
-        "false: run on every invocation, even when resuming",
-        {"type": "boolean"},
+        "false: run on every invocation, even when resuming; shared: also reuse a result with "
+        "the same cache key from any run of the workflow",
+        _CACHE,
         defaultable=True,
     ),
     Key("cache_ttl", "seconds after which a finished result is not reused", _NUM, defaultable=True),
@@ -169,6 +173,12 @@ TOP_KEYS: tuple[Key, ...] = (
         {"type": "object"},
     ),
     Key("defaults", "task keys applied to every task that does not set them", {"type": "object"}),
+    Key(
+        "cache",
+        "shared: every task that does not set cache may reuse a result with the same cache key "
+        "from any run of the workflow (as defaults: {cache: shared})",
+        _CACHE,
+    ),
     Key(
         "pools",
         "named concurrency limits: {db: 2}",

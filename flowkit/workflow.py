@@ -228,6 +228,8 @@ class _Loader(Scope):
             for k, v in defaults.items()
             if _TASK.get(k) in _DEFAULTABLE
         }
+        if "cache" in top and "cache" not in self.default_opts:  # `cache: shared` at the top
+            self.default_opts["cache"] = top["cache"]
         env_default = self.default_opts.get("environment")
         if env_default is not None and not isinstance(env_default[1], Mapping):
             self.fail(env_default[0], "defaults.environment must map names to values")

@@ -687,7 +687,9 @@ def test_custom_serializer_stores_and_restores_outputs(tmp_path: Path) -> None:
         return sum(pair)
 
     flow.run(state_dir=tmp_path)
-    stored = tmp_path / "serial" / "serial" / "outputs" / "pair.txt"
+    store = flow.store(state_dir=tmp_path)
+    stored = store.file_of(store.load().steps["pair"])
+    assert stored is not None and stored.suffix == ".txt"
     assert stored.read_bytes() == b"SER:(1, 2)"
     state["fail"] = False
     result = flow.run(state_dir=tmp_path)
@@ -710,7 +712,10 @@ def test_big_json_outputs_go_to_a_side_file_not_the_journal(tmp_path: Path) -> N
 
     flow.run(state_dir=tmp_path)
     run_dir = tmp_path / "bigjson" / "bigjson"
-    assert (run_dir / "outputs" / "rows.json").stat().st_size > 100_000
+    store = flow.store(state_dir=tmp_path)
+    stored = store.file_of(store.load().steps["rows"])
+    assert stored is not None and stored.suffix == ".json"
+    assert stored.stat().st_size > 100_000
     assert (run_dir / "journal.jsonl").stat().st_size < 10_000
     state["fail"] = False
     result = flow.run(state_dir=tmp_path)

@@ -89,7 +89,7 @@ def test_model_selection_example_picks_a_model_and_fits_only_a_new_candidate(
     best = report[1].split()[0]
     assert report[-1].startswith(f"test accuracy of {best}: ")
     assert float(report[-1].rsplit(" ", 1)[1]) >= 0.85  # wine is an easy dataset
-    (frame,) = work.glob(".flowkit/select_model/wine/outputs/dataset.parquet")
+    (frame,) = work.glob(".flowkit/select_model/objects/*/*.parquet")  # the dataset
     assert frame.stat().st_size > 0
     grid = "svc:1," + "logreg:0.1,logreg:1,logreg:10,tree:3,tree:6,forest:50,forest:200"
     second = _select(work, "--param", f"grid={grid}")

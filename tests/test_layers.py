@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
         "remote",
         "cli_help",
     },
-    {"orphans"},
+    {"orphans", "objects"},
     {"ship", "cost"},
     {"dask_executor"},
     {
@@ -70,6 +70,7 @@ LAYERS: list[set[str]] = [
         "wf_build",
         "reclaim",
         "definition",
+        "shared",
     },
     {"resume", "wf_notify", "wf_kinds", "listening"},
     {"ledger", "decide", "inspect_json"},

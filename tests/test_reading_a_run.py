@@ -18,6 +18,7 @@ from flowkit.attempts import AttemptLog
 from flowkit.errors import StepTimeoutError
 from flowkit.report import collect, render_report_html
 from flowkit.result import ErrorInfo
+from flowkit.store import RunStore
 
 _flowkit = run_flowkit
 
@@ -235,18 +236,23 @@ def test_clean_orphans_reclaims_the_output_of_a_value_removed_from_the_grid(
     (tmp_path / "pipeline.py").write_text(textwrap.dedent(GRID))
     assert _grid(tmp_path, "2,4,8", "run", "pipeline.py:grid").returncode == 0
     assert _grid(tmp_path, "2,4", "run", "pipeline.py:grid").returncode == 0
-    outputs = tmp_path / ".flowkit" / "grid" / "grid" / "outputs"
-    assert (outputs / "fit[depth=8].pkl").exists()
+    objects = tmp_path / ".flowkit" / "grid" / "objects"
+    stored = {p.name: p for p in objects.glob("*/*")}
+    assert len(stored) == 3  # one object per depth: each fit returns other bytes
+    store = RunStore(tmp_path / ".flowkit", "grid", "grid")
+    eight = store.file_of(store.load().steps["fit[depth=8]"])
+    assert eight is not None and eight.exists()
     dry = _grid(tmp_path, "2,4", "clean", "pipeline.py:grid", "--orphans", "--dry-run")
     assert dry.returncode == 0, dry.stderr
+    shown = eight.relative_to(tmp_path)
     assert dry.stdout.splitlines() == [
-        "would delete .flowkit/grid/grid/outputs/fit[depth=8].pkl",
-        "grid: 1 file(s), 48.8 KB",
+        f"would delete {shown} (fit[depth=8] in grid)",
+        "grid: 1 unused object(s), 48.8 KB",
     ]
-    assert (outputs / "fit[depth=8].pkl").exists()
+    assert eight.exists()
     done = _grid(tmp_path, "2,4", "clean", "pipeline.py:grid", "--orphans")
-    assert done.stdout.strip() == "grid: deleted 1 orphaned file(s), 48.8 KB"
-    assert sorted(p.name for p in outputs.iterdir()) == ["fit[depth=2].pkl", "fit[depth=4].pkl"]
+    assert done.stdout.strip() == "grid: deleted 1 unused object(s), 48.8 KB", done.stdout
+    assert sorted(objects.glob("*/*")) == sorted(set(stored.values()) - {eight})
     again = _grid(tmp_path, "2,4", "run", "pipeline.py:grid", "--plain")
     assert again.returncode == 0 and "fitting" not in again.stdout
     assert "[SUCCEEDED]" not in again.stdout  # everything still used was kept
@@ -254,4 +260,4 @@ def test_clean_orphans_reclaims_the_output_of_a_value_removed_from_the_grid(
     assert back.returncode == 0
     assert "[SUCCEEDED] fit[depth=8]" in back.stdout  # its output is gone: it runs again
     nothing = _grid(tmp_path, "2,4,8", "clean", "pipeline.py:grid", "--orphans")
-    assert nothing.stdout.strip() == "grid: no orphaned output files"
+    assert nothing.stdout.strip() == "grid: no unused objects"

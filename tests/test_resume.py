@@ -26,6 +26,7 @@ import pytest
 from conftest import PYTHON, flowkit_env
 
 from flowkit.records import seal
+from flowkit.store import FORMAT, RunStore
 
 TIMEOUT = 60
 STEP_LINE = re.compile(r"^\[([A-Z ]+)\]\s+(\S+)", re.MULTILINE)
@@ -78,6 +79,14 @@ def _executions(work: Path) -> list[str]:
 
 def _state_dir(work: Path, flow: Any, run_id: str | None = None) -> Path:
     return work / ".flowkit" / flow.name / (run_id or flow.run_id())
+
+
+def _object(work: Path, flow: Any, step: str) -> Path:
+    """The object holding ``step``'s output in the run's latest state."""
+    store = RunStore(work / ".flowkit", flow.name, flow.run_id())
+    path = store.file_of(store.load().steps[step])
+    assert path is not None and path.parent.parent.name == "objects", path
+    return path
 
 
 def _records(journal: Path) -> list[dict[str, Any]]:
@@ -269,9 +278,9 @@ def test_outputs_json_cannot_hold_are_restored_with_their_exact_types(tmp_path: 
     first = _flowkit(tmp_path, "run", "crashflows:typed", CRASHFLOWS_CRASH="check")
     assert first.returncode == crashflows.CRASH_CODE, first.stdout + first.stderr
     done = _done(state / "journal.jsonl")
-    for name in crashflows.TYPES_PRODUCERS:  # stored as side files, not inline JSON
-        assert "ref" in done[name] and "out" not in done[name], done[name]
-        assert (state / "outputs" / done[name]["ref"]).is_file()
+    for name in crashflows.TYPES_PRODUCERS:  # stored as objects, not inline JSON
+        assert "obj" in done[name] and "out" not in done[name], done[name]
+        assert _object(tmp_path, crashflows.typed, name).is_file()
 
     resumed = _flowkit(tmp_path, "run", "crashflows:typed")
 
@@ -301,7 +310,7 @@ def test_damaged_side_file_makes_its_step_run_again_with_the_file_named(
 ) -> None:
     first = _flowkit(tmp_path, "run", "crashflows:typed")
     assert first.returncode == 0, first.stdout + first.stderr
-    side_file = _state_dir(tmp_path, crashflows.typed) / "outputs" / f"{step}.pkl"
+    side_file = _object(tmp_path, crashflows.typed, step)
     _damage(side_file, how)
 
     again = _flowkit(tmp_path, "run", "crashflows:typed", "--verbose")
@@ -310,7 +319,7 @@ def test_damaged_side_file_makes_its_step_run_again_with_the_file_named(
     assert _labels(again.stdout)[step] == "SUCCEEDED", again.stdout
     started = [line for line in again.stdout.splitlines() if line.startswith("[STARTED]")]
     assert len(started) == 1 and step in started[0], again.stdout
-    assert f"{step}.pkl" in started[0] and says in started[0], started[0]
+    assert side_file.name in started[0] and says in started[0], started[0]
     # only the damaged step ran again: it returned an equal value, so `check` stays cached
     assert Counter(_executions(tmp_path)) == {
         **dict.fromkeys(crashflows.TYPES_STEPS, 1),
@@ -323,14 +332,15 @@ def test_damaged_side_file_makes_its_step_run_again_with_the_file_named(
 def test_default_run_output_says_which_side_file_forced_a_rerun(tmp_path: Path) -> None:
     first = _flowkit(tmp_path, "run", "crashflows:typed")
     assert first.returncode == 0, first.stdout + first.stderr
-    (_state_dir(tmp_path, crashflows.typed) / "outputs" / "make_set.pkl").unlink()
+    lost = _object(tmp_path, crashflows.typed, "make_set")
+    lost.unlink()
 
     again = _flowkit(tmp_path, "run", "crashflows:typed")
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert _labels(again.stdout)["make_set"] == "SUCCEEDED"
     # a stored result was thrown away: the plain `flowkit run` output should say why
-    assert "make_set.pkl" in again.stdout + again.stderr, again.stdout + again.stderr
+    assert lost.name in again.stdout + again.stderr, again.stdout + again.stderr
 
 
 def test_dry_run_and_explain_predict_the_rerun_of_a_step_whose_side_file_is_missing(
@@ -338,7 +348,8 @@ def test_dry_run_and_explain_predict_the_rerun_of_a_step_whose_side_file_is_miss
 ) -> None:
     first = _flowkit(tmp_path, "run", "crashflows:typed")
     assert first.returncode == 0, first.stdout + first.stderr
-    (_state_dir(tmp_path, crashflows.typed) / "outputs" / "make_set.pkl").unlink()
+    lost = _object(tmp_path, crashflows.typed, "make_set")
+    lost.unlink()
 
     plan = _flowkit(tmp_path, "run", "crashflows:typed", "--dry-run")
     explain = _flowkit(tmp_path, "explain", "crashflows:typed", "make_set")
@@ -347,7 +358,7 @@ def test_dry_run_and_explain_predict_the_rerun_of_a_step_whose_side_file_is_miss
     found = re.findall(r"^\s+(cached|run|skip)\s+(\S+)", plan.stdout, re.MULTILINE)
     verdicts = {name: verdict for verdict, name in found}
     assert verdicts.get("make_set") == "run", plan.stdout
-    assert "would run" in explain.stdout and "make_set.pkl" in explain.stdout, explain.stdout
+    assert "would run" in explain.stdout and lost.name in explain.stdout, explain.stdout
     assert Counter(_executions(tmp_path)) == dict.fromkeys(crashflows.TYPES_STEPS, 1)
 
 
@@ -499,7 +510,7 @@ def test_journal_from_a_newer_format_stops_with_exit_2_asking_to_upgrade(tmp_pat
     _crash_chain(tmp_path)
     journal = _state_dir(tmp_path, crashflows.chain) / "journal.jsonl"
     data = journal.read_bytes()
-    assert data.count(b'"format":2,') == 1
+    assert data.count(b'"format":%d,' % FORMAT) == 1
     lines = data.splitlines(keepends=True)
     header = orjson.loads(lines[0])
     del header["crc"]

@@ -15,6 +15,7 @@ from flowkit import (
     PickleSerializer,
     Status,
 )
+from flowkit.store import RunStore
 
 pd = pytest.importorskip("pandas")
 np = pytest.importorskip("numpy")
@@ -22,7 +23,16 @@ pytest.importorskip("pyarrow")
 
 
 def _outputs(tmp_path: Path, flow: str) -> dict[str, Path]:
-    return {p.name: p for p in tmp_path.glob(f"{flow}/*/outputs/*") if p.is_file()}
+    """Each stored output file of the flow's runs, as ``<step><suffix>`` (objects are named by
+    their content; the journal says which step's output each one is)."""
+    found: dict[str, Path] = {}
+    for journal in tmp_path.glob(f"{flow}/*/journal.jsonl"):
+        store = RunStore(tmp_path, flow, journal.parent.name)
+        for name, rec in store.load().steps.items():
+            path = store.file_of(rec)
+            if path is not None and path.is_file():
+                found[name + path.suffix] = path
+    return found
 
 
 def _frame_flow(name: str, version: str, seen: list[Any], **flow_options: Any) -> Flow:
@@ -157,3 +167,40 @@ def test_a_serializer_option_without_dumps_and_loads_is_refused() -> None:
         @flow.step(serializer="parquet")
         def frame() -> int:
             return 1
+
+
+def test_a_polars_frame_is_stored_as_parquet_and_restored_as_a_polars_frame(
+    tmp_path: Path,
+) -> None:
+    import polars as pl
+
+    seen: list[Any] = []
+
+    def build(version: str) -> Flow:
+        flow = Flow("polars")
+
+        @flow.step()
+        def frame() -> Any:
+            return pl.DataFrame({"x": [1, 2, 3], "label": ["a", "b", "c"]})
+
+        @flow.step()
+        def pandas_frame() -> Any:
+            return pd.DataFrame({"x": [1, 2, 3]})
+
+        @flow.step(code_version=version)
+        def use(frame: Any, pandas_frame: Any) -> int:
+            seen.append((frame, pandas_frame))
+            return int(frame["x"].sum())
+
+        return flow
+
+    assert build("1").run(state_dir=tmp_path).ok
+    stored = _outputs(tmp_path, "polars")
+    assert "frame.parquet" in stored and stored["frame.parquet"].name.endswith(".pl.parquet")
+    assert "pandas_frame.parquet" in stored
+    assert not stored["pandas_frame.parquet"].name.endswith(".pl.parquet")
+    again = build("2").run(state_dir=tmp_path)
+    assert again["frame"].status is Status.CACHED and again["use"].output == 6
+    frame, pandas_frame = seen[1]
+    assert isinstance(frame, pl.DataFrame) and frame.equals(seen[0][0])
+    assert isinstance(pandas_frame, pd.DataFrame)

@@ -30,6 +30,7 @@ from flowkit.errors import CorruptStateError
 from flowkit.keys import digest
 from flowkit.records import RecordError, parse_line, seal, validate
 from flowkit.secret import key_path, secret_key
+from flowkit.store import FORMAT, RunStore
 
 PIPELINE = """\
 from __future__ import annotations
@@ -93,6 +94,14 @@ def _run_dir(folder: Path) -> Path:
     return folder / ".flowkit" / "trust" / "trust"
 
 
+def _stored(folder: Path, step: str) -> Path:
+    """The file holding ``step``'s output in the run's latest state."""
+    store = RunStore(folder / ".flowkit", "trust", "trust")
+    path = store.file_of(store.load().steps[step])
+    assert path is not None
+    return path
+
+
 def _ran(folder: Path) -> list[str]:
     path = folder / "ran.txt"
     return path.read_text().split() if path.exists() else []
@@ -149,7 +158,7 @@ def test_a_line_without_checksum_after_sealed_lines_is_damage() -> None:
         ({"ev": "done", "step": "a", "status": "fajled", "error": {}}, "unknown step status"),
         ({"ev": "done", "step": 3, "status": "failed", "error": {}}, "field 'step'"),
         ({"ev": "done", "step": "a", "status": "succeeded", "out": 1}, "needs its output 'hash'"),
-        ({"ev": "done", "step": "a", "status": "succeeded", "hash": "h"}, "'out' or 'ref'"),
+        ({"ev": "done", "step": "a", "status": "succeeded", "hash": "h"}, "'out' or 'obj'"),
         ({"ev": "done", "step": "a", "status": "failed"}, "needs its 'error'"),
         ({"ev": "done", "step": "a", "status": "skipped", "attempts": True}, "'attempts'"),
         ({"ev": "end", "status": "finished", "time": 1.0}, "unknown run status"),
@@ -303,11 +312,15 @@ def test_tampered_pickle_with_rewritten_hash_is_never_unpickled(tmp_path: Path) 
     _flowkit(tmp_path, "run", "pipe.py:trust")
     marker = tmp_path / "pwned"
     payload = pickle.dumps(_Payload(marker))
-    pkl = _run_dir(tmp_path) / "outputs" / "shapes.pkl"
-    assert pkl.is_file()
-    pkl.write_bytes(payload)
+    assert _stored(tmp_path, "shapes").is_file()
+    forged = digest(payload) + ".pkl"  # a new object, named as flowkit would name it
+    objects = _run_dir(tmp_path).parent / "objects"
+    (objects / forged[:2]).mkdir(exist_ok=True)
+    (objects / forged[:2] / forged).write_bytes(payload)
     _rewrite(
-        _run_dir(tmp_path) / "journal.jsonl", _set_done("shapes", hash=digest(payload)), sealed=True
+        _run_dir(tmp_path) / "journal.jsonl",
+        _set_done("shapes", hash=digest(payload), obj=forged),
+        sealed=True,
     )
     (_run_dir(tmp_path) / "snapshot.json").unlink()
 
@@ -315,7 +328,7 @@ def test_tampered_pickle_with_rewritten_hash_is_never_unpickled(tmp_path: Path) 
 
     assert not marker.exists(), "the payload ran"
     assert result.returncode == 0, result.stderr
-    assert "shapes.pkl" in result.stderr and "not signed" in result.stderr, result.stderr
+    assert forged in result.stderr and "not signed" in result.stderr, result.stderr
     assert _ran(tmp_path).count("shapes") == 2
     assert (tmp_path / "consumer.txt").read_text() == "24706 [7, 24706]"
 
@@ -345,7 +358,7 @@ def test_state_copied_to_another_user_reruns_pickled_steps_unless_the_key_is_sha
     with caplog.at_level(logging.WARNING, logger="flowkit"):
         result = flow.run(state_dir=tmp_path / "copied")
     assert result["shapes"].status is Status.SUCCEEDED and "not signed" in result["shapes"].reason
-    assert "shapes.pkl" in caplog.text and "not unpickled" in caplog.text
+    assert "step 'shapes' re-runs: object" in caplog.text and "not unpickled" in caplog.text
 
     monkeypatch.setenv("FLOWKIT_SECRET", "shared-ci-secret")  # CI: one secret for every job
     flow.run(state_dir=tmp_path / "ci", fresh=True)
@@ -409,7 +422,7 @@ def test_lost_journal_beside_outputs_is_reported_and_the_old_files_are_moved_asi
     _write_pipeline(tmp_path)
     _flowkit(tmp_path, "run", "pipe.py:trust")
     run_dir = _run_dir(tmp_path)
-    old_pickle = (run_dir / "outputs" / "shapes.pkl").read_bytes()
+    stored = _stored(tmp_path, "shapes")
     journal = run_dir / "journal.jsonl"
     (run_dir / "snapshot.json").unlink()
     if how == "deleted":
@@ -422,10 +435,11 @@ def test_lost_journal_beside_outputs_is_reported_and_the_old_files_are_moved_asi
     assert result.returncode == 0, result.stderr
     said = {"deleted": "journal is missing", "emptied": "journal is empty"}[how]
     assert "run folder .flowkit/trust/trust has" in result.stderr, result.stderr
-    assert said in result.stderr and "outputs" in result.stderr, result.stderr
+    assert said in result.stderr and "report.json" in result.stderr, result.stderr
     assert "trust.previous" in result.stderr
     moved = run_dir.with_name("trust.previous")
-    assert (moved / "outputs" / "shapes.pkl").read_bytes() == old_pickle
+    assert (moved / "report.json").is_file()
+    assert _stored(tmp_path, "shapes") == stored  # equal bytes: the same object, kept
     assert _ran(tmp_path).count("numbers") == 2  # started over, knowingly
 
 
@@ -635,4 +649,4 @@ def test_a_resumed_format_1_journal_gets_a_format_2_header_and_stays_readable(
     (journal.parent / "snapshot.json").unlink()
     assert _outcome(flow, tmp_path) == expected
     headers = [r for r in _records(journal) if r["ev"] == "run"]
-    assert [h["format"] for h in headers] == [1, 2]
+    assert [h["format"] for h in headers] == [1, FORMAT]
