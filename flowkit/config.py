@@ -88,9 +88,7 @@ def _outcomes(value: Any, where: str) -> list[str]:
         )
     wrong = [v for v in value if v not in OUTCOMES]
     if wrong:
-        raise ConfigError(
-            f"{where}: {wrong[0]!r} is not a run outcome; use {', '.join(OUTCOMES)}"
-        )
+        raise ConfigError(f"{where}: {wrong[0]!r} is not a run outcome; use {', '.join(OUTCOMES)}")
     return list(value)
 
 
