@@ -552,7 +552,7 @@ def test_render_html_shows_every_status() -> None:
     live = Dom.parse(render_html(flow, _state(records), running=True))
     assert live.row_statuses()["cut"] == "running"
     assert live.one(id="run-status").text == "running"
-    assert set(STATUSES) == {*expected.values(), "running"}
+    assert set(STATUSES) == {*expected.values(), "running", "retrying"}  # tests/test_stepview.py
 
 
 def test_report_of_a_real_run_matches_its_result(tmp_path: Path) -> None:

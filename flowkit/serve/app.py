@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..keys import safe_name
 from ..report import stylesheet
+from ..stepview import split_instance
 from .actions import CancelError, cancel_run
 from .catalog import Catalog, UnknownRunError
 from .guard import LoopbackHosts, SecurityHeaders, TokenGuard
@@ -284,7 +285,7 @@ def _snapshot(tail: RunTail) -> bytes:
 
 
 def _find_row(tail: RunTail, name: str) -> Any:
-    if name in tail.shape.deps or name.split("[", 1)[0] in tail.shape.deps:
+    if name in tail.shape.deps or split_instance(name)[0] in tail.shape.deps:
         for row in tail.report().steps:
             if row.name == name:
                 return row

@@ -1,0 +1,34 @@
+// The report page: filter the table (search box, status chips, or "#status=failed" /
+// "#filter=text" in the URL) and toggle the graphs between natural size and fit-to-width.
+// Sets body[data-ready] when done.
+(function () {
+  var rows = Array.prototype.slice.call(document.querySelectorAll('#step-table tbody tr'));
+  var box = document.getElementById('filter'), shown = document.getElementById('shown');
+  var status = '';
+  function apply() {
+    var q = box.value.trim().toLowerCase(), n = 0;
+    rows.forEach(function (tr) {
+      var ok = (!status || tr.dataset.status === status) &&
+               (!q || tr.textContent.toLowerCase().indexOf(q) >= 0);
+      tr.hidden = !ok;
+      if (ok) { n++; }
+    });
+    shown.textContent = n + ' of ' + rows.length + ' steps shown';
+  }
+  function fromHash() {
+    var h = decodeURIComponent(location.hash.slice(1));
+    if (h.indexOf('status=') === 0) { status = h.slice(7); apply(); }
+    else if (h.indexOf('filter=') === 0) { box.value = h.slice(7); apply(); }
+  }
+  box.addEventListener('input', apply);
+  document.querySelectorAll('#counts button').forEach(function (b) {
+    b.addEventListener('click', function () { status = b.dataset.status; apply(); });
+  });
+  document.getElementById('fit').addEventListener('click', function () {
+    document.querySelectorAll('svg.dag').forEach(function (g) { g.classList.toggle('fit'); });
+  });
+  window.addEventListener('hashchange', fromHash);
+  apply();
+  fromHash();
+  document.body.dataset.ready = '1';
+})();
