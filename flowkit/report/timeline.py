@@ -32,9 +32,14 @@ def _nice_step(span: float, target: int = 8) -> float:
     return float(10 * mag)
 
 
-def _pack(bars: Iterable[tuple[float, float, StepRow]]) -> list[list[tuple[float, float, StepRow]]]:
+#: What a lane holds: a step's span there (start, end), its row, and which of its attempts ran
+#: there (indices; none: the step is drawn as one bar).
+Bar = tuple[float, float, StepRow, tuple[int, ...]]
+
+
+def _pack(bars: Iterable[Bar]) -> list[list[Bar]]:
     """Greedy interval packing: bars that overlap in time go on separate rows of a lane."""
-    rows: list[list[tuple[float, float, StepRow]]] = []
+    rows: list[list[Bar]] = []
     ends: list[float] = []
     for bar in sorted(bars, key=lambda b: (b[0], b[1])):
         for i, end in enumerate(ends):
@@ -61,11 +66,15 @@ def timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
     fallback_end = report.ended or max((r.end or r.start or t0) for r in ran)
     t1 = max(max((r.end or fallback_end) for r in ran), fallback_end, t0 + 1e-3)
     scale = PLOT_W / (t1 - t0)
-    lanes: dict[str, list[tuple[float, float, StepRow]]] = {}
+    lanes: dict[str, list[Bar]] = {}
     for r in ran:
-        start = _first_start(r, tries[r.name])
         end = r.end if r.end is not None else fallback_end
-        lanes.setdefault(_lane(r, tries[r.name]), []).append((start, end, r))
+        if not tries[r.name]:
+            bar = (_first_start(r, ()), end, r, ())
+            lanes.setdefault(r.worker or NO_WORKER, []).append(bar)
+            continue
+        for worker, group in _by_worker(r, tries[r.name], end):
+            lanes.setdefault(worker, []).append(group)
     order = sorted(lanes, key=lambda w: (w.startswith("("), min(b[0] for b in lanes[w]), w))
     packed = {w: _pack(lanes[w]) for w in order}
     total_rows = sum(len(p) for p in packed.values())
@@ -101,10 +110,10 @@ def timeline_svg(report: RunReport, index: Mapping[str, int]) -> str:
         )
         for i, bars in enumerate(rows):
             by = y + i * BAR_PITCH
-            for start, end, r in bars:
+            for start, end, r, which in bars:
                 x_of = _x_scale(t0, scale)
-                if tries[r.name]:
-                    out.extend(_attempt_bars(r, tries[r.name], end, by, x_of, index[r.name]))
+                if which:
+                    out.extend(_attempt_bars(r, tries[r.name], which, end, by, x_of, index[r.name]))
                     continue
                 bx, bw = x_of(start), max(1.0, (end - start) * scale)
                 tip = f"{r.name} — {r.status}, {fmt_duration(max(0.0, end - start))}"
@@ -138,22 +147,49 @@ def _x_scale(t0: float, scale: float) -> Callable[[float], float]:
     return lambda t: LANE_LABEL_W + (t - t0) * scale
 
 
+def _span(attempts: Sequence[Attempt], i: int, end: float) -> tuple[float, float, float]:
+    """Start and stop of attempt ``i``, and the end of the wait that follows it."""
+    a = attempts[i]
+    nxt = attempts[i + 1] if i + 1 < len(attempts) else None
+    start = a.start if a.start is not None else end
+    stop = a.end if a.end is not None else (nxt.start if nxt and nxt.start else end)
+    until = stop
+    if a.delay > 0 and a.status in ("failed", "timed_out"):
+        until = nxt.start if nxt and nxt.start else stop + a.delay
+    return start, stop, max(stop, until)
+
+
+def _by_worker(r: StepRow, attempts: Sequence[Attempt], end: float) -> list[tuple[str, Bar]]:
+    """The step's attempts grouped by the worker each ran on (an attempt the journal does not
+    place is put with the step's last worker): one bar group per lane."""
+    groups: dict[str, list[int]] = {}
+    for i, a in enumerate(attempts):
+        groups.setdefault(a.worker or r.worker or NO_WORKER, []).append(i)
+    out = []
+    for worker, which in groups.items():
+        spans = [_span(attempts, i, end) for i in which]
+        first, last = min(s[0] for s in spans), max(s[2] for s in spans)
+        out.append((worker, (first, last, r, tuple(which))))
+    return out
+
+
 def _attempt_bars(
     r: StepRow,
     attempts: Sequence[Attempt],
+    which: Sequence[int],
     end: float,
     y: float,
     x_of: Callable[[float], float],
     row_index: int,
 ) -> list[str]:
-    """One labelled bar per attempt (``data-attempt``), and a hatched bar for each wait
-    before a retry."""
+    """One labelled bar per attempt of ``which`` (``data-attempt``), and a hatched bar for
+    each wait before a retry."""
     e = _esc
     out = []
-    for i, a in enumerate(attempts):
+    for i in which:
+        a = attempts[i]
         nxt = attempts[i + 1] if i + 1 < len(attempts) else None
-        start = a.start if a.start is not None else end
-        stop = a.end if a.end is not None else (nxt.start if nxt and nxt.start else end)
+        start, stop, _ = _span(attempts, i, end)
         bx, bw = x_of(start), max(1.0, x_of(stop) - x_of(start))
         status = a.status if a.status != "running" else r.status
         label = f"{r.name} #{a.n}" if len(attempts) > 1 or a.n > 1 else r.name
@@ -184,12 +220,3 @@ def _bar_label(text: str, x: float, width: float, y: float) -> str:
         return ""
     shown = text if len(text) <= fits else text[: fits - 1] + "…"
     return f'<text class="bar-label" x="{x + 3:.1f}" y="{y + 11:.0f}">{_esc(shown)}</text>'
-
-
-def _lane(row: StepRow, attempts: Sequence[Attempt]) -> str:
-    """The worker a step ran on: its record's, else the one its attempts name (a timed-out
-    attempt whose thread was abandoned is recorded with the worker it ran on)."""
-    if row.worker:
-        return row.worker
-    named = [a.worker for a in attempts if a.worker]
-    return named[-1] if named else NO_WORKER
