@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from html import escape
 
 from ..result import fmt_duration
 from ..stepview import FAILURES
 from .model import StepRow
 
-__all__ = ["FOCUS_OVER", "failure_paths", "graph_svg", "svg"]
+__all__ = ["FOCUS_DEPTH", "FOCUS_OVER", "failure_paths", "graph_svg", "svg", "upstream_count"]
 
 # Layout (pixels).
 NODE_W, NODE_H = 168, 24
@@ -26,8 +27,9 @@ MAX_ROWS = 40  # a tier with more steps wraps into several sub-columns
 LABEL_CHARS = 23
 MAX_EDGES = 20_000  # beyond this the edges are omitted (they would be an unreadable mesh)
 
-#: A graph of more nodes than this, with failures, opens on the failures and their upstreams.
-FOCUS_OVER = 60
+#: A graph of more nodes than this, with failures, opens on the failures and their upstreams,
+#: up to this many dependencies away (so that the drawing fits a screen's width).
+FOCUS_OVER, FOCUS_DEPTH = 60, 3
 
 #: Short signs for instance counts on a fan-out node.
 _SIGNS = {
@@ -48,20 +50,40 @@ def _esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def failure_paths(rows: Sequence[StepRow]) -> list[StepRow]:
-    """The graph's failed steps (a fan-out step whose instances failed counts) and every step
-    upstream of them, in the rows' order."""
+def failure_paths(rows: Sequence[StepRow], depth: int = FOCUS_DEPTH) -> list[StepRow]:
+    """The graph's failed steps (a fan-out step whose instances failed counts) and the steps
+    up to ``depth`` dependencies upstream of them, in the rows' order. Each is given as its
+    ``tier`` its column in the focus drawing: the failed steps in the last one, and each step
+    upstream one column further left per dependency (its nearest failure decides)."""
     nodes = {r.name: r for r in rows if r.parent is None}
-    bad = {r.parent or r.name for r in rows if r.status in FAILURES}
-    keep: set[str] = set()
-    todo = [n for n in bad if n in nodes]
+    bad = [n for n in dict.fromkeys(r.parent or r.name for r in rows if r.status in FAILURES)]
+    dist: dict[str, int] = {n: 0 for n in bad if n in nodes}
+    frontier = list(dist)
+    for d in range(1, depth + 1):
+        nxt = []
+        for n in frontier:
+            for up in (*nodes[n].data_deps, *nodes[n].order_deps):
+                if up in nodes and up not in dist:
+                    dist[up] = d
+                    nxt.append(up)
+        frontier = nxt
+    deepest = max(dist.values(), default=0)
+    return [replace(r, tier=deepest - dist[r.name]) for r in rows if r.name in dist]
+
+
+def upstream_count(rows: Sequence[StepRow]) -> int:
+    """How many steps are upstream of the failed ones in all (however far)."""
+    nodes = {r.name: r for r in rows if r.parent is None}
+    todo = list(dict.fromkeys(r.parent or r.name for r in rows if r.status in FAILURES))
+    seen: set[str] = set(todo)
     while todo:
         n = todo.pop()
-        if n in keep:
-            continue
-        keep.add(n)
-        todo.extend(d for d in (*nodes[n].data_deps, *nodes[n].order_deps) if d in nodes)
-    return [r for r in rows if r.parent is None and r.name in keep]
+        for up in (*nodes[n].data_deps, *nodes[n].order_deps) if n in nodes else ():
+            if up in nodes and up not in seen:
+                seen.add(up)
+                todo.append(up)
+    failed = {r.parent or r.name for r in rows if r.status in FAILURES}
+    return len(seen - failed)
 
 
 def _layout(

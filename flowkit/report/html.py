@@ -21,7 +21,7 @@ from ..flow import Flow
 from ..result import fmt_duration
 from ..stepview import FAILURES
 from ..store import LoadedState
-from .graph import FOCUS_OVER, failure_paths, svg
+from .graph import FOCUS_DEPTH, FOCUS_OVER, failure_paths, svg, upstream_count
 from .model import LOG_LINES, STATUSES, RunReport, StepRow, collect
 from .text import alert_line, fmt_time, rates_text
 from .timeline import timeline_svg
@@ -120,10 +120,16 @@ def _graph_html(rows: list[StepRow], index: Mapping[str, int]) -> str:
         return f'<section id="graph"><h2>Graph</h2>{hint}{full}{_legend_html()}</section>'
     bad = {r.parent or r.name for r in rows if r.status in FAILURES}
     failed = sum(1 for r in focus if r.name in bad)
+    shown, upstream = len(focus) - failed, upstream_count(rows)
+    near = (
+        f"up to {FOCUS_DEPTH} dependencies away: {shown} of {upstream}"
+        if shown < upstream
+        else str(shown)
+    )
     return (
         '<section id="graph"><h2>Graph</h2>'
-        f'<p class="hint" id="focus-hint">{failed} failed step(s) of {nodes}, with the '
-        f"{len(focus) - failed} step(s) upstream of them. The whole graph is below.</p>"
+        f'<p class="hint" id="focus-hint">{failed} failed step(s) of {nodes}, and the steps '
+        f"upstream of them ({near}). The whole graph is below.</p>"
         f'<div class="scroll" id="focus-box">{svg(rows, index, only=focus, svg_id="dag-focus")}'
         f"</div>{_legend_html()}"
         f'<details id="graph-full"><summary>The whole graph ({nodes} steps)</summary>'

@@ -27,6 +27,15 @@
   document.getElementById('fit').addEventListener('click', function () {
     document.querySelectorAll('svg.dag').forEach(function (g) { g.classList.toggle('fit'); });
   });
+  // a big graph opens on its failures: bring the first failed step into its box's view
+  var focus = document.getElementById('focus-box');
+  var failed = focus && focus.querySelector('g.node[data-status="failed"], ' +
+    'g.node[data-status="timed_out"], g.node[data-status="interrupted"]');
+  if (failed) {
+    var fb = focus.getBoundingClientRect(), nb = failed.getBoundingClientRect();
+    if (nb.right > fb.right) { focus.scrollLeft += nb.right - fb.right + 24; }
+    if (nb.bottom > fb.bottom) { focus.scrollTop += nb.bottom - fb.bottom + 24; }
+  }
   window.addEventListener('hashchange', fromHash);
   apply();
   fromHash();
