@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_flowkit
-from test_serve_browser import CHROMIUM, browser  # noqa: F401  (the session's browser)
+from conftest import CHROMIUM, ROOT, run_flowkit
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -93,7 +92,7 @@ def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def page(browser: Browser, report_page: Path) -> Iterator[Page]:  # noqa: F811
+def page(browser: Browser, report_page: Path) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1024, "height": 768})
     pg = context.new_page()
     errors: list[str] = []
