@@ -253,14 +253,14 @@ def log_tails(
     budget = total
     first = sorted(range(len(rows)), key=lambda i: (rows[i].status not in _FIRST, i))
     for i in first:
-        if budget <= 0:
-            break
         name = rows[i].name
         path = folder / f"{safe_name(name)}.log"
         try:
             with open(path, "rb") as f:
                 size = f.seek(0, 2)
-                take = min(size, per_step, budget)
+                take = min(size, per_step)
+                if take > budget:
+                    break  # the page has all the log it may hold
                 f.seek(size - take)
                 data = f.read(take)
         except OSError:
@@ -269,11 +269,11 @@ def log_tails(
             continue
         text = data.decode("utf-8", errors="replace")
         cut = text.splitlines()
-        if take < size and cut:
+        if take < size and len(cut) > 1:
             cut = cut[1:]  # the first line was read from its middle
-        cut = cut[-lines:]
-        out[name] = "\n".join(cut)
-        budget -= len(data)
+        tail = "\n".join(cut[-lines:])
+        out[name] = tail
+        budget -= len(tail.encode("utf-8"))
     return out
 
 
