@@ -136,7 +136,7 @@ def test_each_attempt_is_a_bar_and_waits_are_shown(page: Page) -> None:
 
 
 def test_the_collapsed_log_opens_on_click(page: Page) -> None:
-    row = page.locator('tr[data-step="c17_6"]')
+    row = page.locator('tr[data-step="c17_6"] + tr.more')  # the row under the step's
     log = row.locator("details.log")
     pre = log.locator("pre")
     assert not pre.is_visible()
@@ -149,7 +149,8 @@ def test_the_collapsed_log_opens_on_click(page: Page) -> None:
 
 
 def test_tables_wrap_instead_of_scrolling_sideways(page: Page) -> None:
-    page.locator(f'tr[data-step="{LONG_NAME}"] details.traceback summary').click()
+    page.locator(f'tr[data-step="{LONG_NAME}"] + tr.more details.traceback summary').click()
+    page.locator('tr[data-step="c17_6"] + tr.more details.log summary').click()
     widths = page.evaluate(
         """() => {
           const t = document.getElementById('step-table');

@@ -2,15 +2,22 @@
 // "#filter=text" in the URL) and toggle the graphs between natural size and fit-to-width.
 // Sets body[data-ready] when done.
 (function () {
-  var rows = Array.prototype.slice.call(document.querySelectorAll('#step-table tbody tr'));
+  var rows = Array.prototype.slice.call(document.querySelectorAll('#step-table tbody tr[data-step]'));
+  function more(tr) {  // the row under a step's: its traceback and log
+    var next = tr.nextElementSibling;
+    return next && next.classList.contains('more') ? next : null;
+  }
   var box = document.getElementById('filter'), shown = document.getElementById('shown');
   var status = '';
   function apply() {
     var q = box.value.trim().toLowerCase(), n = 0;
     rows.forEach(function (tr) {
+      var extra = more(tr);
+      var text = tr.textContent + (extra ? extra.textContent : '');
       var ok = (!status || tr.dataset.status === status) &&
-               (!q || tr.textContent.toLowerCase().indexOf(q) >= 0);
+               (!q || text.toLowerCase().indexOf(q) >= 0);
       tr.hidden = !ok;
+      if (extra) { extra.hidden = !ok; }
       if (ok) { n++; }
     });
     shown.textContent = n + ' of ' + rows.length + ' steps shown';
