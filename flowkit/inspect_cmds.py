@@ -399,8 +399,9 @@ def cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
         if params or args.run_id
         else None
     )
-    if store is not None and store.exists():
-        statuses = {n: r["status"] for n, r in store.load().steps.items()}
+    if store is not None and store.exists():  # each step's status in the latest session
+        views = views_of(flow.graph().order, store.load(), running=store.holder() is not None)
+        statuses = {v.name: v.status for v, _ in views if v.status != "pending"}
     if args.json:
         if args.format != "text":
             raise UsageError(f"--json and --format {args.format}: choose one")
