@@ -204,3 +204,26 @@ def test_log_tails_are_bounded_per_step_and_in_all(tmp_path: Path) -> None:
     cut = log_tails(tmp_path, rows[:1], lines=40, per_step=200, total=10**6)["s0"]
     assert len(cut) <= 200 and cut.splitlines()[-1] == "s0 line 99 <b>"
     assert cut.splitlines()[0].startswith("s0 line ")  # no line read from its middle
+
+
+def test_a_timed_out_thread_step_records_the_thread_it_ran_on(tmp_path: Path) -> None:
+    import time
+
+    from flowkit import Flow
+
+    flow = Flow("stuck")
+
+    @flow.step(timeout=0.2, retries=1)
+    def stuck() -> None:
+        time.sleep(1.0)
+
+    result = flow.run(state_dir=tmp_path, executor="thread", workers=2)
+    assert not result.ok
+    state = flow.load_state(state_dir=tmp_path)
+    log = AttemptLog.read(tmp_path / "stuck" / "stuck" / "journal.jsonl")
+    view = view_step("stuck", state, tries=log.by_step["stuck"])
+    assert view.status == "timed_out"
+    workers = [t.worker or "" for t in view.tries]
+    assert len(workers) == 2 and all(":flowkit-timed-" in w for w in workers), workers
+    assert workers[0] != workers[1]  # each attempt had a thread of its own
+    assert view.worker == workers[1]
