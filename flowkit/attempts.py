@@ -33,6 +33,7 @@ class Attempt:
     status: str = "running"
     delay: float = 0.0  # the wait before the next attempt (a failed attempt that was retried)
     error: str = ""
+    worker: str | None = None  # where it ran, when the journal says
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Attempt:
             "status": self.status,
             "delay": self.delay,
             "error": self.error,
+            "worker": self.worker,
         }
 
 
@@ -91,11 +93,13 @@ class AttemptLog:
             last.status = "timed_out" if rec.get("timed_out") else "failed"
             last.delay = _num(rec.get("delay")) or 0.0
             last.error = _error(rec.get("error"))
+            last.worker = _text(rec.get("worker"))
         elif ev == "done" and tries and tries[-1].status == "running":
             last = tries[-1]
             last.end = _num(rec.get("end"))
             last.status = str(rec.get("status", "succeeded"))
             last.error = _error(rec.get("error"))
+            last.worker = _text(rec.get("worker"))
         elif ev == "done" and tries is None and rec.get("attempts") == 1 and "start" in rec:
             # a single attempt journaled without a `start` record (run inline, unwatched)
             self.by_step[name] = [
@@ -105,6 +109,7 @@ class AttemptLog:
                     _num(rec.get("end")),
                     str(rec.get("status", "succeeded")),
                     error=_error(rec.get("error")),
+                    worker=_text(rec.get("worker")),
                 )
             ]
 
@@ -123,6 +128,10 @@ def _records(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:
 
 def _error(err: Any) -> str:
     return str(ErrorInfo.from_json(err)) if isinstance(err, dict) else ""
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
 
 
 def _num(v: Any) -> float | None:

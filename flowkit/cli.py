@@ -279,8 +279,9 @@ def _cmd_report(flow: Flow, params: dict[str, str], args: argparse.Namespace) ->
         state,
         run_id=args.run_id,
         running=store.holder() is not None,
-        attempts=AttemptLog.read(store.journal_path) if args.html else None,
+        attempts=AttemptLog.read(store.journal_path),
         rates=cost_rates(args),
+        logs=store.logs if args.html else None,
     )
     if not args.html:
         print(render_text(report))

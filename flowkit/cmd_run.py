@@ -88,7 +88,7 @@ def add_execution_options(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--notify-timeout",
         type=float,
-        default=10.0,
+        default=None,
         metavar="SECONDS",
         help="deadline of each alert's delivery, retries included (default 10)",
     )

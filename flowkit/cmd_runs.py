@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from .errors import StateError, StateWriteError, UnknownStepError, UsageError
 from .flow import Flow
 from .inspect_json import print_json, runs_json
 from .keys import safe_name
+from .stepview import views_of
 from .store import RunStore, check_folder, default_state_dir
 
 __all__ = ["cmd_clean", "cmd_logs", "cmd_runs"]
@@ -31,15 +32,17 @@ def _runs_of(flow: Flow, state_dir: str | None) -> list[tuple[RunStore, dict[str
         for d in sorted(root.iterdir()):
             if d.is_dir() and not d.name.endswith(".previous") and (d / "journal.jsonl").exists():
                 store = RunStore(root.parent, flow.name, d.name)
-                out.append((store, _run_info(store)))
+                out.append((store, _run_info(store, flow.graph().order)))
     return out
 
 
-def _run_info(store: RunStore) -> dict[str, Any]:
+def _run_info(store: RunStore, order: Sequence[str]) -> dict[str, Any]:
     """Params, start, last activity, status and step counts of one stored run.
 
     Read from the end-of-run snapshot when the journal has not grown since (cheap), else by
-    replaying the journal. A run whose state cannot be read is reported ``corrupt``.
+    replaying the journal: then the counts are of each step's status in the latest session
+    (the steps of ``order`` and their fan-out instances), as ``status`` shows them. A run whose
+    state cannot be read is reported ``corrupt``.
     """
     journal = store.journal_path
     try:
@@ -71,8 +74,9 @@ def _run_info(store: RunStore) -> dict[str, Any]:
     first = state.headers[0] if state.headers else {}
     last = state.headers[-1] if state.headers else {}
     counts: dict[str, int] = {}
-    for rec in state.steps.values():
-        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    for view, instances in views_of(order, state, running=store.holder() is not None):
+        for v in (view, *instances):
+            counts[v.status] = counts.get(v.status, 0) + 1
     return {
         "params": last.get("params", {}),
         "started": first.get("time"),

@@ -12,12 +12,15 @@ workers = 4
 executor = "thread"
 durability = "fsync"
 notify = ["slack:https://hooks.slack.com/services/..."]
+notify_on = ["failed", "succeeded"]   # run outcomes that alert (default: the problems)
+notify_timeout = 20                   # seconds for each alert's delivery, retries included
 cost_rate = {cpu_hour = 0.05, gb_hour = 0.01}   # or "cpu_hour=0.05,gb_hour=0.01"
 ```
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
@@ -28,6 +31,7 @@ from typing import Any
 
 from .errors import UsageError
 from .executors import EXECUTORS
+from .result import RunStatus
 
 __all__ = ["SETTINGS", "ConfigError", "Setting", "Value", "find_pyproject", "resolve"]
 
@@ -69,6 +73,32 @@ def _specs(value: Any, where: str) -> list[str]:
             f"{where}: expected a list of KIND:TARGET strings, e.g. ['slack:URL'], got {value!r}"
         )
     return list(value)
+
+
+#: What ``notify_on`` accepts: every outcome of a finished run, and ``always``.
+OUTCOMES = (*(s.value for s in RunStatus if s is not RunStatus.RUNNING), "always")
+
+
+def _outcomes(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):  # the environment: outcomes separated by commas or spaces
+        value = value.replace(",", " ").split()
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{where}: expected a list of run outcomes, e.g. ['failed', 'succeeded'], got {value!r}"
+        )
+    wrong = [v for v in value if v not in OUTCOMES]
+    if wrong:
+        raise ConfigError(f"{where}: {wrong[0]!r} is not a run outcome; use {', '.join(OUTCOMES)}")
+    return list(value)
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{where}: expected a number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _rates(value: Any, where: str) -> str:
@@ -114,6 +144,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("address", "--address", _text, None, "Dask scheduler address for executor dask"),
     Setting("notify", "--notify", _specs, [], "alerts when a run ends: KIND:TARGET, ..."),
+    Setting(
+        "notify_on",
+        "--notify-on",
+        _outcomes,
+        None,
+        "run outcomes that alert (default: failed, timed_out, interrupted)",
+    ),
+    Setting(
+        "notify_timeout",
+        "--notify-timeout",
+        _seconds,
+        10.0,
+        "seconds for each alert's delivery, retries included",
+    ),
     Setting("durability", "--durability", _choice(DURABILITY), "flush", "flush or fsync"),
     Setting(
         "cost_rate", "--cost-rate", _rates, None, "prices of cpu_hour / gb_hour for step costs"

@@ -55,9 +55,11 @@ class AttemptOutcome:
         return AttemptOutcome.failed(exc)
 
     @staticmethod
-    def failed(exc: BaseException, timed_out: bool = False) -> AttemptOutcome:
-        """An attempt that raised ``exc`` (or was stopped with it)."""
-        worker = getattr(exc, "flowkit_worker", None)
+    def failed(
+        exc: BaseException, timed_out: bool = False, worker: str | None = None
+    ) -> AttemptOutcome:
+        """An attempt that raised ``exc`` (or was stopped with it, on ``worker``)."""
+        worker = getattr(exc, "flowkit_worker", None) or worker
         return AttemptOutcome(
             error=exc, worker=worker, timed_out=timed_out or isinstance(exc, ShellTimeoutError)
         )
@@ -237,6 +239,13 @@ class Dispatcher:
             return "attempt cancelled"
         self.abandoned += 1
         return "attempt abandoned"
+
+    @staticmethod
+    def worker_of(fut: Future[Any]) -> str | None:
+        """The worker an attempt was given when it was submitted (a timed step's own thread),
+        if known: a stopped attempt cannot say where it ran."""
+        worker = getattr(fut, "flowkit_worker", None)
+        return worker if isinstance(worker, str) else None
 
     def stop_all(self) -> list[str]:
         """End every running attempt (the grace period is over); returns their steps."""

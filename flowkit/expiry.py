@@ -71,7 +71,8 @@ class Expiry:
             attempt = self.results[name].attempts
             note = f"attempt {attempt} timed out after {timeout:g}s ({how})"
             capture.note(self.steps.log_path(name), note)  # the attempt cannot write it
-            event = self._attempt_failed(name, AttemptOutcome.failed(exc, timed_out=True))
+            out = AttemptOutcome.failed(exc, True, self.dispatch.worker_of(fut))
+            event = self._attempt_failed(name, out)
             if event is not None:
                 expired.append((name, event))
         self._release(expired)

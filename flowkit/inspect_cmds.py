@@ -5,18 +5,18 @@ flow's stored runs, never run anything (``--json`` for scripts). ``runs``, ``cle
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 
+from .attempts import AttemptLog
 from .cancel import was_cancelled
 from .errors import UnknownStepError, UsageError
 from .flow import Flow
 from .inspect_json import explain_json, graph_json, print_json, status_json
-from .keys import safe_name
 from .result import ErrorInfo, fmt_duration, shown
 from .resume import CONDITION_FALSE, Decision, PlannedStep
-from .store import LoadedState, RunStore, duration_of, skip_status
+from .stepview import StepView, split_instance, view_step, views_of
+from .store import LoadedState, RunStore
 from .views import render_graph
 
 __all__ = ["NoSuchRunError", "cmd_explain", "cmd_graph", "cmd_status"]
@@ -38,31 +38,28 @@ def cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
         raise NoSuchRunError(flow.name, store.dir)
     state = store.load()
     holder = store.holder()
+    # each attempt's own time and the wait before a retry: only steps that were retried need it
+    attempts = AttemptLog.read(store.journal_path) if state.retries else None
     if args.step is not None:
         if args.json:
             raise UsageError("--json shows every step; drop --step, or drop --json")
-        return _status_of_step(flow, store, state, args.step, holder)
+        return _status_of_step(flow, store, state, args.step, holder, attempts)
     status = (
         "running (" + holder + ")" if holder else (state.end or {}).get("status", "interrupted")
     )
     session = state.headers[-1].get("time") if state.headers else None
     if status == "interrupted" and was_cancelled(store, session):
         status = "cancelled"
-    instances: dict[str, list[str]] = {}  # fan-out instances (``load[3]``) under their step
-    for key in dict.fromkeys([*state.steps, *state.session]):
-        if "[" in key and key.endswith("]"):
-            instances.setdefault(key[: key.index("[")], []).append(key)
+    views = views_of(flow.graph().order, state, running=bool(holder), attempts=attempts)
     if args.json:
-        order = flow.graph().order
-        rows = functools.partial(_step_state, state=state, holder=holder)
-        print_json(status_json(flow.name, store, status, order, instances, rows, state))
+        print_json(status_json(flow.name, store, status, views, _status_cells))
         return 0
     print(f"Flow {shown(flow.name)}, run {store.dir.name}: {status}")
     print(f"{'STEP':<28} {'STATE':<15} {'ATTEMPTS':>8} {'DURATION':>9}  DETAIL")
-    for name in flow.graph().order:
-        print(_status_row(name, state, holder))
-        for inst in instances.get(name, ()):
-            print(_status_row(inst, state, holder, indent="  "))
+    for view, instances in views:
+        print(_status_row(view))
+        for inst in instances:
+            print(_status_row(inst, indent="  "))
     if state.notifications:
         from .report import alert_line
 
@@ -72,77 +69,68 @@ def cmd_status(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> 
 
 
 def _status_of_step(
-    flow: Flow, store: RunStore, state: LoadedState, name: str, holder: str | None
+    flow: Flow,
+    store: RunStore,
+    state: LoadedState,
+    name: str,
+    holder: str | None,
+    attempts: AttemptLog | None,
 ) -> int:
     known = {*flow.steps, *state.steps, *state.session}
     if name not in known:
         raise UnknownStepError(name, known)
-    st = _step_state(name, state, holder)[0]
-    print(f"Step {shown(name)} of flow {shown(flow.name)}, run {store.dir.name}: {st}")
-    done = state.steps.get(name)
-    if done is not None:
-        took = duration_of(done)
-        print(f"  attempts: {done.get('attempts', '')}")
-        if took is not None:
-            print(f"  duration: {fmt_duration(took)}")
-        if done.get("reason"):
-            print(f"  reason:   {done['reason']}")
-    tries = state.retries.get(name) or []
-    for rec in tries:
-        print(
-            f"  attempt {rec.get('attempt')} failed: {ErrorInfo.from_json(rec.get('error') or {})}"
-        )
-    err = ErrorInfo.from_json(done["error"]) if done is not None and done.get("error") else None
-    if err is not None:
-        print(f"  error:    {err}")
-        for line in (err.traceback or "").rstrip("\n").split("\n"):
+    base = split_instance(name)[0]
+    view = view_step(
+        name,
+        state,
+        running=bool(holder),
+        tries=attempts.by_step.get(name, ()) if attempts is not None else (),
+        parent=base if name not in flow.steps and base in flow.steps else None,
+        logs=store.logs,
+    )
+    print(f"Step {shown(name)} of flow {shown(flow.name)}, run {store.dir.name}: {view.status}")
+    if state.steps.get(name) is not None:
+        print(f"  attempts: {'' if view.attempts is None else view.attempts}")
+        if view.duration is not None:
+            print(f"  duration: {fmt_duration(view.duration)}")
+    if view.reason and not (view.status == "succeeded" and view.reason == "new"):
+        print(f"  reason:   {view.reason}")
+    for n, text, _ in view.retried:
+        print(f"  attempt {n} failed: {text}")
+    if view.error is not None:
+        print(f"  error:    {view.error}")
+        for line in (view.error.traceback or "").rstrip("\n").split("\n"):
             if line:
                 print(f"    {line}")
-    log = store.logs / f"{safe_name(name)}.log"
-    if log.is_file():
-        print(f"  log:      {log}")
+    if view.log is not None:
+        print(f"  log:      {view.log}")
     return 0
 
 
-def _status_row(name: str, state: LoadedState, holder: str | None, indent: str = "") -> str:
-    st, attempts, dur, detail = _step_state(name, state, holder)
-    label = indent + shown(name)
+def _status_row(view: StepView, indent: str = "") -> str:
+    st, attempts, dur, detail = _status_cells(view)
+    label = indent + shown(view.name)
     return f"{label:<28} {st:<15} {attempts:>8} {dur:>9}  {detail}".rstrip()
 
 
-def _step_state(name: str, state: LoadedState, holder: str | None) -> tuple[str, str, str, str]:
+def _status_cells(view: StepView) -> tuple[str, str, str, str]:
     """State, attempts, duration and detail of one step, as ``status`` shows them."""
-    done = state.steps.get(name)
-    sess = state.session.get(name)
-    st, attempts, dur, detail = "pending", "", "", ""
-    if sess is not None and sess["ev"] == "start":
-        st = "running" if holder else "interrupted"
-        attempts = str(sess.get("attempt", 1))
-    elif sess is not None and sess["ev"] == "cached":
-        st = "cached"
-    elif sess is not None and sess["ev"] == "skip":
-        st, detail = skip_status(sess), sess.get("reason", "")
-    if done is not None and st in ("pending", "cached"):
-        if st == "pending":
-            st = done["status"]
-        attempts = str(done.get("attempts", ""))
-        took = duration_of(done)
-        dur = fmt_duration(took) if took is not None else ""
-        err = done.get("error")
-        detail = (
-            str(ErrorInfo.from_json(err))
-            if err
-            else (done.get("reason", "") if st == "skipped" else "")
-        )
-    tries = state.retries.get(name)
-    if tries and not detail:
-        detail = f"retried {len(tries)}x; last: {ErrorInfo.from_json(tries[-1].get('error') or {})}"
-    return st, attempts, dur, detail
+    attempts = "" if view.attempts is None else str(view.attempts)
+    dur = fmt_duration(view.duration) if view.duration is not None else ""
+    if view.status in ("skipped", "upstream_failed"):
+        detail = view.reason
+    elif view.error is not None:
+        detail = str(view.error)
+    else:
+        detail = ""
+    if view.retried and not detail:
+        detail = f"retried {len(view.retried)}x; last: {view.retried[-1][1]}"
+    return view.status, attempts, dur, detail
 
 
 def cmd_explain(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> int:
     name = args.step
-    base = name.split("[", 1)[0]  # a fan-out instance: fetch[page-7], fit[lr=0.1]
+    base = split_instance(name)[0]  # a fan-out instance: fetch[page-7], fit[lr=0.1]
     if name not in flow.steps and (base == name or base not in flow.steps):
         raise UnknownStepError(name, flow.steps.keys())
     p = flow.plan(params, state_dir=args.state_dir, run_id=args.run_id)
@@ -219,8 +207,9 @@ def cmd_graph(flow: Flow, params: dict[str, str], args: argparse.Namespace) -> i
         if params or args.run_id
         else None
     )
-    if store is not None and store.exists():
-        statuses = {n: r["status"] for n, r in store.load().steps.items()}
+    if store is not None and store.exists():  # each step's status in the latest session
+        views = views_of(flow.graph().order, store.load(), running=store.holder() is not None)
+        statuses = {v.name: v.status for v, _ in views if v.status != "pending"}
     if args.json:
         if args.format != "text":
             raise UsageError(f"--json and --format {args.format}: choose one")

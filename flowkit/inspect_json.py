@@ -11,7 +11,8 @@ import orjson
 from .graph import FlowGraph
 from .result import ErrorInfo
 from .resume import Decision, PlannedStep
-from .store import LoadedState, RunStore, duration_of
+from .stepview import StepView
+from .store import RunStore
 
 __all__ = ["explain_json", "graph_json", "print_json", "runs_json", "status_json"]
 
@@ -25,26 +26,22 @@ def status_json(
     flow: str,
     store: RunStore,
     status: str,
-    order: Sequence[str],
-    instances: Mapping[str, list[str]],
-    rows: Callable[[str], tuple[str, str, str, str]],
-    state: LoadedState,
+    views: Sequence[tuple[StepView, Sequence[StepView]]],
+    cells: Callable[[StepView], tuple[str, str, str, str]],
 ) -> dict[str, Any]:
     """``status --json``: the run's status and one entry per step (fan-out instances after
-    their step, with ``instance_of``)."""
+    their step, with ``instance_of``); ``cells`` gives a step's state, attempts and detail."""
     steps: list[dict[str, Any]] = []
-    for name in order:
-        for key, parent in [(name, None), *((i, name) for i in instances.get(name, ()))]:
-            st, attempts, _, detail = rows(key)
-            done = state.steps.get(key) or {}
-            took = duration_of(done) if done else None
+    for view, instances in views:
+        for v in (view, *instances):
+            st, _, _, detail = cells(v)
             steps.append(
                 {
-                    "name": key,
-                    "instance_of": parent,
+                    "name": v.name,
+                    "instance_of": v.parent,
                     "state": st,
-                    "attempts": int(attempts) if attempts.isdigit() else None,
-                    "duration_s": None if took is None else round(took, 6),
+                    "attempts": v.attempts,
+                    "duration_s": None if v.duration is None else round(v.duration, 6),
                     "detail": detail or None,
                 }
             )

@@ -11,6 +11,7 @@ started), then SIGKILL after a grace period, so nothing the step spawned survive
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import signal
@@ -144,6 +145,9 @@ class DaemonThreadExecutor(Executor):
     """One daemon thread per call: for steps with a timeout, so an abandoned attempt never
     blocks the next step or the interpreter's exit."""
 
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)  # each thread is named, so a report can draw its lane
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         fut: Future[Any] = Future()
 
@@ -155,5 +159,7 @@ class DaemonThreadExecutor(Executor):
             except BaseException as exc:
                 fut.set_exception(exc)
 
-        threading.Thread(target=target, name="flowkit-timed", daemon=True).start()
+        name = f"flowkit-timed-{next(self._ids)}"
+        fut.flowkit_worker = f"{os.getpid()}:{name}"  # type: ignore[attr-defined]
+        threading.Thread(target=target, name=name, daemon=True).start()
         return fut

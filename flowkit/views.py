@@ -18,6 +18,7 @@ STATUS_COLOURS: dict[str, str] = {
     "upstream_failed": "#e57373",
     "skipped": "#9e9e9e",
     "running": "#f9a825",
+    "retrying": "#fbc02d",
     "interrupted": "#6a1b9a",
     "pending": "#e0e0e0",
 }

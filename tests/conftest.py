@@ -100,3 +100,18 @@ def run_flowkit_each(
         subprocess.CompletedProcess([PYTHON, "-m", "flowkit", *argv], code, out, err)
         for argv, (code, out, err) in zip(commands, json.loads(proc.stdout), strict=True)
     ]
+
+
+#: The Chromium the browser tests drive (``FLOWKIT_CHROMIUM`` to use another binary).
+CHROMIUM = os.environ.get("FLOWKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium per test process (Playwright driving the system's browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()

@@ -86,6 +86,42 @@ def test_flowkit_config_prints_each_value_and_its_source(tmp_path: Path) -> None
     assert any(line.split()[:3] == ["durability", "fsync", "pyproject.toml"] for line in text)
 
 
+def test_notify_on_and_notify_timeout_come_from_pyproject(tmp_path: Path) -> None:
+    sub = _project(
+        tmp_path,
+        'notify = ["webhook:http://127.0.0.1:9/h"]\nnotify_on = ["succeeded"]\n'
+        "notify_timeout = 0.5\n",
+    )
+    data = json.loads(_flowkit(sub, "config", "--json").stdout)
+    where = f"pyproject.toml {tmp_path / 'pyproject.toml'}"
+    assert data["notify_on"] == {"value": ["succeeded"], "source": where}
+    assert data["notify_timeout"] == {"value": 0.5, "source": where}
+    got = resolve({}, cwd=sub, environ={"FLOWKIT_NOTIFY_ON": "failed,always"})
+    assert got["notify_on"].value == ["failed", "always"]
+    assert got["notify_on"].source == "env FLOWKIT_NOTIFY_ON"
+    assert resolve({}, cwd=tmp_path / "jobs", environ={})["notify_timeout"].value == 0.5
+    # a successful run alerts only because notify_on says so; the closed port fails it fast
+    r = _flowkit(sub, "run", "p.py:flow", "--plain")
+    assert r.returncode == 0, r.stderr
+    report = _flowkit(sub, "report", "p.py:flow").stdout
+    assert "alert webhook (" in report and "to http://127.0.0.1:9/" in report
+    assert "NOT delivered after 1 attempt(s)" in report
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('notify_on = ["sometimes"]\n', "'sometimes' is not a run outcome; use succeeded"),
+        ("notify_timeout = 0\n", "notify_timeout: expected a number of seconds > 0, got 0"),
+    ],
+    ids=["notify-on", "notify-timeout"],
+)
+def test_bad_notify_settings_name_the_key(tmp_path: Path, table: str, message: str) -> None:
+    sub = _project(tmp_path, table)
+    r = _flowkit(sub, "config")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
 def test_an_unknown_pyproject_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
     sub = _project(tmp_path, "worker = 4\n")
     for args in (("config",), ("run", "p.py:flow")):

@@ -71,6 +71,7 @@ LAYERS: list[set[str]] = [
         "reclaim",
         "definition",
         "shared",
+        "stepview",
     },
     {"resume", "wf_notify", "wf_kinds", "listening"},
     {"ledger", "decide", "inspect_json"},

@@ -203,6 +203,21 @@ def test_a_foreign_host_header_is_refused_on_loopback(tmp_path: Path) -> None:
     c = client(state)
     assert c.get("/", headers={"Host": "evil.example"}).status_code == 400
     assert c.get("/", headers={"Host": "localhost:8765"}).status_code == 200
+    for ok in ("[::1]:8765", "[::1]", "127.0.0.1:8765", "LOCALHOST"):
+        assert c.get("/", headers={"Host": ok}).status_code == 200, ok
+    for bad in ("[::1].evil.example", "[::2]:8765", "::1", "localhost.evil:80", "[::1]:x", ""):
+        assert c.get("/", headers={"Host": bad}).status_code == 400, bad
+
+
+def test_host_name_reads_ipv6_literals() -> None:
+    from flowkit.serve.guard import host_name
+
+    assert host_name("[::1]:8765") == "::1"
+    assert host_name("[::1]") == "::1"
+    assert host_name("localhost:80") == "localhost"
+    assert host_name("example.org") == "example.org"
+    assert host_name("[::1") == ""
+    assert host_name("::1") == ""
 
 
 def test_pages_carry_a_content_security_policy(tmp_path: Path) -> None:

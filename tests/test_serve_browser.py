@@ -12,7 +12,6 @@ Skipped only when there is no Chromium (set ``FLOWKIT_CHROMIUM`` to use another 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,17 +21,16 @@ from pathlib import Path
 import orjson
 import pytest
 import serveflows
-from conftest import PYTHON, ROOT, TESTS, flowkit_env
+from conftest import CHROMIUM, PYTHON, ROOT, TESTS, flowkit_env
 
 from flowkit import Flow
 
-CHROMIUM = os.environ.get("FLOWKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
 )
 
 if Path(CHROMIUM).exists():
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page
 
 TOKEN = "browser-test-token"
 # a function, not an expression: an expression would need eval, which the pages' CSP forbids
@@ -44,14 +42,6 @@ LIVE_LATENCY = 1.0  # seconds from a journal line to the page showing it
 class Served:
     state: Path
     url: str  # http://127.0.0.1:PORT (no slash)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -36,9 +35,10 @@ from starlette.staticfiles import StaticFiles
 
 from ..keys import safe_name
 from ..report import stylesheet
+from ..stepview import split_instance
 from .actions import CancelError, cancel_run
 from .catalog import Catalog, UnknownRunError
-from .guard import SecurityHeaders, TokenGuard
+from .guard import LoopbackHosts, SecurityHeaders, TokenGuard
 from .pages import page, run_page, runs_page, step_page
 from .tail import LogTail, RunTail
 
@@ -256,9 +256,7 @@ def create_app(options: ServeOptions) -> Starlette:
     # outermost first: every response gets the security headers, and no route runs untokened
     middleware = [Middleware(SecurityHeaders), Middleware(TokenGuard, token=options.token)]
     if options.loopback_only:
-        middleware.append(
-            Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
-        )
+        middleware.append(Middleware(LoopbackHosts))
     app = Starlette(
         routes=routes, middleware=middleware, exception_handlers={UnknownRunError: unknown_run}
     )
@@ -287,7 +285,7 @@ def _snapshot(tail: RunTail) -> bytes:
 
 
 def _find_row(tail: RunTail, name: str) -> Any:
-    if name in tail.shape.deps or name.split("[", 1)[0] in tail.shape.deps:
+    if name in tail.shape.deps or split_instance(name)[0] in tail.shape.deps:
         for row in tail.report().steps:
             if row.name == name:
                 return row

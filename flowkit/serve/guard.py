@@ -10,7 +10,14 @@ from urllib.parse import parse_qs
 
 from .pages import page
 
-__all__ = ["TOKEN_COOKIE", "SecurityHeaders", "TokenGuard"]
+__all__ = [
+    "LOCAL_NAMES",
+    "TOKEN_COOKIE",
+    "LoopbackHosts",
+    "SecurityHeaders",
+    "TokenGuard",
+    "host_name",
+]
 
 TOKEN_COOKIE = "flowkit_token"
 
@@ -59,6 +66,62 @@ class TokenGuard:
                     (b"content-type", b"text/html; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
                     (b"www-authenticate", b'Bearer realm="flowkit"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+#: Host names a page reached through this machine's loopback interface is addressed by.
+LOCAL_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port: ``[::1]:8765`` -> ``::1``,
+    ``localhost:8765`` -> ``localhost`` (lower case; '' when it cannot be read)."""
+    header = header.strip().lower()
+    if header.startswith("["):  # an IPv6 literal: [addr] or [addr]:port
+        end = header.find("]")
+        rest = header[end + 1 :] if end > 0 else ""
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return ""
+        return header[1:end]
+    host, sep, port = header.rpartition(":")
+    if not sep:
+        return header
+    if ":" in host or not port.isdigit():  # a bare IPv6 address is not a valid Host
+        return ""
+    return host
+
+
+class LoopbackHosts:
+    """Refuses requests whose Host header does not name this machine's loopback interface
+    (``localhost``, ``127.0.0.1``, ``[::1]``, with any port): a page on another site that a DNS
+    name rebound to 127.0.0.1 cannot read the dashboard."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = ""
+        for key, value in scope["headers"]:
+            if key.lower() == b"host":
+                host = host_name(value.decode("latin-1"))
+                break
+        if host in LOCAL_NAMES:
+            await self.app(scope, receive, send)
+            return
+        body = b"Invalid host header"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
                 ],
             }
         )

@@ -23,6 +23,7 @@ import orjson
 from ..attempts import AttemptLog
 from ..graph import GraphShape
 from ..report import RunReport, StepRow, collect, step_rows
+from ..stepview import split_instance
 from ..store import GRAPH, JOURNAL, LoadedState
 from .actions import was_cancelled_in
 
@@ -179,12 +180,15 @@ class RunTail:
         wanted = set(names)
         out: list[StepRow] = []
         for name in wanted:
+            run, tries = self.running, self.attempts
             if name in self.shape.deps:
-                out.append(step_rows(self.shape, self.state, name, running=self.running)[0])
+                out.append(step_rows(self.shape, self.state, name, running=run, attempts=tries)[0])
                 continue
-            base = name.split("[", 1)[0]
+            base = split_instance(name)[0]
             if base in self.shape.deps:
-                _, subs = step_rows(self.shape, self.state, base, [name], running=self.running)
+                _, subs = step_rows(
+                    self.shape, self.state, base, [name], running=run, attempts=tries
+                )
                 out.extend(subs)
         seen = self._seen
         out.sort(key=lambda r: (r.tier, r.parent or r.name, r.parent is not None, seen.get(r.name)))
@@ -261,7 +265,7 @@ def shape_of(run_dir: Path, state: LoadedState) -> GraphShape:
     names = [
         n
         for n in dict.fromkeys([*state.steps, *state.session])
-        if "[" not in n or n.split("[", 1)[0] not in state.steps
+        if split_instance(n)[0] == n or split_instance(n)[0] not in state.steps
     ]
     return GraphShape(flow, (tuple(names),), {n: ((), ()) for n in names})
 
