@@ -16,10 +16,21 @@ from .dsl import SPEC_ATTR, Step
 from .errors import FlowDefinitionError, InvalidStepOptionError, UsageError
 from .executors import check_picklable
 from .graph import FlowGraph, check_fit, machine_resources
+from .keys import canonical
 from .params import ParamValueError, convert, describe
 from .shell import ShellCommand
 
-__all__ = ["check_cron", "check_runnable", "coerce_param", "shell_command", "shell_timeout"]
+__all__ = [
+    "check_cron",
+    "check_runnable",
+    "coerce_param",
+    "id_params",
+    "shell_command",
+    "shell_timeout",
+]
+
+#: A parameter without a default (see ``id_params``).
+_NO_DEFAULT = object()
 
 _REQUIRED = object()
 
@@ -136,3 +147,18 @@ def check_cron(flow: str, cron: str | None) -> str | None:
             f"flow {flow!r}: schedule={cron!r} is not a valid cron expression, e.g. '0 2 * * *'"
         )
     return cron
+
+
+def id_params(g: FlowGraph, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that make a run id: those given, less those equal to the default of every
+    step that takes them (so ``--param n=22``, 22 being the default, is the default run)."""
+    out = {}
+    for key, value in given.items():
+        takers = [n for n in g.nodes.values() if key in n.run_params]
+        defaults = [n.spec.defaults.get(key, _NO_DEFAULT) for n in takers]
+        if not defaults or not all(
+            d is not _NO_DEFAULT and canonical({"v": d}) == canonical({"v": value})
+            for d in defaults
+        ):
+            out[key] = value
+    return out

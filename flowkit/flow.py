@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .codec import Serializer, check_side_files
 from .cost import CostRates
-from .definition import check_cron, check_runnable, coerce_param, shell_command, shell_timeout
+from .definition import (
+    check_cron,
+    check_runnable,
+    coerce_param,
+    id_params,
+    shell_command,
+    shell_timeout,
+)
 from .dsl import DEFAULTABLE, SHARED, Step, spec_of, step
 from .engine import Engine
 from .errors import (
@@ -22,7 +29,7 @@ from .errors import (
 from .events import Event, ListenerLike, as_callbacks
 from .gcpause import gc_frozen_run
 from .graph import FlowGraph
-from .keys import canonical, load_code_cache, run_id_for, save_code_cache
+from .keys import load_code_cache, run_id_for, save_code_cache
 from .listening import notifiers_given, split_notifiers, tracer_of
 from .options import UNSET, RunOptions, Selection
 from .outcomes import shared_lookup
@@ -45,10 +52,6 @@ _REQUIRED = object()
 
 #: Source hashes of step functions, shared by the flows of one state dir (a cache: see keys.py).
 CODE_CACHE = "code-hashes.json"
-
-
-#: A parameter without a default (see ``Flow._id_params``).
-_NO_DEFAULT = object()
 
 
 class Flow:
@@ -230,23 +233,7 @@ class Flow:
     def run_id(self, params: Mapping[str, Any] | None = None) -> str:
         """The run id of this flow with these parameters (what resumes across invocations)."""
         given = self.resolve_params(params)
-        return run_id_for(self.name, self._id_params(self.graph(), given))
-
-    @staticmethod
-    def _id_params(g: FlowGraph, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The parameters that make a run id: those given, less those equal to the default of
-        every step that takes them (so ``--param n=22``, 22 being the default, is the default
-        run)."""
-        out = {}
-        for key, value in given.items():
-            takers = [n for n in g.nodes.values() if key in n.run_params]
-            defaults = [n.spec.defaults.get(key, _NO_DEFAULT) for n in takers]
-            if not defaults or not all(
-                d is not _NO_DEFAULT and canonical({"v": d}) == canonical({"v": value})
-                for d in defaults
-            ):
-                out[key] = value
-        return out
+        return run_id_for(self.name, id_params(self.graph(), given))
 
     def store(
         self,
@@ -385,7 +372,7 @@ class Flow:
         )
         given = self.resolve_params(params)
         g = self.graph()
-        rid = run_id or run_id_for(self.name, self._id_params(g, given))
+        rid = run_id or run_id_for(self.name, id_params(g, given))
         store = self.store(given, state_dir=state_dir, run_id=rid, durability=opts.durability)
         selection = self._selection(g, opts, store)
         if selection.only is not None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from .definition import id_params
 from .errors import ExtraUnavailableError, RunLockedError, StateWriteError, UsageError
 from .flow import Flow
 from .keys import run_id_for, safe_name
@@ -157,7 +158,7 @@ class Schedule:
         stamp = at.astimezone(self.tz).strftime(
             "%Y%m%d" if self.run_per == "day" else "%Y%m%dT%H%M"
         )
-        return f"{run_id_for(self.flow.name, given)}-{stamp}"
+        return f"{run_id_for(self.flow.name, id_params(self.flow.graph(), given))}-{stamp}"
 
     @property
     def record_path(self) -> Path:

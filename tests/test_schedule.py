@@ -164,6 +164,24 @@ def test_run_per_day_without_a_date_param_names_the_run_after_the_day(tmp_path: 
         Schedule(_flow([]), "0 2 * * *", run_per="week")
 
 
+def test_a_scheduled_param_equal_to_its_default_names_the_same_run_as_leaving_it_out(
+    tmp_path: Path,
+) -> None:
+    flow = Flow("pages")
+
+    @flow.step()
+    def fetch(n_pages: int = 22, region: str = "eu") -> int:
+        return n_pages
+
+    at = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+    plain = Schedule(flow, "0 * * * *", state_dir=tmp_path)
+    same = Schedule(flow, "0 * * * *", params={"n_pages": 22}, state_dir=tmp_path)
+    other = Schedule(flow, "0 * * * *", params={"n_pages": 23}, state_dir=tmp_path)
+    assert plain.run_id(at) == same.run_id(at) == f"{flow.run_id()}-20261125T1000"
+    assert other.run_id(at) == f"{flow.run_id({'n_pages': 23})}-20261125T1000"
+    assert other.run_id(at) != plain.run_id(at)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cli_schedule_says_when_the_next_firing_is_at_start_and_stops_on_a_signal(
     tmp_path: Path, sig: int
