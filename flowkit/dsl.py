@@ -7,19 +7,17 @@ and Dask workers need) with a :class:`Step` under ``SPEC_ATTR``. Registries live
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import InvalidStepOptionError
+from .fnshape import is_async, location, parameters_from_code, parameters_from_signature
 from .policy import Backoff, RetryPolicy, Trigger, backoff_of
 
 __all__ = ["SPEC_ATTR", "Step", "spec_of", "step"]
 
 SPEC_ATTR = "__flowkit_step__"
-CTX = "ctx"
 
 F = TypeVar("F", bound=Callable[..., Any])
 Dep = str | Callable[..., Any]
@@ -94,8 +92,8 @@ class Step:
             raise InvalidStepOptionError(
                 name, bad, options[bad], f"unknown option; valid options are {sorted(_OPTIONS)}"
             )
-        read = _parameters_from_code(fn)
-        params, defaults, annotations, takes_ctx = read or _parameters_from_signature(name, fn)
+        read = parameters_from_code(fn)
+        params, defaults, annotations, takes_ctx = read or parameters_from_signature(name, fn)
         spec = cls(
             name=name,
             fn=fn,
@@ -104,8 +102,8 @@ class Step:
             defaults=defaults,
             annotations=annotations,
             takes_ctx=takes_ctx,
-            is_async=_is_async(fn),
-            location=_location(fn),
+            is_async=is_async(fn),
+            location=location(fn),
             explicit=explicit,
         )
         return spec.with_options({k: v for k, v in options.items() if k != "depends_on"})
@@ -307,88 +305,6 @@ def _dep_names(step_name: str, deps: Iterable[Dep] | Dep) -> tuple[str, ...]:
         else:
             raise InvalidStepOptionError(step_name, "depends_on", dep, "step names or functions")
     return tuple(dict.fromkeys(names))
-
-
-_Parameters = tuple[tuple[str, ...], dict[str, Any], dict[str, Any], bool]
-
-#: Code flags that send a function to inspect.signature: *args, **kwargs.
-_VARARGS = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
-
-
-def _parameters_from_code(fn: Callable[..., Any]) -> _Parameters | None:
-    """Parameter names, defaults and annotations of a plain function, read from its code object
-    (``inspect.signature`` costs tens of microseconds a step). None for anything unusual
-    (a wrapper, a ``__signature__``, *args/**kwargs, positional-only parameters): those go
-    through :func:`_parameters_from_signature`, which also words the errors."""
-    if type(fn) is not types.FunctionType:
-        return None
-    fd = fn.__dict__
-    if fd and ("__wrapped__" in fd or "__signature__" in fd):
-        return None
-    code = fn.__code__
-    if code.co_flags & _VARARGS or code.co_posonlyargcount:
-        return None
-    npos = code.co_argcount
-    names = code.co_varnames[: npos + code.co_kwonlyargcount]
-    defaults: dict[str, Any] = {}
-    if fn.__defaults__:
-        positional = names[:npos]
-        defaults.update(
-            zip(positional[npos - len(fn.__defaults__) :], fn.__defaults__, strict=True)
-        )
-    if fn.__kwdefaults__:
-        defaults.update(fn.__kwdefaults__)
-    ann = fn.__annotations__
-    annotations = {n: ann[n] for n in names if n in ann} if ann else {}
-    if CTX in names:
-        defaults.pop(CTX, None)
-        annotations.pop(CTX, None)
-        return tuple(n for n in names if n != CTX), defaults, annotations, True
-    return tuple(names), defaults, annotations, False
-
-
-def _parameters_from_signature(name: str, fn: Callable[..., Any]) -> _Parameters:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError) as exc:
-        raise InvalidStepOptionError(
-            name, "fn", fn, f"its signature cannot be read ({exc})"
-        ) from None
-    params: list[str] = []
-    defaults: dict[str, Any] = {}
-    annotations: dict[str, Any] = {}
-    takes_ctx = False
-    for p in sig.parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
-            raise InvalidStepOptionError(
-                name,
-                f"parameter {p.name}",
-                str(p),
-                "steps receive keyword arguments only; *args, **kwargs and positional-only "
-                "parameters are not supported",
-            )
-        if p.name == CTX:
-            takes_ctx = True
-            continue
-        params.append(p.name)
-        if p.default is not p.empty:
-            defaults[p.name] = p.default
-        if p.annotation is not p.empty:
-            annotations[p.name] = p.annotation
-    return tuple(params), defaults, annotations, takes_ctx
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    if type(fn) is types.FunctionType:
-        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
-    return inspect.iscoroutinefunction(fn)
-
-
-def _location(fn: Callable[..., Any]) -> str:
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return "<unknown>"
-    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 def spec_of(fn: Callable[..., Any]) -> Step | None:

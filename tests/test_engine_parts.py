@@ -425,15 +425,15 @@ def _defaults_only(x=1, y=2):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("fn", [_plain, _coro, _defaults_only, lambda q, r=3: q])
 def test_parameters_read_from_the_code_object_equal_inspect_signature(fn: Any) -> None:
-    from flowkit.dsl import _parameters_from_code, _parameters_from_signature
+    from flowkit.fnshape import parameters_from_code, parameters_from_signature
 
-    assert _parameters_from_code(fn) == _parameters_from_signature("f", fn)
+    assert parameters_from_code(fn) == parameters_from_signature("f", fn)
 
 
 def test_unusual_callables_are_read_through_inspect_signature() -> None:
     import functools
 
-    from flowkit.dsl import _parameters_from_code
+    from flowkit.fnshape import parameters_from_code
 
     def inner(a: int) -> int:
         return a
@@ -442,8 +442,8 @@ def test_unusual_callables_are_read_through_inspect_signature() -> None:
     def wrapper(*args: Any, **kwargs: Any) -> int:
         return inner(*args, **kwargs)
 
-    assert _parameters_from_code(wrapper) is None  # its signature is inner's
-    assert _parameters_from_code(functools.partial(inner, 1)) is None
+    assert parameters_from_code(wrapper) is None  # its signature is inner's
+    assert parameters_from_code(functools.partial(inner, 1)) is None
     assert Step.of(wrapper, name="w").params == ("a",)
     with pytest.raises(InvalidStepOptionError, match=r"\*args, \*\*kwargs"):
         Step.of(lambda *xs: xs, name="star")

@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
         "remote",
         "cli_help",
     },
-    {"orphans", "objects"},
+    {"orphans", "objects", "fnshape"},
     {"ship", "cost"},
     {"dask_executor"},
     {
