@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .dsl import SPEC_ATTR, Step
+from .dsl import DEFAULTABLE, SHARED, SPEC_ATTR, Step
 from .errors import FlowDefinitionError, InvalidStepOptionError, UsageError
 from .executors import check_picklable
 from .graph import FlowGraph, check_fit, machine_resources
@@ -24,7 +24,9 @@ __all__ = [
     "check_cron",
     "check_runnable",
     "coerce_param",
+    "flow_defaults",
     "id_params",
+    "pool_sizes",
     "shell_command",
     "shell_timeout",
 ]
@@ -161,4 +163,40 @@ def id_params(g: FlowGraph, given: Mapping[str, Any]) -> dict[str, Any]:
             for d in defaults
         ):
             out[key] = value
+    return out
+
+
+def flow_defaults(
+    name: str, defaults: Mapping[str, Any] | None, cache: bool | str | None
+) -> dict[str, Any]:
+    """``Flow(defaults=..., cache=...)`` checked: options that can be defaulted, and a ``cache``
+    that is True, False or ``"shared"`` (``cache=`` is ``defaults={"cache": ...}``)."""
+    out = dict(defaults or {})
+    if cache is not None:
+        if not isinstance(cache, bool) and cache != SHARED:
+            raise FlowDefinitionError(
+                f"flow {name!r}: cache={cache!r}; use True, False or {SHARED!r}"
+            )
+        out.setdefault("cache", cache)
+    bad_cache = out.get("cache", True)
+    if not isinstance(bad_cache, bool) and bad_cache != SHARED:
+        raise FlowDefinitionError(
+            f"flow {name!r}: defaults= sets cache={bad_cache!r}; use True, False or {SHARED!r}"
+        )
+    bad = sorted(set(out) - DEFAULTABLE)
+    if bad:
+        raise FlowDefinitionError(
+            f"flow {name!r}: defaults= cannot set {bad[0]!r}; it accepts {sorted(DEFAULTABLE)}"
+        )
+    return out
+
+
+def pool_sizes(name: str, pools: Mapping[str, int] | None) -> dict[str, int]:
+    """``Flow(pools=...)`` checked: each pool's size is an int >= 1."""
+    out = dict(pools or {})
+    for pool, size in out.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise FlowDefinitionError(
+                f"flow {name!r}: pool {pool!r} has size {size!r}; a pool needs an int >= 1"
+            )
     return out

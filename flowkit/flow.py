@@ -13,11 +13,13 @@ from .definition import (
     check_cron,
     check_runnable,
     coerce_param,
+    flow_defaults,
     id_params,
+    pool_sizes,
     shell_command,
     shell_timeout,
 )
-from .dsl import DEFAULTABLE, SHARED, Step, spec_of, step
+from .dsl import Step, spec_of, step
 from .engine import Engine
 from .errors import (
     DuplicateStepError,
@@ -90,29 +92,8 @@ class Flow:
             raise FlowDefinitionError(f"a flow needs a non-empty name, got {name!r}")
         self.name = name
         self.schedule = check_cron(name, schedule)
-        self.defaults = dict(defaults or {})
-        if cache is not None:
-            if not isinstance(cache, bool) and cache != SHARED:
-                raise FlowDefinitionError(
-                    f"flow {name!r}: cache={cache!r}; use True, False or {SHARED!r}"
-                )
-            self.defaults.setdefault("cache", cache)
-        bad_cache = self.defaults.get("cache", True)
-        if not isinstance(bad_cache, bool) and bad_cache != SHARED:
-            raise FlowDefinitionError(
-                f"flow {name!r}: defaults= sets cache={bad_cache!r}; use True, False or {SHARED!r}"
-            )
-        bad = sorted(set(self.defaults) - DEFAULTABLE)
-        if bad:
-            raise FlowDefinitionError(
-                f"flow {name!r}: defaults= cannot set {bad[0]!r}; it accepts {sorted(DEFAULTABLE)}"
-            )
-        self.pools = dict(pools or {})
-        for pool, size in self.pools.items():
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise FlowDefinitionError(
-                    f"flow {name!r}: pool {pool!r} has size {size!r}; a pool needs an int >= 1"
-                )
+        self.defaults = flow_defaults(name, defaults, cache)
+        self.pools = pool_sizes(name, pools)
         self.serializer = serializer
         self.notify = notifiers_given(notify, f"flow {name!r}: notify=")
         self._steps: dict[str, Step] = {}
