@@ -136,6 +136,29 @@ def test_pages_escape_errors_logs_and_names_from_the_run(tmp_path: Path) -> None
     assert 'id="traceback"' in step_page and "ValueError" in step_page
 
 
+def test_a_step_page_shows_the_users_frames_first_and_each_attempts_worker(
+    tmp_path: Path,
+) -> None:
+    flow = Flow("parse")
+
+    @flow.step(retries=1, backoff=0.01)
+    def read() -> object:
+        import json
+
+        return json.loads("{not json")
+
+    flow.run(state_dir=tmp_path / "st", workers=2, executor="thread")
+    c = client(tmp_path / "st")
+    page = c.get("/runs/parse/parse/step", params={"name": "read"}).text
+    mine = page.split('<pre id="traceback">', 1)[1].split("</pre>", 1)[0]
+    assert "in read" in mine and "JSONDecodeError" in mine
+    assert "json/decoder.py" not in mine and "left out]" in mine
+    full = page.split('<details id="full-traceback">', 1)[1]
+    assert "json/decoder.py" in full.split("</details>", 1)[0]
+    workers = [cell.split("</td>", 1)[0] for cell in page.split('<td class="worker">')[1:]]
+    assert len(workers) == 2 and all(":flowkit_" in w for w in workers), workers  # pid:thread
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from ..report import STATUSES, RunReport, StepRow, graph_svg
+from ..report.trace import user_frames
 from ..result import fmt_duration
 from .catalog import RunSummary
 
@@ -238,6 +239,7 @@ def step_page(
         f'<td class="num">{_e(_when(b.get("start")))}</td>'
         f'<td class="num">{_e(_span(b))}</td>'
         f'<td class="num">{_e(_delay(b))}</td>'
+        f'<td class="worker">{_e(b.get("worker") or "")}</td>'
         f'<td class="error">{_e(b.get("error") or "")}</td></tr>'
         for b in bars
     )
@@ -248,7 +250,14 @@ def step_page(
             f"{_e(row.error_message)}</p>"
         )
         if row.traceback:
-            error += f'<pre id="traceback">{_e(row.traceback[-TRACEBACK_CHARS:])}</pre>'
+            full = row.traceback[-TRACEBACK_CHARS:]
+            mine = user_frames(full)
+            error += f'<pre id="traceback">{_e(mine)}</pre>'
+            if mine != full.rstrip("\n"):
+                error += (
+                    '<details id="full-traceback"><summary>Full traceback (with the frames of '
+                    f"flowkit and the standard library)</summary><pre>{_e(full)}</pre></details>"
+                )
     body = (
         f'<header><h1>Step <span id="step-name">{_e(row.name)}</span></h1>'
         f'<p>of run <a href="{_e(run_url(flow_dir, run_dir))}">{_e(run_id)}</a> '
@@ -258,7 +267,7 @@ def step_page(
         + "</dl><h2>Attempts</h2>"
         + (
             '<table id="attempts"><thead><tr><th>#</th><th>Outcome</th><th>Started</th>'
-            "<th>Took</th><th>Then waited</th><th>Error</th></tr></thead>"
+            "<th>Took</th><th>Then waited</th><th>Worker</th><th>Error</th></tr></thead>"
             f"<tbody>{attempts}</tbody></table>"
             if attempts
             else '<p class="hint">No attempt in the latest session.</p>'

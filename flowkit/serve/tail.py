@@ -23,6 +23,7 @@ import orjson
 from ..attempts import AttemptLog
 from ..graph import GraphShape
 from ..report import RunReport, StepRow, collect, step_rows
+from ..report.trace import user_frames
 from ..stepview import split_instance
 from ..store import GRAPH, JOURNAL, LoadedState
 from .actions import was_cancelled_in
@@ -252,6 +253,7 @@ def row_json(row: StepRow, bars: list[dict[str, Any]]) -> dict[str, Any]:
     out = {f: getattr(row, f) for f in _ROW_FIELDS}
     out["retried"] = [list(t) for t in row.retried]
     out["bars"] = bars
+    out["user_traceback"] = user_frames(row.traceback) if row.traceback else ""
     return out
 
 

@@ -321,7 +321,8 @@
       var took = b.end != null ? ', ' + dur(Math.max(0, b.end - b.start)) : ' for ' +
                  dur(Math.max(0, now() - b.start));
       li.textContent = '#' + b.n + ' ' + b.status + took +
-        (b.error ? ' — ' + b.error : '') + (b.delay ? '; then waited ' + dur(b.delay) : '');
+        (b.worker ? ' on ' + b.worker : '') + (b.error ? ' — ' + b.error : '') +
+        (b.delay ? '; then waited ' + dur(b.delay) : '');
       li.dataset.attempt = b.n;
       ol.appendChild(li);
     });
@@ -341,7 +342,7 @@
       if (r.traceback) {
         var pre = document.createElement('pre');
         pre.id = 'panel-traceback';
-        pre.textContent = r.traceback;
+        pre.textContent = r.user_traceback || r.traceback;  // the full one: the step's page
         box.appendChild(pre);
       }
     }
