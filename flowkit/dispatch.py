@@ -30,10 +30,12 @@ log = logging.getLogger("flowkit")
 DASK_IN_FLIGHT = 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptOutcome:
     """How one attempt ended: its value (or the error it raised), where and when it ran, and what
-    it used. ``timed_out``: the error is a timeout (a shell command killed at its deadline)."""
+    it used. ``timed_out``: the error is a timeout (a shell command killed at its deadline).
+
+    Never changed once made (not ``frozen``, which makes one several times dearer to build)."""
 
     value: Any = None
     error: BaseException | None = None

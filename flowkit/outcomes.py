@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .codec import Encoded, Serializer, decode, encode, stored_name
+from .codec import Encoded, Serializer, check_inline, decode, encode, stored_name
 from .context import Context
 from .cost import CostRates
 from .decide import Gather, restored_reason
@@ -182,21 +182,27 @@ class Outcomes:
     ) -> None:
         """Reuse a stored result (``shared``: found in the shared cache, so its record is
         journaled as this run's own). Raises OutputMissingError if its output cannot be read."""
-        ser = self.nodes[name].spec.serializer or self.serializer
+        get = prev.get
         ref = stored_name(prev)  # a file is read by its suffix, whatever wrote it
         store = self.store
-        value = decode(prev, store.outputs, reader_for(ref, ser) if ref else ser, store.objects)
-        ctx = prev.get("ctx")
+        if ref is None:  # inline JSON: checked against its hash, no serializer involved
+            value = get("out")
+            check_inline(prev, value)
+        else:
+            ser = self.nodes[name].spec.serializer or self.serializer
+            value = decode(prev, store.outputs, reader_for(ref, ser), store.objects)
+        ctx = get("ctx")
         if ctx is not None:
             writes = decode(ctx, store.ctx_outputs, self.serializer, store.objects)
             self._ctx_update(writes or {}, busy)
         r = self.results[name]
-        r.status, r.output, r.reason = Status.CACHED, value, restored_reason(prev)
-        r.attempts = int(prev.get("attempts", 1))
+        r.status, r.output = Status.CACHED, value
+        r.reason = restored_reason(prev) if "from" in prev else "unchanged"
+        r.attempts = int(get("attempts", 1))
         r.duration_s = duration_of(prev) or 0.0
-        r.started, r.ended = prev.get("start"), prev.get("end")
+        r.started, r.ended = get("start"), get("end")
         self.outputs[name] = value
-        self.hashes[name] = str(prev.get("hash", "-"))
+        self.hashes[name] = str(get("hash", "-"))
         self.inputs_of.pop(name, None)
         if shared:
             self.ledger.adopted(dict(prev))

@@ -45,9 +45,12 @@ class Decision(str, Enum):
     UPSTREAM_FAILED = "upstream_failed"  # plans only: an upstream is known to fail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inputs:
-    """What a step's cache key is made of, kept in its journal record for explanations."""
+    """What a step's cache key is made of, kept in its journal record for explanations.
+
+    Not changed once made (not ``frozen``: a frozen dataclass costs four times as much to make,
+    and one is made per step)."""
 
     code: str
     params: tuple[tuple[str, Any], ...]
