@@ -324,7 +324,17 @@ class Engine(Expiry):
             # `status` while it runs (when it has a `start` record)
             self._commit()
         if inline:
-            self._settled([(name, self.dispatch.call(args))])
+            outcome = self.dispatch.call(args)
+            if outcome.error is None and not self.callbacks and not self.limited:
+                # the inline lane: no listener to tell, no pool slot to give back; its record
+                # is committed before the next attempt starts (see _release)
+                unstorable = steps.succeeded(name, outcome, busy=bool(self.dispatch.running))
+                if unstorable is None:
+                    self._dirty = True
+                    self.ready.done(name)
+                    return
+                outcome = AttemptOutcome.failed(unstorable)
+            self._settled([(name, outcome)])
             return
         fut = self.dispatch.submit(name, spec, args)
         if spec.timeout is not None:

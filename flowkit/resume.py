@@ -62,13 +62,20 @@ class Inputs:
     param_hashes: tuple[tuple[str, str, bool], ...] = ()
 
     def record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {"key": self.key, "code": self.code}
-        if self.data or self.order:
+        rec: dict[str, Any] = {}
+        self.add_to(rec)
+        return rec
+
+    def add_to(self, rec: dict[str, Any]) -> None:
+        """Add the record fields (``key``, ``code``, ``in``, ``p``) to ``rec``."""
+        rec["key"] = self.key
+        rec["code"] = self.code
+        data, order = self.data, self.order
+        if data or order:
             # short prefixes: enough to name the input that changed (the key covers the rest)
-            rec["in"] = {n: h[:INPUT_PREFIX] for n, h in self.data + self.order}
+            rec["in"] = {n: h[:INPUT_PREFIX] for n, h in (data + order if order else data)}
         if self.param_hashes:  # to name the parameter that changed, and how
             rec["p"] = {n: h for n, h, _ in self.param_hashes}
-        return rec
 
 
 class KeyMaker:
