@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dsl import Step
-from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
+from .executors import (
+    AsyncLoopExecutor,
+    InlineExecutor,
+    ainvoke,
+    invoke,
+    invoke_here,
+    make_executor,
+)
 from .graph import check_fit
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .shell import ShellTimeoutError
@@ -181,12 +188,12 @@ class Dispatcher:
         return None
 
     def call(self, args: tuple[Any, ...]) -> AttemptOutcome:
-        """Run an attempt in the calling thread (see :meth:`runs_in_caller`) and return how it
-        ended: nothing is left in flight."""
+        """Run an attempt in the calling thread (see :meth:`runs_in_caller`), the run's loop
+        inside its ``capture.session()``, and return how it ended: nothing is left in flight."""
         executor = self.executor
         if executor.__class__ is not InlineExecutor:
             return AttemptOutcome.of(executor.submit(invoke, *args))
-        got, exc = InlineExecutor.call(invoke, *args)  # no Future to make and read back
+        got, exc = InlineExecutor.call(invoke_here, *args)  # no Future to make and read back
         if exc is not None:
             return AttemptOutcome.failed(exc)
         value, writes, start, end, cpu, worker, peak_rss = got
