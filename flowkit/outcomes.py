@@ -118,7 +118,8 @@ class Outcomes:
 
     def log_path(self, name: str) -> str:
         """Where the step's own output is captured."""
-        return f"{self._logs}{os.sep}{self.stem(name)}.log"
+        stem = self._stems.get(name)
+        return f"{self._logs}{os.sep}{self.stem(name) if stem is None else stem}.log"
 
     # --- what an attempt receives ---------------------------------------------------------------
 

@@ -134,9 +134,13 @@ class KeyMaker:
         return static
 
     def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
-        static = self._static.get(node.name)
-        if static is None:
-            static = self._static_part(node)
+        static: _Static | None
+        if not node.run_params and not node.binding_keys:  # only the code: nothing to keep
+            static = (self.code(node.spec), (), b"[]", ())
+        else:
+            static = self._static.get(node.name)
+            if static is None:
+                static = self._static_part(node)
         code, params, encoded, ph = static
         deps = node.data_deps
         data = tuple([(d, hashes.get(d, "-")) for d in deps]) if deps else ()
