@@ -241,7 +241,7 @@ class Engine(Expiry):
         if type(verdict) is Restore:
             try:
                 steps.restored(name, verdict.record, bool(self.dispatch.running), verdict.shared)
-                return self.ready.done(name)
+                return self.ready.done(name, node.downstream)
             except OutputMissingError as exc:
                 if verdict.shared:
                     log.warning("step %r: its shared cache entry is not used: %s", name, exc)
@@ -331,7 +331,7 @@ class Engine(Expiry):
                 unstorable = steps.succeeded(name, outcome, busy=bool(self.dispatch.running))
                 if unstorable is None:
                     self._dirty = True
-                    self.ready.done(name)
+                    self.ready.done(name, node.downstream)
                     return
                 outcome = AttemptOutcome.failed(unstorable)
             self._settled([(name, outcome)])

@@ -103,23 +103,14 @@ class Outcomes:
         self.ledger = Ledger(store)
         self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
         self.cost_rates: CostRates | None = None  # set by the engine: price each attempt
-        self._logs = str(store.logs)
-        self._stems: dict[str, str] = {}
+        self._logs = f"{store.logs}{os.sep}"
         self._when_params: dict[Any, frozenset[str] | None] = {}
         self.shared = shared_lookup(store, graph)  # None unless a step shares its cache
         self._index = SharedCache(store.dir.parent) if self.shared is not None else None
 
-    def stem(self, name: str) -> str:
-        """``safe_name(name)``, computed once per step (file names of its log and outputs)."""
-        stem = self._stems.get(name)
-        if stem is None:
-            stem = self._stems[name] = safe_name(name)
-        return stem
-
     def log_path(self, name: str) -> str:
         """Where the step's own output is captured."""
-        stem = self._stems.get(name)
-        return f"{self._logs}{os.sep}{self.stem(name) if stem is None else stem}.log"
+        return f"{self._logs}{safe_name(name)}.log"  # (safe_name is quick for a plain name)
 
     # --- what an attempt receives ---------------------------------------------------------------
 
@@ -134,7 +125,8 @@ class Outcomes:
         """The keyword arguments of an attempt: upstream outputs, parameters, ``ctx``."""
         outputs = self.outputs
         kwargs = {d: outputs.get(d) for d in node.data_deps}
-        kwargs.update(self.keys.param_values(node))
+        if node.run_params:
+            kwargs.update(self.keys.param_values(node))
         if node.bindings:
             kwargs.update(node.bindings)
         if node.spec.takes_ctx:
