@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
+from . import stopping
 from .dsl import Step
 from .executors import (
     AsyncLoopExecutor,
@@ -193,10 +194,12 @@ class Dispatcher:
         executor = self.executor
         if executor.__class__ is not InlineExecutor:
             return AttemptOutcome.of(executor.submit(invoke, *args))
-        got, exc = InlineExecutor.call(invoke_here, *args)  # no Future to make and read back
-        if exc is not None:
+        try:  # as InlineExecutor.call, without a Future to make and read back
+            value, writes, start, end, cpu, worker, peak_rss = invoke_here(*args)
+        except BaseException as exc:  # the step's failure is data for the engine
+            if isinstance(exc, KeyboardInterrupt) and stopping.signal_arrived():
+                raise  # a real Ctrl-C stops the run
             return AttemptOutcome.failed(exc)
-        value, writes, start, end, cpu, worker, peak_rss = got
         return AttemptOutcome(value, None, writes, start, end, cpu, worker, peak_rss)
 
     def submit(self, name: str, spec: Step, args: tuple[Any, ...]) -> Future[Any]:

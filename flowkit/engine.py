@@ -292,6 +292,8 @@ class Engine(Expiry):
             if self.limited and not self.limits.admit(name, node.spec):
                 continue  # queued in its pool; handed back by _free
             self._submit(node)
+            if ready.has_decidable():  # it ran here and released others: decide them now
+                self._decide_all()
 
     def _free(self, name: str) -> None:
         """An attempt of ``name`` ended: give back its pool slot and resources."""
