@@ -197,7 +197,7 @@ class FlowGraph:
                 self.problems.append(_pool_problem(spec, self.pools))
             order = tuple([d for d in deps if d not in data and d in steps]) if deps else ()
             if sp:
-                axes = {k for k, _ in spec.matrix}
+                axes = {k for k, _ in spec.matrix} if spec.matrix else ()
                 params = tuple([p for p in sp if p not in data and p not in axes])
             else:
                 params = ()
