@@ -328,7 +328,7 @@ class Engine(Expiry):
         if inline:
             outcome = self.dispatch.call(args)
             if outcome.error is None and not self.callbacks and not self.limited:
-                # the inline lane: no listener to tell, no pool slot to give back; its record
+                # the inline path: no listener to tell, no pool slot to give back; its record
                 # is committed before the next attempt starts (see _release)
                 unstorable = steps.succeeded(name, outcome, busy=bool(self.dispatch.running))
                 if unstorable is None:
