@@ -72,6 +72,12 @@ class _Capture:
             if _HANDLER not in _ROOT.handlers:
                 _ROOT.addHandler(_HANDLER)
 
+    def reattach(self) -> None:
+        """Put the root handler back while attempts still need it (someone removed it)."""
+        with self.lock:
+            if self.active > 0 and _HANDLER not in _ROOT.handlers:
+                _ROOT.addHandler(_HANDLER)
+
     def detach(self) -> None:
         with self.lock:
             self.active = max(0, self.active - 1)
@@ -262,6 +268,8 @@ def route(path: str, attempt: int | None, start: float) -> tuple[StepLog, contex
     (undo it with :func:`unroute`)."""
     if sys.stdout is not _CAPTURE.out or sys.stderr is not _CAPTURE.err:
         _install_streams()  # first use, or someone replaced a stream since
+    if _HANDLER not in _ROOT.handlers:  # an earlier step removed it (basicConfig(force=True))
+        _CAPTURE.reattach()
     sink = StepLog(path, attempt, start)
     return sink, _current.set(sink)
 
