@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
-__all__ = ["MARK", "StepLog", "begin", "end", "failed", "note", "tail"]
+__all__ = ["MARK", "StepLog", "begin", "end", "failed", "note", "route", "tail", "unroute"]
 
 #: Lines flowkit writes into a step log (attempt headers, failures) start with this.
 MARK = "=== flowkit: "
@@ -70,6 +70,12 @@ class _Capture:
         with self.lock:  # logging's lock is taken inside ours, never the other way round
             self.active += 1
             if _HANDLER not in _ROOT.handlers:
+                _ROOT.addHandler(_HANDLER)
+
+    def reattach(self) -> None:
+        """Put the root handler back while attempts still need it (someone removed it)."""
+        with self.lock:
+            if self.active > 0 and _HANDLER not in _ROOT.handlers:
                 _ROOT.addHandler(_HANDLER)
 
     def detach(self) -> None:
@@ -250,13 +256,29 @@ def _install_streams() -> None:
 
 def begin(path: str, attempt: int | None, start: float) -> tuple[StepLog, contextvars.Token[Any]]:
     """Route this thread's (and context's) output to ``path`` until :func:`end`."""
-    if sys.stdout is not _CAPTURE.out or sys.stderr is not _CAPTURE.err:
-        _install_streams()  # first use, or someone replaced a stream since
     # the root handler is there only while attempts run, so that logging.basicConfig() called
     # between runs still configures logging (it does nothing once the root has a handler)
     _CAPTURE.attach()
+    return route(path, attempt, start)
+
+
+def route(path: str, attempt: int | None, start: float) -> tuple[StepLog, contextvars.Token[Any]]:
+    """:func:`begin` for an attempt that runs inside :func:`session` in the session's own
+    thread: the root handler is attached for the whole session, so only the routing switches
+    (undo it with :func:`unroute`)."""
+    if sys.stdout is not _CAPTURE.out or sys.stderr is not _CAPTURE.err:
+        _install_streams()  # first use, or someone replaced a stream since
+    if _HANDLER not in _ROOT.handlers:  # an earlier step removed it (basicConfig(force=True))
+        _CAPTURE.reattach()
     sink = StepLog(path, attempt, start)
     return sink, _current.set(sink)
+
+
+def unroute(sink: StepLog, token: contextvars.Token[Any]) -> None:
+    """Undo :func:`route`: stop routing to ``sink`` and close its file."""
+    _current.reset(token)
+    if sink._file is not None:
+        sink.close()
 
 
 @contextlib.contextmanager

@@ -7,9 +7,10 @@ step's last upstream finishes; the plan (``--dry-run``, ``explain``) calls it in
 over predicted outcomes. So the dry run cannot disagree with a run about a decision: only about
 facts it cannot know yet (an output that is computed by the run itself).
 
-The verdicts are small frozen dataclasses. :class:`Run` with ``conditional`` set still has to
-evaluate the step's ``when=`` (user code, so not here): :func:`settle_condition` turns its result
-into the final verdict.
+The verdicts are small dataclasses, never changed once made (``Run`` and ``Restore``, one per
+step, are not ``frozen``, which would make them several times dearer to build). :class:`Run`
+with ``conditional`` set still has to evaluate the step's ``when=`` (user code, so not here):
+:func:`settle_condition` turns its result into the final verdict.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Run:
     """Run the step (``reason``: why; ``conditional``: its ``when=`` decides first)."""
 
@@ -50,7 +51,7 @@ class Run:
     conditional: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Restore:
     """Reuse the stored result ``record`` (if its output turns out missing, run instead).
 

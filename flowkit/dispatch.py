@@ -15,8 +15,16 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
+from . import stopping
 from .dsl import Step
-from .executors import AsyncLoopExecutor, InlineExecutor, ainvoke, invoke, make_executor
+from .executors import (
+    AsyncLoopExecutor,
+    InlineExecutor,
+    ainvoke,
+    invoke,
+    invoke_here,
+    make_executor,
+)
 from .graph import check_fit
 from .isolate import DaemonThreadExecutor, IsolatedExecutor
 from .shell import ShellTimeoutError
@@ -30,10 +38,12 @@ log = logging.getLogger("flowkit")
 DASK_IN_FLIGHT = 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptOutcome:
     """How one attempt ended: its value (or the error it raised), where and when it ran, and what
-    it used. ``timed_out``: the error is a timeout (a shell command killed at its deadline)."""
+    it used. ``timed_out``: the error is a timeout (a shell command killed at its deadline).
+
+    Never changed once made (not ``frozen``, which makes one several times dearer to build)."""
 
     value: Any = None
     error: BaseException | None = None
@@ -181,15 +191,17 @@ class Dispatcher:
         return None
 
     def call(self, args: tuple[Any, ...]) -> AttemptOutcome:
-        """Run an attempt in the calling thread (see :meth:`runs_in_caller`) and return how it
-        ended: nothing is left in flight."""
+        """Run an attempt in the calling thread (see :meth:`runs_in_caller`), the run's loop
+        inside its ``capture.session()``, and return how it ended: nothing is left in flight."""
         executor = self.executor
         if executor.__class__ is not InlineExecutor:
             return AttemptOutcome.of(executor.submit(invoke, *args))
-        got, exc = InlineExecutor.call(invoke, *args)  # no Future to make and read back
-        if exc is not None:
+        try:  # as InlineExecutor.call, without a Future to make and read back
+            value, writes, start, end, cpu, worker, peak_rss = invoke_here(*args)
+        except BaseException as exc:  # the step's failure is data for the engine
+            if isinstance(exc, KeyboardInterrupt) and stopping.signal_arrived():
+                raise  # a real Ctrl-C stops the run
             return AttemptOutcome.failed(exc)
-        value, writes, start, end, cpu, worker, peak_rss = got
         return AttemptOutcome(value, None, writes, start, end, cpu, worker, peak_rss)
 
     def submit(self, name: str, spec: Step, args: tuple[Any, ...]) -> Future[Any]:

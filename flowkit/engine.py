@@ -241,7 +241,7 @@ class Engine(Expiry):
         if type(verdict) is Restore:
             try:
                 steps.restored(name, verdict.record, bool(self.dispatch.running), verdict.shared)
-                return self.ready.done(name)
+                return self.ready.done(name, node.downstream)
             except OutputMissingError as exc:
                 if verdict.shared:
                     log.warning("step %r: its shared cache entry is not used: %s", name, exc)
@@ -292,6 +292,8 @@ class Engine(Expiry):
             if self.limited and not self.limits.admit(name, node.spec):
                 continue  # queued in its pool; handed back by _free
             self._submit(node)
+            if ready.has_decidable():  # it ran here and released others: decide them now
+                self._decide_all()
 
     def _free(self, name: str) -> None:
         """An attempt of ``name`` ended: give back its pool slot and resources."""
@@ -324,7 +326,17 @@ class Engine(Expiry):
             # `status` while it runs (when it has a `start` record)
             self._commit()
         if inline:
-            self._settled([(name, self.dispatch.call(args))])
+            outcome = self.dispatch.call(args)
+            if outcome.error is None and not self.callbacks and not self.limited:
+                # the inline path: no listener to tell, no pool slot to give back; its record
+                # is committed before the next attempt starts (see _release)
+                unstorable = steps.succeeded(name, outcome, busy=bool(self.dispatch.running))
+                if unstorable is None:
+                    self._dirty = True
+                    self.ready.done(name, node.downstream)
+                    return
+                outcome = AttemptOutcome.failed(unstorable)
+            self._settled([(name, outcome)])
             return
         fut = self.dispatch.submit(name, spec, args)
         if spec.timeout is not None:

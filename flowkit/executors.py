@@ -34,6 +34,7 @@ __all__ = [
     "ainvoke",
     "check_picklable",
     "invoke",
+    "invoke_here",
     "make_executor",
 ]
 
@@ -162,6 +163,46 @@ def invoke(
             out = asyncio.run(_await(out))
         a.out = out
     return a.result()
+
+
+def invoke_here(
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    ctx: Any,
+    log_path: str | None = None,
+    attempt: int | None = None,
+    trace: dict[str, str] | None = None,
+) -> Invocation:
+    """:func:`invoke` for an attempt in the thread of a run's loop, inside its
+    :func:`capture.session` (the inline executor): the same figures and log, with the root
+    handler left attached for the run and no per-attempt wrapper object."""
+    if trace or log_path is None:
+        return invoke(fn, kwargs, ctx, log_path, attempt, trace)
+    if attempt is None and ctx is not None:
+        attempt = getattr(ctx, "attempt", None)
+    start, cpu = time.time(), time.thread_time()
+    used, used_token = usage.begin()
+    sink, token = capture.route(log_path, attempt, start)
+    try:
+        out = fn(**kwargs)
+        if type(out) not in _PLAIN and inspect.isawaitable(out):
+            import asyncio  # only for a sync step that returns an awaitable
+
+            out = asyncio.run(_await(out))
+    except BaseException as exc:
+        text = user_traceback(exc)  # as _Attempt.__exit__ does
+        with contextlib.suppress(Exception):
+            exc.flowkit_worker = _worker_id()  # type: ignore[attr-defined]
+            exc.flowkit_traceback = text  # type: ignore[attr-defined]
+        capture.failed(sink, exc, text)
+        capture.unroute(sink, token)
+        usage.end(used_token)
+        raise
+    capture.unroute(sink, token)
+    usage.end(used_token)
+    writes = ctx.writes if ctx is not None and ctx.writes else None
+    cpu = time.thread_time() - cpu + used.cpu
+    return (out, writes, start, time.time(), cpu, _worker_id(), used.peak_rss)
 
 
 async def ainvoke(

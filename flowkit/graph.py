@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["FlowGraph", "GraphShape", "Node"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Node:
-    """A step placed in its flow: what it receives and from where.
+    """A step placed in its flow: what it receives and from where (never changed once made:
+    not ``frozen``, which would make building a large graph much slower, but hashable).
 
     Fan-out instances (``matrix=`` / ``map_over=``) are Nodes too, made at run time: ``parent``
     is the step they belong to, ``bindings`` the parameter values of this instance (a matrix
@@ -55,8 +56,8 @@ class Node:
     upstream: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "name", self.instance or self.spec.name)
-        object.__setattr__(self, "upstream", self.data_deps + self.order_deps)
+        self.name = self.instance or self.spec.name
+        self.upstream = self.data_deps + self.order_deps
 
     @property
     def fans_out(self) -> bool:
@@ -196,7 +197,7 @@ class FlowGraph:
                 self.problems.append(_pool_problem(spec, self.pools))
             order = tuple([d for d in deps if d not in data and d in steps]) if deps else ()
             if sp:
-                axes = {k for k, _ in spec.matrix}
+                axes = {k for k, _ in spec.matrix} if spec.matrix else ()
                 params = tuple([p for p in sp if p not in data and p not in axes])
             else:
                 params = ()

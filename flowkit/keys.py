@@ -295,6 +295,12 @@ def code_hash(fn: Callable[..., Any]) -> str:
     if code.__class__ is types.CodeType and getattr(fn, "__closure__", None) is None:
         # the common case: no closure, and no global name it reads is defined in its module
         # (so nothing to follow): its own hash is the whole hash, as the loop below would find
+        if not code.co_names:  # it reads no global name at all (nor does code nested in it?)
+            for k in code.co_consts:
+                if k.__class__ is types.CodeType:
+                    break
+            else:
+                return _own_code_hash(code, fn)
         g = getattr(fn, "__globals__", None)
         if g is not None and g.keys().isdisjoint(_names(code)):
             return _own_code_hash(code, fn)

@@ -14,6 +14,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from .codec import Encoded
 from .result import ErrorInfo, Status, StepResult, json_params
 from .resume import Inputs
@@ -77,18 +79,18 @@ class Ledger:
         out: Encoded,
         ctx: Encoded | None,
     ) -> None:
-        rec: dict[str, Any] = {
-            "ev": "done",
-            "step": r.name,
-            "status": "succeeded",
-            **inputs.record(),
-            "attempts": r.attempts,
-            "start": start,
-            "end": end,
-            "cpu": round(cpu, 6),
-            "worker": worker,
-            **out.fields(),
-        }
+        rec: dict[str, Any] = {"ev": "done", "step": r.name, "status": "succeeded"}
+        inputs.add_to(rec)
+        rec["attempts"] = r.attempts
+        rec["start"] = start
+        rec["end"] = end
+        rec["cpu"] = round(cpu, 6)
+        rec["worker"] = worker
+        if out.inline is not None:  # the JSON bytes made once by encode(), reused as they are
+            rec["out"] = orjson.Fragment(out.inline)
+            rec["hash"] = out.hash
+        else:
+            rec.update(out.fields())
         if r.attempts > 1:  # the span of all attempts; a single attempt's is end - start
             rec["dur"] = round(r.duration_s, 6)
         if r.reason != "new":  # the common case is left out

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .codec import Encoded, Serializer, decode, encode, stored_name
+from .codec import Encoded, Serializer, check_inline, decode, encode, stored_name
 from .context import Context
 from .cost import CostRates
 from .decide import Gather, restored_reason
@@ -103,22 +103,14 @@ class Outcomes:
         self.ledger = Ledger(store)
         self._failed_on: dict[str, str | None] = {}  # the worker of a step's last failed attempt
         self.cost_rates: CostRates | None = None  # set by the engine: price each attempt
-        self._logs = str(store.logs)
-        self._stems: dict[str, str] = {}
+        self._logs = f"{store.logs}{os.sep}"
         self._when_params: dict[Any, frozenset[str] | None] = {}
         self.shared = shared_lookup(store, graph)  # None unless a step shares its cache
         self._index = SharedCache(store.dir.parent) if self.shared is not None else None
 
-    def stem(self, name: str) -> str:
-        """``safe_name(name)``, computed once per step (file names of its log and outputs)."""
-        stem = self._stems.get(name)
-        if stem is None:
-            stem = self._stems[name] = safe_name(name)
-        return stem
-
     def log_path(self, name: str) -> str:
         """Where the step's own output is captured."""
-        return f"{self._logs}{os.sep}{self.stem(name)}.log"
+        return f"{self._logs}{safe_name(name)}.log"  # (safe_name is quick for a plain name)
 
     # --- what an attempt receives ---------------------------------------------------------------
 
@@ -133,7 +125,8 @@ class Outcomes:
         """The keyword arguments of an attempt: upstream outputs, parameters, ``ctx``."""
         outputs = self.outputs
         kwargs = {d: outputs.get(d) for d in node.data_deps}
-        kwargs.update(self.keys.param_values(node))
+        if node.run_params:
+            kwargs.update(self.keys.param_values(node))
         if node.bindings:
             kwargs.update(node.bindings)
         if node.spec.takes_ctx:
@@ -182,21 +175,27 @@ class Outcomes:
     ) -> None:
         """Reuse a stored result (``shared``: found in the shared cache, so its record is
         journaled as this run's own). Raises OutputMissingError if its output cannot be read."""
-        ser = self.nodes[name].spec.serializer or self.serializer
+        get = prev.get
         ref = stored_name(prev)  # a file is read by its suffix, whatever wrote it
         store = self.store
-        value = decode(prev, store.outputs, reader_for(ref, ser) if ref else ser, store.objects)
-        ctx = prev.get("ctx")
+        if ref is None:  # inline JSON: checked against its hash, no serializer involved
+            value = get("out")
+            check_inline(prev, value)
+        else:
+            ser = self.nodes[name].spec.serializer or self.serializer
+            value = decode(prev, store.outputs, reader_for(ref, ser), store.objects)
+        ctx = get("ctx")
         if ctx is not None:
             writes = decode(ctx, store.ctx_outputs, self.serializer, store.objects)
             self._ctx_update(writes or {}, busy)
         r = self.results[name]
-        r.status, r.output, r.reason = Status.CACHED, value, restored_reason(prev)
-        r.attempts = int(prev.get("attempts", 1))
+        r.status, r.output = Status.CACHED, value
+        r.reason = restored_reason(prev) if "from" in prev else "unchanged"
+        r.attempts = int(get("attempts", 1))
         r.duration_s = duration_of(prev) or 0.0
-        r.started, r.ended = prev.get("start"), prev.get("end")
+        r.started, r.ended = get("start"), get("end")
         self.outputs[name] = value
-        self.hashes[name] = str(prev.get("hash", "-"))
+        self.hashes[name] = str(get("hash", "-"))
         self.inputs_of.pop(name, None)
         if shared:
             self.ledger.adopted(dict(prev))

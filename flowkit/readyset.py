@@ -41,10 +41,11 @@ class ReadySet:
         """Whether a step is waiting to be decided."""
         return bool(self._decidable)
 
-    def done(self, name: str) -> None:
-        """``name`` finished (any outcome): its successors have one predecessor fewer."""
+    def done(self, name: str, successors: Sequence[str] | None = None) -> None:
+        """``name`` finished (any outcome): its successors have one predecessor fewer (the
+        caller may pass them, when it holds them, to save a lookup)."""
         remaining = self._remaining
-        for succ in self._downstream[name]:
+        for succ in self._downstream[name] if successors is None else successors:
             left = remaining[succ] - 1
             remaining[succ] = left
             if left == 0:

@@ -132,10 +132,11 @@ def parse_line(line: bytes, sealed: bool) -> tuple[dict[str, Any], bool]:
         if sealed:
             raise RecordError("this line has no checksum, unlike the lines before it")
     else:
-        cut = line.rfind(b',"crc":')
-        if crc.__class__ is not int or line[cut + 7 : -1] != b"%d" % crc or line[-1:] != b"}":
+        # the seal is the line's end, exactly as seal() wrote it (nothing after it escapes it)
+        end = b',"crc":%d}' % crc if crc.__class__ is int else b""
+        if not end or not line.endswith(end):
             raise RecordError("its checksum field is damaged")
-        if zlib.crc32(line[:cut] + b"}") != crc:
+        if zlib.crc32(line[: -len(end)] + b"}") != crc:
             raise RecordError("its checksum does not match its content (the line was altered)")
     validate(rec)
     return rec, crc is not None
@@ -153,11 +154,16 @@ def validate(rec: Mapping[str, Any]) -> None:
     # Whether the fields are present with the right types depends only on the record's field
     # names and the types of their values: a journal's records have a few such shapes, each
     # checked field by field once.
-    shape = (ev, tuple(rec), tuple(map(type, rec.values())))
-    if shape not in _good_shapes:
+    names = (ev, *rec)
+    types = tuple(map(type, rec.values()))
+    good = _good_shapes.get(names)
+    if good is None or types not in good:
         _check_fields(ev, rec)
-        if len(_good_shapes) < _MAX_SHAPES:
-            _good_shapes.add(shape)
+        if good is None:
+            if len(_good_shapes) < _MAX_SHAPES:
+                _good_shapes[names] = {types}
+        elif len(good) < _MAX_SHAPES:
+            good.add(types)
     if ev == "done":
         _check_done(rec)
     elif ev == "end" and rec["status"] not in RUN_STATUSES:
@@ -172,8 +178,8 @@ def validate(rec: Mapping[str, Any]) -> None:
             raise RecordError("the 'steps' of a 'cached' record must be step names")
 
 
-#: (record type, field names, their values' types) of records whose fields checked out
-_good_shapes: set[tuple[str, tuple[str, ...], tuple[type, ...]]] = set()
+#: (record type, field names...) -> the types of their values in records that checked out
+_good_shapes: dict[tuple[str, ...], set[tuple[type, ...]]] = {}
 _MAX_SHAPES = 4096
 
 

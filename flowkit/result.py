@@ -179,7 +179,7 @@ class StepResult:
         """A JSON-ready summary (without the output); empty fields are left out."""
         out: dict[str, Any] = {
             "name": self.name,
-            "status": self.status.value,
+            "status": self.status._value_,  # (.value, without the enum property's lookup)
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 6),
         }
@@ -259,8 +259,7 @@ class RunResult:
 
     def counts(self) -> dict[str, int]:
         """How many steps ended in each status (statuses with zero steps omitted)."""
-        tally = Counter([r.status for r in self.steps.values()])
-        return {status.value: n for status, n in tally.items()}
+        return dict(Counter([r.status._value_ for r in self.steps.values()]))
 
     def summary(self) -> str:
         """A short human summary: verdict, counts, time, and each failure."""

@@ -45,9 +45,12 @@ class Decision(str, Enum):
     UPSTREAM_FAILED = "upstream_failed"  # plans only: an upstream is known to fail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inputs:
-    """What a step's cache key is made of, kept in its journal record for explanations."""
+    """What a step's cache key is made of, kept in its journal record for explanations.
+
+    Not changed once made (not ``frozen``: a frozen dataclass costs four times as much to make,
+    and one is made per step)."""
 
     code: str
     params: tuple[tuple[str, Any], ...]
@@ -59,13 +62,20 @@ class Inputs:
     param_hashes: tuple[tuple[str, str, bool], ...] = ()
 
     def record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {"key": self.key, "code": self.code}
-        if self.data or self.order:
+        rec: dict[str, Any] = {}
+        self.add_to(rec)
+        return rec
+
+    def add_to(self, rec: dict[str, Any]) -> None:
+        """Add the record fields (``key``, ``code``, ``in``, ``p``) to ``rec``."""
+        rec["key"] = self.key
+        rec["code"] = self.code
+        data, order = self.data, self.order
+        if data or order:
             # short prefixes: enough to name the input that changed (the key covers the rest)
-            rec["in"] = {n: h[:INPUT_PREFIX] for n, h in self.data + self.order}
+            rec["in"] = {n: h[:INPUT_PREFIX] for n, h in (data + order if order else data)}
         if self.param_hashes:  # to name the parameter that changed, and how
             rec["p"] = {n: h for n, h, _ in self.param_hashes}
-        return rec
 
 
 class KeyMaker:
@@ -124,9 +134,13 @@ class KeyMaker:
         return static
 
     def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
-        static = self._static.get(node.name)
-        if static is None:
-            static = self._static_part(node)
+        static: _Static | None
+        if not node.run_params and not node.binding_keys:  # only the code: nothing to keep
+            static = (self.code(node.spec), (), b"[]", ())
+        else:
+            static = self._static.get(node.name)
+            if static is None:
+                static = self._static_part(node)
         code, params, encoded, ph = static
         deps = node.data_deps
         data = tuple([(d, hashes.get(d, "-")) for d in deps]) if deps else ()

@@ -32,13 +32,17 @@ class Blocked:
     reason: str
 
 
+_SUCCEEDED, _CACHED = Status.SUCCEEDED, Status.CACHED
+
+
 def trigger_blocks(
     rule: Trigger, upstream: tuple[str, ...], results: Mapping[str, StepResult]
 ) -> Blocked | None:
     """Why ``rule`` forbids running given the upstreams' results, or None when it allows it."""
     if rule is Trigger.ALL_SUCCESS:  # the default, on every step: settle the common case fast
         for u in upstream:
-            if not results[u].status.ok:
+            st = results[u].status
+            if st is not _SUCCEEDED and st is not _CACHED:  # Status.ok, without its lookups
                 break
         else:
             return None

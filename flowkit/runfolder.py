@@ -35,7 +35,8 @@ def set_aside_orphans(store: RunStore) -> None:
 def finish(store: RunStore, steps: Outcomes, result: RunResult, started: float) -> None:
     """Journal the run's end, then write its snapshot (checked against the journal when next
     read) and its report."""
-    steps.ledger.run_ended(result.status.value, time.time(), result.counts())
+    counts = result.counts()
+    steps.ledger.run_ended(result.status.value, time.time(), counts)
     store.write_snapshot(
         {
             "flow": steps.flow,
@@ -44,8 +45,8 @@ def finish(store: RunStore, steps: Outcomes, result: RunResult, started: float) 
             "status": result.status.value,
             "started": started,
             "duration_s": result.duration_s,
-            "counts": result.counts(),
-            "steps": {n: r.status.value for n, r in steps.results.items()},
+            "counts": dict(counts),
+            "steps": {n: r.status._value_ for n, r in steps.results.items()},
         }
     )
     store.write_report(result.to_json())

@@ -118,6 +118,39 @@ def test_thread_executor_puts_each_steps_output_in_its_own_log_and_not_on_the_te
     assert bool(attached) == (capture._CAPTURE.active > 0)
 
 
+def test_inline_steps_keep_capturing_logging_after_a_step_removes_the_root_handlers(
+    tmp_path: Path,
+) -> None:
+    f = Flow("rootless")
+
+    @f.step()
+    def clears() -> int:
+        root = logging.getLogger()
+        removed = list(root.handlers)
+        for h in removed:
+            root.removeHandler(h)
+        return len(removed)
+
+    @f.step()
+    def logs(clears: int) -> int:
+        logging.getLogger("flowkit.step.logs").info("info after the handlers went")
+        return clears
+
+    before = list(logging.getLogger().handlers)
+    try:
+        result = f.run(state_dir=tmp_path / "st")
+    finally:
+        root = logging.getLogger()
+        for h in before:
+            if h not in root.handlers and type(h).__name__ != "_CaptureHandler":
+                root.addHandler(h)
+    assert result.ok and result["clears"].output >= 1  # it removed flowkit's handler too
+    text = (logs_of(tmp_path / "st", "rootless") / "logs.log").read_text()
+    assert "INFO flowkit.step.logs: info after the handlers went" in text
+    attached = [h for h in logging.getLogger().handlers if type(h).__name__ == "_CaptureHandler"]
+    assert bool(attached) == (capture._CAPTURE.active > 0)  # and it goes with the run
+
+
 def test_process_executor_captures_prints_and_ctx_log(tmp_path: Path) -> None:
     result = proc.run(state_dir=tmp_path / "st", workers=2, executor="process")
     assert result.ok
