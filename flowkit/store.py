@@ -30,8 +30,6 @@ import contextlib
 import errno
 import os
 import shutil
-import socket
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,15 +39,11 @@ from typing import Any
 import orjson
 
 from .codec import fsync_dir, stored_name, write_all, write_atomic
-from .errors import CorruptStateError, RunLockedError, StateVersionError, StateWriteError
+from .errors import CorruptStateError, StateVersionError, StateWriteError
 from .keys import digest, safe_name
 from .objects import OBJECTS, ObjectStore
 from .records import read_journal, records_end, seal
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover (Windows): probe the lock with filelock instead
-    fcntl = None  # type: ignore[assignment]
+from .runlock import RunLock
 
 __all__ = [
     "FORMAT",
@@ -207,38 +201,7 @@ class RunStore:
 
         Only reads: it creates nothing, and works on a state folder it cannot write.
         """
-        lock_path = self.dir / "run.lock"
-        if not lock_path.exists():
-            return None
-        if fcntl is None:  # pragma: no cover
-            from filelock import FileLock, Timeout
-
-            probe = FileLock(str(lock_path), timeout=0)
-            try:
-                probe.acquire()
-            except Timeout:
-                return self._describe_owner()
-            probe.release()
-            return None
-        try:
-            fd = os.open(lock_path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock filelock takes
-        except OSError:
-            return self._describe_owner()
-        finally:
-            os.close(fd)  # closing releases our probe
-        return None
-
-    def _describe_owner(self) -> str:
-        try:
-            owner = orjson.loads((self.dir / "owner.json").read_bytes())
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner["started"]))
-            return f"pid {owner['pid']} on host {owner['host']}, started {since}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "another process"
+        return RunLock(self.dir).holder()
 
     def file_of(self, record: Mapping[str, Any], ctx: bool = False) -> Path | None:
         """The file holding a ``done`` record's output (``ctx``: its ``ctx`` writes): an object,
@@ -260,31 +223,19 @@ class RunStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock (an OS lock: it dies with the process).
+        """Hold the run's lock (an OS lock: it dies with the process); the journal is closed
+        before it is released.
 
         Raises:
             RunLockedError: another live process holds it.
             StateWriteError: the run's folder cannot be created or written.
         """
-        from filelock import FileLock, Timeout  # not needed by `import flowkit`
-
         check_folder(self.dir)
-        lock_path = self.dir / "run.lock"
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            flock = FileLock(str(lock_path), timeout=0)
-            flock.acquire()
-        except Timeout:
-            raise RunLockedError(self.dir.name, self._describe_owner()) from None
-        except OSError as exc:
-            raise StateWriteError(lock_path if self.dir.is_dir() else self.dir, exc) from None
-        try:
-            owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-            write_atomic(self.dir / "owner.json", orjson.dumps(owner), fsync=False)
-            yield
-        finally:
-            self.close()
-            flock.release()
+        with RunLock(self.dir).hold():
+            try:
+                yield
+            finally:
+                self.close()
 
     def archive(self) -> None:
         """Move this run's state aside (``<run>.previous``, replacing an older one): --fresh."""

@@ -49,6 +49,7 @@ LAYERS: list[set[str]] = [
         "interrupt",
         "options",
     },
+    {"runlock"},
     {
         "graph",
         "store",
