@@ -11,6 +11,7 @@ exception that cannot be pickled comes back as a stand-in (see :mod:`flowkit.rem
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import pickle
@@ -324,18 +325,14 @@ def _run_pickled(payload: bytes) -> Any:
     return call_portable(fn, *args, **kwargs)
 
 
-_process_pool_class: type[Executor] | None = None
-
-
 def _process_pool(workers: int, signals_to_parent: bool, state_dir: str | None) -> Executor:
     """A :class:`_ProcessPool`; the class (and multiprocessing) is made with the first one, so
     that ``import flowkit`` does not load multiprocessing."""
-    global _process_pool_class
-    if _process_pool_class is None:
-        _process_pool_class = _define_process_pool()
-    return _process_pool_class(workers, signals_to_parent, state_dir)  # type: ignore[call-arg]
+    pool_class = _define_process_pool()
+    return pool_class(workers, signals_to_parent, state_dir)  # type: ignore[call-arg]
 
 
+@functools.cache
 def _define_process_pool() -> type[Executor]:
     from concurrent.futures import ProcessPoolExecutor
 

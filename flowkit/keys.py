@@ -143,10 +143,24 @@ class _Strip(ast.NodeTransformer):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
 
 
-#: AST hashes of functions in files, kept across processes (see load_code_cache):
-#: "file|line|qualname" -> [mtime_ns, size, hash]. Valid while the file's mtime and size hold.
-_disk: dict[str, list[Any]] = {}
-_disk_dirty = False
+class SourceHashes:
+    """AST hashes of functions in files, kept across processes (see :func:`load_code_cache`):
+    ``"file|line|qualname" -> [mtime_ns, size, hash]``, each valid while its file's mtime and
+    size hold. ``dirty``: it gained entries since it was loaded or saved."""
+
+    __slots__ = ("dirty", "entries")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty = False
+
+    def put(self, key: str, stat: os.stat_result, value: str) -> None:
+        self.entries[key] = [stat.st_mtime_ns, stat.st_size, value]
+        self.dirty = True
+
+
+#: The process's source hashes, shared by the flows it runs.
+SOURCE_HASHES = SourceHashes()
 
 
 def _source(code: types.CodeType) -> str:
@@ -192,7 +206,6 @@ def _bytecode_hash(code: types.CodeType) -> str:
 
 def _source_hash(code: types.CodeType, filename: str) -> str:
     """The hash of the function's AST, from the disk cache while its file is unchanged."""
-    global _disk_dirty
     stat: os.stat_result | None = None
     key = f"{filename}|{code.co_firstlineno}|{getattr(code, 'co_qualname', code.co_name)}"
     if not filename.startswith("<"):
@@ -200,7 +213,7 @@ def _source_hash(code: types.CodeType, filename: str) -> str:
             stat = os.stat(filename)
         except OSError:
             stat = None
-        hit = _disk.get(key) if stat is not None else None
+        hit = SOURCE_HASHES.entries.get(key) if stat is not None else None
         if hit is not None and stat is not None and hit[:2] == [stat.st_mtime_ns, stat.st_size]:
             return str(hit[2])
     try:
@@ -210,8 +223,7 @@ def _source_hash(code: types.CodeType, filename: str) -> str:
     text = ast.dump(_Strip().visit(tree), annotate_fields=False, include_attributes=False)
     result = digest("ast", text)
     if stat is not None:
-        _disk[key] = [stat.st_mtime_ns, stat.st_size, result]
-        _disk_dirty = True
+        SOURCE_HASHES.put(key, stat, result)
     return result
 
 
@@ -224,21 +236,20 @@ def load_code_cache(path: Path) -> None:
         return
     if isinstance(data, dict):
         for k, v in data.items():
-            if isinstance(v, list) and len(v) == 3 and k not in _disk:
-                _disk[k] = v
+            if isinstance(v, list) and len(v) == 3 and k not in SOURCE_HASHES.entries:
+                SOURCE_HASHES.entries[k] = v
 
 
 def save_code_cache(path: Path) -> None:
     """Write the cache of source hashes if it gained entries (atomically; failures ignored)."""
-    global _disk_dirty
-    if not _disk_dirty:
+    if not SOURCE_HASHES.dirty:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(orjson.dumps(_disk))
+        tmp.write_bytes(orjson.dumps(SOURCE_HASHES.entries))
         os.replace(tmp, path)
-        _disk_dirty = False
+        SOURCE_HASHES.dirty = False
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()

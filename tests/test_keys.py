@@ -181,7 +181,7 @@ def test_saved_source_hashes_are_reused_only_while_the_file_is_unchanged(tmp_pat
     keys.save_code_cache(cache)
     entries = json.loads(cache.read_text())
     assert any(k.startswith(str(src)) for k in entries)
-    keys._disk.clear()
+    keys.SOURCE_HASHES.entries.clear()
     keys.load_code_cache(cache)
     assert fresh_hash() == first
     # same size, new content: the mtime moves, the saved hash must not be used
