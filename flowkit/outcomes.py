@@ -47,6 +47,7 @@ __all__ = ["Outcomes", "shared_lookup"]
 #: Types stored inline in the journal (as JSON): no serializer is chosen for them.
 _JSON_SCALARS = frozenset({type(None), bool, int, float, str})
 _CACHED = Status.CACHED
+_FAILURES = frozenset({Status.FAILED, Status.TIMED_OUT})  # Status.failed, without its lookups
 
 
 def shared_lookup(
@@ -413,16 +414,21 @@ class Outcomes:
 
     def result(self, stop: RunStatus | None, started: float, duration: float) -> RunResult:
         """The run's result (steps never reached are ``pending``, saying why)."""
-        for r in self.results.values():
-            if r.status in (Status.PENDING, Status.RUNNING):
-                r.status = Status.PENDING
+        failed = False
+        pending, running, failures = Status.PENDING, Status.RUNNING, _FAILURES
+        for r in self.results.values():  # one pass: this visits every step
+            st = r.status
+            if st is pending or st is running:
+                r.status = pending
                 if stop is RunStatus.INTERRUPTED:
                     r.reason = "run interrupted"
                 elif stop is RunStatus.TIMED_OUT:
                     r.reason = "run timed out"
+            elif st in failures:
+                failed = True
         if stop is not None:
             status = stop
-        elif any(r.status.failed for r in self.results.values()):
+        elif failed:
             status = RunStatus.FAILED
         else:
             status = RunStatus.SUCCEEDED
