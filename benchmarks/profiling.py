@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import sys
 from collections.abc import Callable
@@ -43,7 +44,7 @@ def profile(fn: Callable[[], Any], use_cprofile: bool) -> str:
     fn()
     prof.disable()
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+    pstats.Stats(prof, stream=out).sort_stats(os.environ.get("PROFSORT", "tottime")).print_stats(30)
     return out.getvalue()
 
 

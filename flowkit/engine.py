@@ -387,33 +387,3 @@ class Engine(Expiry):
             self._dirty = False
         else:
             self.store.flush()
-
-    def _attempt_failed(self, name: str, out: AttemptOutcome) -> Event | None:
-        """Schedule a retry (None) or fail the step (its event; the caller releases it)."""
-        assert out.error is not None
-        err = self.steps.attempt_failed(name, out)
-        delay = None
-        if self.stop is None:
-            attempts = self.results[name].attempts
-            delay = self.nodes[name].spec.retry.next_delay(attempts, out.error, self.rng)
-        if delay is None:
-            return self._fail(name, err, timed_out=out.timed_out, release=False)
-        self.steps.retrying(name, err, delay, out.timed_out)
-        self.timers.retry(name, self.clock() + delay)
-        return None
-
-    def _fail(
-        self,
-        name: str,
-        err: ErrorInfo,
-        *,
-        timed_out: bool = False,
-        reason: str = "",
-        release: bool = True,
-    ) -> Event:
-        event = self.steps.failed(name, err, timed_out=timed_out, reason=reason)
-        if self.opts.fail_fast and self.halted_by is None:
-            self.halted_by = name
-        if release:
-            self._release([(name, event)])
-        return event

@@ -1,14 +1,17 @@
-"""When time runs out or a stop is asked: what the scheduler loop does about it.
+"""When an attempt fails, time runs out or a stop is asked: what the scheduler loop does about it.
 
-Step deadlines that pass fail their attempt (or retry it), a run deadline stops the run, a
-signal asks for a stop, and at the end of the grace period what still runs is killed (shell
-steps, process workers) or abandoned (threads). :class:`Expiry` holds these methods of
-:class:`~flowkit.engine.Engine`; the deadlines themselves live in :class:`~flowkit.timers.Timers`.
+A failed attempt is retried after its delay or fails its step (under fail-fast, the first
+failure halts the run); step deadlines that pass fail their attempt (or retry it), a run deadline
+stops the run, a signal asks for a stop, and at the end of the grace period what still runs is
+killed (shell steps, process workers) or abandoned (threads). :class:`Expiry` holds these methods
+of :class:`~flowkit.engine.Engine`; the deadlines themselves live in
+:class:`~flowkit.timers.Timers`.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,7 +24,7 @@ from .events import Event
 from .graph import Node
 from .options import RunOptions
 from .outcomes import Outcomes
-from .result import RunStatus, Status, StepResult
+from .result import ErrorInfo, RunStatus, Status, StepResult
 from .timers import Timers
 
 __all__ = ["Expiry"]
@@ -30,7 +33,8 @@ log = logging.getLogger("flowkit")
 
 
 class Expiry:
-    """The engine's deadlines and stops (a base class of :class:`~flowkit.engine.Engine`)."""
+    """The engine's failed attempts, deadlines and stops (a base class of
+    :class:`~flowkit.engine.Engine`)."""
 
     stop: RunStatus | None
     opts: RunOptions
@@ -41,12 +45,12 @@ class Expiry:
     nodes: dict[str, Node]
     results: dict[str, StepResult]
     steps: Outcomes
+    rng: random.Random
+    halted_by: str | None
 
     if TYPE_CHECKING:  # the engine's own, used here
 
         def _free(self, name: str) -> None: ...
-
-        def _attempt_failed(self, name: str, out: AttemptOutcome) -> Event | None: ...
 
         def _release(self, finished: list[tuple[str, Event | None]]) -> None: ...
 
@@ -108,3 +112,33 @@ class Expiry:
             f"no new steps start; running steps get {self.opts.grace:g}s to finish, then they "
             "are stopped. Press Ctrl-C again to stop at once."
         )
+
+    def _attempt_failed(self, name: str, out: AttemptOutcome) -> Event | None:
+        """Schedule a retry (None) or fail the step (its event; the caller releases it)."""
+        assert out.error is not None
+        err = self.steps.attempt_failed(name, out)
+        delay = None
+        if self.stop is None:
+            attempts = self.results[name].attempts
+            delay = self.nodes[name].spec.retry.next_delay(attempts, out.error, self.rng)
+        if delay is None:
+            return self._fail(name, err, timed_out=out.timed_out, release=False)
+        self.steps.retrying(name, err, delay, out.timed_out)
+        self.timers.retry(name, self.clock() + delay)
+        return None
+
+    def _fail(
+        self,
+        name: str,
+        err: ErrorInfo,
+        *,
+        timed_out: bool = False,
+        reason: str = "",
+        release: bool = True,
+    ) -> Event:
+        event = self.steps.failed(name, err, timed_out=timed_out, reason=reason)
+        if self.opts.fail_fast and self.halted_by is None:
+            self.halted_by = name
+        if release:
+            self._release([(name, event)])
+        return event

@@ -46,6 +46,8 @@ __all__ = ["Outcomes", "shared_lookup"]
 
 #: Types stored inline in the journal (as JSON): no serializer is chosen for them.
 _JSON_SCALARS = frozenset({type(None), bool, int, float, str})
+_CACHED = Status.CACHED
+_FAILURES = frozenset({Status.FAILED, Status.TIMED_OUT})  # Status.failed, without its lookups
 
 
 def shared_lookup(
@@ -176,26 +178,33 @@ class Outcomes:
         """Reuse a stored result (``shared``: found in the shared cache, so its record is
         journaled as this run's own). Raises OutputMissingError if its output cannot be read."""
         get = prev.get
-        ref = stored_name(prev)  # a file is read by its suffix, whatever wrote it
-        store = self.store
-        if ref is None:  # inline JSON: checked against its hash, no serializer involved
+        if "obj" not in prev and "ref" not in prev:
+            # inline JSON: checked against its hash, no serializer involved
             value = get("out")
             check_inline(prev, value)
         else:
+            store = self.store
+            ref = stored_name(prev)  # a file is read by its suffix, whatever wrote it
+            assert ref is not None
             ser = self.nodes[name].spec.serializer or self.serializer
             value = decode(prev, store.outputs, reader_for(ref, ser), store.objects)
         ctx = get("ctx")
         if ctx is not None:
+            store = self.store
             writes = decode(ctx, store.ctx_outputs, self.serializer, store.objects)
             self._ctx_update(writes or {}, busy)
         r = self.results[name]
-        r.status, r.output = Status.CACHED, value
+        r.status, r.output = _CACHED, value
         r.reason = restored_reason(prev) if "from" in prev else "unchanged"
-        r.attempts = int(get("attempts", 1))
-        r.duration_s = duration_of(prev) or 0.0
-        r.started, r.ended = get("start"), get("end")
+        r.attempts = get("attempts", 1)  # an int: the journal's records are checked on load
+        start, end = get("start"), get("end")
+        if "dur" not in prev and start.__class__ is float and end.__class__ is float:
+            r.duration_s = end - start  # the common case: one attempt (see duration_of)
+        else:
+            r.duration_s = duration_of(prev) or 0.0
+        r.started, r.ended = start, end
         self.outputs[name] = value
-        self.hashes[name] = str(get("hash", "-"))
+        self.hashes[name] = get("hash", "-")  # a str when present (checked on load)
         self.inputs_of.pop(name, None)
         if shared:
             self.ledger.adopted(dict(prev))
@@ -405,16 +414,21 @@ class Outcomes:
 
     def result(self, stop: RunStatus | None, started: float, duration: float) -> RunResult:
         """The run's result (steps never reached are ``pending``, saying why)."""
-        for r in self.results.values():
-            if r.status in (Status.PENDING, Status.RUNNING):
-                r.status = Status.PENDING
+        failed = False
+        pending, running, failures = Status.PENDING, Status.RUNNING, _FAILURES
+        for r in self.results.values():  # one pass: this visits every step
+            st = r.status
+            if st is pending or st is running:
+                r.status = pending
                 if stop is RunStatus.INTERRUPTED:
                     r.reason = "run interrupted"
                 elif stop is RunStatus.TIMED_OUT:
                     r.reason = "run timed out"
+            elif st in failures:
+                failed = True
         if stop is not None:
             status = stop
-        elif any(r.status.failed for r in self.results.values()):
+        elif failed:
             status = RunStatus.FAILED
         else:
             status = RunStatus.SUCCEEDED

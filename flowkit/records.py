@@ -149,38 +149,45 @@ def validate(rec: Mapping[str, Any]) -> None:
         RecordError: naming the record type and the field at fault.
     """
     ev = rec.get("ev")
+    # Every check but those of values inside a field depends only on the record's type, its
+    # status, its field names and the types of their values: a journal's records have a few
+    # such shapes, each checked in full once, then found with one set lookup.
+    try:
+        shape: tuple[Any, ...] | None = (ev, rec.get("status"), *rec, *map(type, rec.values()))
+        known = shape in _good_shapes
+    except TypeError:  # an unhashable type or status: the full check names it
+        shape, known = None, False
+    if not known:
+        _check(ev, rec)
+        if shape is not None and len(_good_shapes) < _MAX_SHAPES:
+            _good_shapes.add(shape)
+    if ev == "done":
+        if "ctx" in rec and rec["status"] == "succeeded":
+            _check_ctx(rec["ctx"])
+    elif ev == "cached":
+        steps = rec.get("steps")
+        if steps is not None and not all(n.__class__ is str for n in steps):
+            raise RecordError("the 'steps' of a 'cached' record must be step names")
+
+
+#: (record type, status, field names..., their values' types...) of records that checked out
+_good_shapes: set[tuple[Any, ...]] = set()
+_MAX_SHAPES = 4096
+
+
+def _check(ev: Any, rec: Mapping[str, Any]) -> None:
+    """The checks :func:`validate` remembers by shape, in full."""
     if not isinstance(ev, str) or ev not in _FIELDS:
         raise RecordError(f"unknown record type {ev!r}")
-    # Whether the fields are present with the right types depends only on the record's field
-    # names and the types of their values: a journal's records have a few such shapes, each
-    # checked field by field once.
-    names = (ev, *rec)
-    types = tuple(map(type, rec.values()))
-    good = _good_shapes.get(names)
-    if good is None or types not in good:
-        _check_fields(ev, rec)
-        if good is None:
-            if len(_good_shapes) < _MAX_SHAPES:
-                _good_shapes[names] = {types}
-        elif len(good) < _MAX_SHAPES:
-            good.add(types)
+    _check_fields(ev, rec)
     if ev == "done":
         _check_done(rec)
     elif ev == "end" and rec["status"] not in RUN_STATUSES:
         raise RecordError(f"unknown run status {rec['status']!r}")
     elif ev == "skip" and rec.get("status", "skipped") not in SKIP_STATUSES:
         raise RecordError(f"unknown skip status {rec['status']!r}")
-    elif ev == "cached":
-        steps = rec.get("steps")
-        if "step" not in rec and steps is None:
-            raise RecordError("a 'cached' record needs a 'step' field or a 'steps' list")
-        if steps is not None and not all(type(n) is str for n in steps):
-            raise RecordError("the 'steps' of a 'cached' record must be step names")
-
-
-#: (record type, field names...) -> the types of their values in records that checked out
-_good_shapes: dict[tuple[str, ...], set[tuple[type, ...]]] = {}
-_MAX_SHAPES = 4096
+    elif ev == "cached" and "step" not in rec and rec.get("steps") is None:
+        raise RecordError("a 'cached' record needs a 'step' field or a 'steps' list")
 
 
 def _check_fields(ev: str, rec: Mapping[str, Any]) -> None:
@@ -203,14 +210,15 @@ def _check_done(rec: Mapping[str, Any]) -> None:
             raise RecordError("a succeeded step's record needs its output 'hash'")
         if "instances" not in rec and "ref" not in rec and "out" not in rec and "obj" not in rec:
             raise RecordError("a succeeded step's record needs its output ('out' or 'obj')")
-        ctx = rec.get("ctx")
-        if ctx is not None and (
-            not isinstance(ctx.get("hash"), str)
-            or not ("out" in ctx or isinstance(ctx.get("obj") or ctx.get("ref"), str))
-        ):
-            raise RecordError("the 'ctx' field of a succeeded step's record is malformed")
     elif status in ("failed", "timed_out") and not isinstance(rec.get("error"), dict):
         raise RecordError(f"a {status} step's record needs its 'error'")
+
+
+def _check_ctx(ctx: Mapping[str, Any]) -> None:
+    if not isinstance(ctx.get("hash"), str) or not (
+        "out" in ctx or isinstance(ctx.get("obj") or ctx.get("ref"), str)
+    ):
+        raise RecordError("the 'ctx' field of a succeeded step's record is malformed")
 
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:
@@ -229,9 +237,30 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
     lines = data.split(b"\n")
     last = len(lines) - 1
     sealed = False
+    loads, crc32 = orjson.loads, zlib.crc32
     for i, line in enumerate(lines):
         if not line:
             continue
+        # a sealed line, checked as parse_line does with fewer steps; anything else (damage,
+        # a line written before seals) goes through parse_line, which says what is wrong
+        try:
+            rec: Any = loads(line)
+        except orjson.JSONDecodeError:
+            rec = None
+        if rec.__class__ is dict and (crc := rec.pop("crc", None)).__class__ is int:
+            end = b',"crc":%d}' % crc
+            if line.endswith(end) and crc32(line[: -len(end)] + b"}") == crc:
+                try:
+                    validate(rec)
+                except RecordError as exc:
+                    if i == last:
+                        return
+                    raise CorruptStateError(
+                        path, i + 1, f"{exc}; only a torn last line is forgiven"
+                    ) from None
+                sealed = True
+                yield rec
+                continue
         try:
             rec, has_seal = parse_line(line, sealed)
         except RecordError as exc:

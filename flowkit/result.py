@@ -42,6 +42,9 @@ class Status(str, Enum):
         return self not in (Status.PENDING, Status.RUNNING)
 
 
+_CACHED = Status.CACHED
+
+
 class RunStatus(str, Enum):
     """The outcome of a whole run."""
 
@@ -303,7 +306,18 @@ class RunResult:
             "started": self.started,
             "duration_s": round(self.duration_s, 6),
             "counts": self.counts(),
-            "steps": [r.to_json() for r in self.steps.values()],
+            "steps": [
+                # a cached step's entry (as StepResult.to_json makes it), without the call
+                {
+                    "name": r.name,
+                    "status": "cached",
+                    "attempts": r.attempts,
+                    "duration_s": round(r.duration_s, 6),
+                }
+                if r.status is _CACHED
+                else r.to_json()
+                for r in self.steps.values()
+            ],
             **({"notifications": self.notifications} if self.notifications else {}),
             **({"cluster": self.cluster} if self.cluster else {}),
             **({"trace_id": self.trace_id} if self.trace_id else {}),

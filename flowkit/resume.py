@@ -134,23 +134,26 @@ class KeyMaker:
         return static
 
     def inputs(self, node: Node, hashes: Mapping[str, str], keys: Mapping[str, str]) -> Inputs:
-        static: _Static | None
-        if not node.run_params and not node.binding_keys:  # only the code: nothing to keep
-            static = (self.code(node.spec), (), b"[]", ())
-        else:
-            static = self._static.get(node.name)
-            if static is None:
-                static = self._static_part(node)
-        code, params, encoded, ph = static
+        binding = node.binding_keys
         deps = node.data_deps
         data = tuple([(d, hashes.get(d, "-")) for d in deps]) if deps else ()
-        if node.binding_keys:
-            bound = {k for k, _ in node.binding_keys}
-            data = tuple(x for x in data if x[0] not in bound)
         deps = node.order_deps
         order = tuple([(d, keys.get(d, "-")) for d in deps]) if deps else ()
+        if not node.run_params and not binding:  # only the code: nothing to keep
+            spec = node.spec
+            code = self._code.get(spec.fn) if spec.code_version is None else None
+            if code is None:
+                code = self.code(spec)
+            return Inputs(code, (), data, order, step_key(code, (), data, order, b"[]"))
+        static = self._static.get(node.name)
+        if static is None:
+            static = self._static_part(node)
+        code, params, encoded, ph = static
+        if binding:
+            bound = {k for k, _ in binding}
+            data = tuple(x for x in data if x[0] not in bound)
         key = step_key(code, params, data, order, encoded)
-        return Inputs(code, params, data, order, key, bool(node.binding_keys), ph)
+        return Inputs(code, params, data, order, key, bool(binding), ph)
 
 
 def _short(value: Any) -> str:

@@ -156,8 +156,16 @@ class RunStore:
         state = LoadedState()
         self.summary()  # a damaged or newer snapshot stops us, even though we do not need it
         if self.exists():
+            steps, session = state.steps, state.session
             for rec in read_journal(self.journal_path):
-                if rec["ev"] == "run":
+                ev = rec["ev"]
+                if ev == "done":  # most lines: LoadedState.apply's first case, without the call
+                    name = rec["step"]
+                    steps[name] = rec
+                    if session:
+                        session.pop(name, None)
+                    continue
+                if ev == "run":
                     _check_format(self.journal_path, rec["format"])
                 state.apply(rec)
         return state

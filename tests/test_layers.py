@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
         "cli_help",
     },
     {"orphans", "objects", "fnshape"},
-    {"ship", "cost"},
+    {"ship", "cost", "procpool"},
     {"dask_executor"},
     {
         "events",

@@ -28,7 +28,7 @@ from conftest import PYTHON, flowkit_env, run_flowkit, run_flowkit_each
 from flowkit import Flow, Status
 from flowkit.errors import CorruptStateError
 from flowkit.keys import digest
-from flowkit.records import RecordError, parse_line, seal, validate
+from flowkit.records import RecordError, parse_line, read_journal, seal, validate
 from flowkit.secret import key_path, secret_key
 from flowkit.store import FORMAT, RunStore
 
@@ -169,6 +169,36 @@ def test_a_line_without_checksum_after_sealed_lines_is_damage() -> None:
 def test_validate_names_what_is_wrong_with_a_record(record: dict[str, Any], problem: str) -> None:
     with pytest.raises(RecordError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         validate(record)
+
+
+def test_a_remembered_record_shape_still_catches_each_bad_value() -> None:
+    # records with the same field names as good ones already seen: the status, a value's type
+    # and the values inside fields are still checked
+    good = {"ev": "done", "step": "a", "status": "succeeded", "out": 1, "hash": "h"}
+    validate(good)
+    validate(dict(good))  # the remembered shape
+    with pytest.raises(RecordError, match="unknown step status 'succeded'"):
+        validate({**good, "status": "succeded"})
+    with pytest.raises(RecordError, match="field 'step'"):
+        validate({**good, "step": ["a"]})
+    with_ctx = {**good, "ctx": {"hash": "h", "out": {}}}
+    validate(with_ctx)
+    with pytest.raises(RecordError, match="'ctx' field"):
+        validate({**good, "ctx": {"hash": 3, "out": {}}})
+    validate({"ev": "cached", "steps": ["a", "b"]})
+    with pytest.raises(RecordError, match="step names"):
+        validate({"ev": "cached", "steps": ["a", 2]})
+    with pytest.raises(RecordError, match="unknown record type"):
+        validate({"ev": ["done"], "step": "a"})  # not hashable: checked in full
+
+
+def test_a_sealed_line_whose_content_was_altered_is_named_by_the_reader(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    lines = [seal({"ev": "skip", "step": s, "reason": "r"}) for s in ("a", "b", "c")]
+    lines[1] = lines[1].replace(b'"b"', b'"x"')
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(CorruptStateError, match=r"jsonl:2: its checksum does not match"):
+        list(read_journal(path))
 
 
 @pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "legacy-unsealed"])
