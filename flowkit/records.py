@@ -121,6 +121,21 @@ def parse_line(line: bytes, sealed: bool) -> tuple[dict[str, Any], bool]:
         RecordError: the line does not parse, its seal does not match, it lacks a seal after
             sealed lines, or it is not a valid record (see :func:`validate`).
     """
+    missing = "this line has no checksum, unlike the lines before it" if sealed else None
+    rec, had_seal = unseal(line, missing)
+    validate(rec)
+    return rec, had_seal
+
+
+def unseal(line: bytes, missing: str | None) -> tuple[dict[str, Any], bool]:
+    """A sealed line (as :func:`seal` wrote it, without its newline) parsed into its JSON object,
+    its seal checked and removed; returns it and whether the line carried a seal.
+
+    ``missing``: the error for a line without a seal (None: a line may have none).
+
+    Raises:
+        RecordError: the line is not a JSON object, its seal is damaged or does not match.
+    """
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -129,17 +144,16 @@ def parse_line(line: bytes, sealed: bool) -> tuple[dict[str, Any], bool]:
         raise RecordError("this line is not a JSON object")
     crc = rec.pop("crc", None)
     if crc is None:
-        if sealed:
-            raise RecordError("this line has no checksum, unlike the lines before it")
-    else:
-        # the seal is the line's end, exactly as seal() wrote it (nothing after it escapes it)
-        end = b',"crc":%d}' % crc if crc.__class__ is int else b""
-        if not end or not line.endswith(end):
-            raise RecordError("its checksum field is damaged")
-        if zlib.crc32(line[: -len(end)] + b"}") != crc:
-            raise RecordError("its checksum does not match its content (the line was altered)")
-    validate(rec)
-    return rec, crc is not None
+        if missing is not None:
+            raise RecordError(missing)
+        return rec, False
+    # the seal is the line's end, exactly as seal() wrote it (nothing after it escapes it)
+    end = b',"crc":%d}' % crc if crc.__class__ is int else b""
+    if not end or not line.endswith(end):
+        raise RecordError("its checksum field is damaged")
+    if zlib.crc32(line[: -len(end)] + b"}") != crc:
+        raise RecordError("its checksum does not match its content (the line was altered)")
+    return rec, True
 
 
 def validate(rec: Mapping[str, Any]) -> None:

@@ -19,17 +19,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .codec import write_all, write_atomic
 from .errors import StateWriteError
 from .objects import OBJECTS, ObjectStore
-from .records import RecordError, seal, validate
+from .records import RecordError, seal, unseal, validate
 
 __all__ = ["INDEX", "SharedCache"]
 
@@ -128,16 +125,7 @@ class SharedCache:
 
 
 def _parse(line: bytes) -> dict[str, Any]:
-    try:
-        entry = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise RecordError("this line is not valid JSON") from None
-    if not isinstance(entry, dict):
-        raise RecordError("this line is not a JSON object")
-    crc = entry.pop("crc", None)
-    cut = line.rfind(b',"crc":')
-    if type(crc) is not int or cut < 0 or zlib.crc32(line[:cut] + b"}") != crc:
-        raise RecordError("its checksum does not match its content")
+    entry, _ = unseal(line, "this line has no checksum")
     rec = entry.get("rec")
     if not all(isinstance(entry.get(k), str) for k in ("key", "run", "step")) or not isinstance(
         rec, dict
