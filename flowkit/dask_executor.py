@@ -180,6 +180,12 @@ def _cut_short(record: logging.LogRecord) -> bool:
     return not isinstance(exc, asyncio.CancelledError)
 
 
+def _closed_comm(record: logging.LogRecord) -> bool:
+    """Drop the informational record, with its traceback, that Dask's client logs when its
+    connection to the scheduler closes: the run reports a lost cluster in its own words."""
+    return not (record.levelno < logging.WARNING and record.exc_info)
+
+
 class _DaskFuture(Future[Any]):
     """The engine's view of one attempt on the cluster; cancelling it cancels the Dask task."""
 
@@ -220,6 +226,9 @@ class DaskExecutor(Executor):
         self._installed: set[str] = set()
         self._folders: dict[str, str] = {}
         self._lost = False
+        batched = logging.getLogger("distributed.batched")
+        if _closed_comm not in batched.filters:  # the run says "the cluster went away" itself
+            batched.addFilter(_closed_comm)
         if address:
             self.address = address
             try:
