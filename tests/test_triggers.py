@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import subprocess
 import tempfile
 import textwrap
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import PYTHON, flowkit_env
+from conftest import run_flowkit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -443,20 +442,9 @@ RELEASE = textwrap.dedent(
 )
 
 
-def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "flowkit", *args],
-        cwd=tmp_path,
-        env=flowkit_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_cli_guard_and_alert_two_steps_below_a_failure(tmp_path: Path) -> None:
     (tmp_path / "release.py").write_text(RELEASE)
-    r = _cli(tmp_path, "run", "release.py:release", BUILD_BROKEN="1")
+    r = run_flowkit(tmp_path, "run", "release.py:release", BUILD_BROKEN="1")
     assert r.returncode == 1, r.stderr
     out = r.stdout.splitlines()
     assert "[UPSTREAM_FAILED] test: upstream 'build' failed" in out
@@ -467,7 +455,7 @@ def test_cli_guard_and_alert_two_steps_below_a_failure(tmp_path: Path) -> None:
     assert any(x.startswith("[SUCCEEDED] page_oncall") for x in out), r.stdout
     assert "1 succeeded, 1 failed, 2 upstream_failed" in r.stdout
 
-    status = _cli(tmp_path, "status", "release.py:release")
+    status = run_flowkit(tmp_path, "status", "release.py:release")
     rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[2:]}
     assert rows == {
         "build": "failed",
@@ -475,15 +463,15 @@ def test_cli_guard_and_alert_two_steps_below_a_failure(tmp_path: Path) -> None:
         "deploy_production": "upstream_failed",
         "page_oncall": "succeeded",
     }
-    report = _cli(tmp_path, "report", "release.py:release")
+    report = run_flowkit(tmp_path, "report", "release.py:release")
     assert "  upstream_failed deploy_production: upstream 'test' did not run" in report.stdout
 
-    plan = _cli(tmp_path, "run", "release.py:release", "--dry-run")
+    plan = run_flowkit(tmp_path, "run", "release.py:release", "--dry-run")
     assert "  skip   page_oncall  (trigger one_failed: no upstream failed, if test succeeds)" in (
         plan.stdout.splitlines()
     ), plan.stdout
 
-    fixed = _cli(tmp_path, "run", "release.py:release")
+    fixed = run_flowkit(tmp_path, "run", "release.py:release")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert any(x.startswith("[SUCCEEDED] deploy_production") for x in fixed.stdout.splitlines())
     assert "[SKIPPED]   page_oncall: trigger one_failed: no upstream failed" in fixed.stdout
@@ -494,7 +482,7 @@ def test_cli_rejects_an_unknown_rule_naming_the_choices(tmp_path: Path) -> None:
         "from flowkit import Flow\nf = Flow('f')\n"
         "@f.step(trigger='one_succeeded')\ndef a() -> None: ...\n"
     )
-    r = _cli(tmp_path, "run", "bad.py:f")
+    r = run_flowkit(tmp_path, "run", "bad.py:f")
     assert r.returncode == 2
     assert "trigger='one_succeeded' is invalid" in r.stderr
     assert "one_success" in r.stderr
@@ -502,8 +490,8 @@ def test_cli_rejects_an_unknown_rule_naming_the_choices(tmp_path: Path) -> None:
 
 def test_cli_explain_names_the_rule_that_keeps_a_step_from_running(tmp_path: Path) -> None:
     (tmp_path / "release.py").write_text(RELEASE)
-    _cli(tmp_path, "run", "release.py:release", BUILD_BROKEN="1")
-    r = _cli(tmp_path, "explain", "release.py:release", "page_oncall")
+    run_flowkit(tmp_path, "run", "release.py:release", BUILD_BROKEN="1")
+    r = run_flowkit(tmp_path, "explain", "release.py:release", "page_oncall")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == (
         "page_oncall: would be skipped — trigger one_failed: no upstream failed, if test succeeds."
@@ -526,9 +514,9 @@ WORKFLOW = textwrap.dedent(
 def test_yaml_workflow_steps_take_the_same_rules_and_states(tmp_path: Path) -> None:
     pytest.importorskip("yaml")
     (tmp_path / "nightly.yaml").write_text(WORKFLOW)
-    r = _cli(tmp_path, "run", "nightly.yaml", "--continue-on-error")
+    r = run_flowkit(tmp_path, "run", "nightly.yaml", "--continue-on-error")
     assert r.returncode == 1, r.stdout + r.stderr
-    status = _cli(tmp_path, "status", "nightly.yaml")
+    status = run_flowkit(tmp_path, "status", "nightly.yaml")
     rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[2:]}
     assert rows == {
         "build": "failed",

@@ -58,18 +58,9 @@ class TokenGuard:
             "<code>flowkit serve</code> printed (it ends with <code>?token=…</code>), or send "
             "the header <code>Authorization: Bearer TOKEN</code>.</p>",
         ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"text/html; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="flowkit"'),
-                ],
-            }
+        await _reply(
+            send, 401, body, b"text/html", [(b"www-authenticate", b'Bearer realm="flowkit"')]
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 #: Host names a page reached through this machine's loopback interface is addressed by.
@@ -114,18 +105,7 @@ class LoopbackHosts:
         if host in LOCAL_NAMES:
             await self.app(scope, receive, send)
             return
-        body = b"Invalid host header"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _reply(send, 400, b"Invalid host header", b"text/plain")
 
 
 def _with_cookie(send: Send, token: str) -> Send:
@@ -175,3 +155,20 @@ def _cookie(header: str, name: str) -> str:
         if key == name:
             return value
     return ""
+
+
+async def _reply(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer a request here, without the app: ``status`` with a UTF-8 ``body``."""
+    headers = [
+        (b"content-type", content_type + b"; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
